@@ -1,0 +1,5 @@
+"""`python -m tailorlm.cli` runs the `tailor` command."""
+
+from tailorlm.cli import main
+
+main()

@@ -1,0 +1,81 @@
+"""`tailor init`, `tailor config ...` and `tailor quickstart`."""
+
+import json
+from pathlib import Path
+
+import typer
+
+from tailorlm.cli import app, emit
+
+config_app = typer.Typer(help="Show the resolved config or its JSON Schema.", no_args_is_help=True)
+app.add_typer(config_app, name="config", rich_help_panel="Project")
+
+JSON = typer.Option(False, "--json", help="Print one machine-readable JSON object.")
+PROJECT = typer.Option(None, "--project", "-p", help="Project folder (default: found from the current folder).")
+
+
+@app.command(rich_help_panel="Project")
+def init(
+    path: Path = typer.Argument(Path("."), help="Folder to create the project in."),
+    name: str = typer.Option(None, help="Project name (default: the folder's name)."),
+    description: str = typer.Option(None, help="What the model should do, in a sentence."),
+    force: bool = typer.Option(False, help="Overwrite an existing tailor.yaml."),
+    as_json: bool = JSON,
+) -> None:
+    """Create a project: a commented tailor.yaml and the .tailor/ state folder.
+
+    Example: tailor init support --description "Answer customer questions about Acme Cloud"
+    """
+    from tailorlm.project import CONFIG_FILE, init_project
+
+    project = init_project(path, name=name, description=description, force=force)
+    info = {"name": project.config.name, "root": str(project.root), "config": str(project.root / CONFIG_FILE),
+            "state_dir": str(project.state_dir)}
+    if not emit(info, as_json):
+        typer.echo(f"Created {info['config']} and {info['state_dir']}/")
+        typer.echo("Next: add sources to tailor.yaml, or try `tailor chat \"hello\"` in that folder.")
+
+
+@config_app.command("show")
+def config_show(project: Path = PROJECT, as_json: bool = JSON) -> None:
+    """Print the resolved config, every default filled in.
+
+    Example: tailor config show --json
+    """
+    import yaml
+
+    from tailorlm.project import Project
+
+    cfg = Project.load(project).config.model_dump(mode="json")
+    if not emit(cfg, as_json):
+        typer.echo(yaml.safe_dump(cfg, sort_keys=False), nl=False)
+
+
+@config_app.command("schema")
+def config_schema() -> None:
+    """Print the JSON Schema of tailor.yaml, with a description for every key.
+
+    Example: tailor config schema > tailor.schema.json
+    """
+    from tailorlm.config import ProjectConfig
+
+    typer.echo(json.dumps(ProjectConfig.model_json_schema(), indent=2))
+
+
+@app.command(rich_help_panel="Project")
+def quickstart(
+    path: Path = typer.Argument(Path("tailor-quickstart"), help="Where to create the example project."),
+    questions: int = typer.Option(3, min=1, help="How many of the example's questions to answer."),
+    as_json: bool = JSON,
+) -> None:
+    """The main job: create the example project and answer its questions with the embedded model.
+
+    Runs offline on a CPU; the first run fetches the embedded model (about 100 MB) once.
+
+    Example: tailor quickstart
+    """
+    from tailorlm.quickstart import run_quickstart
+
+    log = (lambda _msg: None) if as_json else typer.echo
+    result = run_quickstart(path, n_questions=questions, log=log)
+    emit(result, as_json)

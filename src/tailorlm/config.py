@@ -1,0 +1,244 @@
+"""The schema of `tailor.yaml`, and loading it with errors that point at a file, a line and a key.
+
+Every field has a description: `tailor config schema` prints them as JSON Schema, and the
+commented template written by `tailor init` is checked against this schema by the tests.
+"""
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from tailorlm.errors import ConfigError
+
+EMBEDDED_GENERATOR = "smollm2-135m-instruct"
+EMBEDDED_EMBEDDER = "all-minilm-l6-v2"
+
+RecordKind = Literal["chat", "preference", "text", "eval"]
+RungKind = Literal["zero_shot", "few_shot", "rag", "sft", "dpo", "hybrid", "cpt"]
+
+
+class Strict(BaseModel):
+    # Unknown keys are errors: a typo like `temprature` must not be silently ignored.
+    model_config = ConfigDict(extra="forbid")
+
+
+class GeneratorConfig(Strict):
+    backend: Literal["local", "openai"] = Field(
+        "local", description="`local` runs the model in-process with transformers; `openai` calls any OpenAI-compatible endpoint."
+    )
+    model: str = Field(
+        EMBEDDED_GENERATOR,
+        description="Embedded model name, Hugging Face model id or local folder (local backend), or the model name at the endpoint (openai backend).",
+    )
+    base_url: str | None = Field(None, description="Endpoint base URL for the openai backend, e.g. http://localhost:8000/v1.")
+    api_key_env: str | None = Field(
+        None, description="Name of the environment variable holding the endpoint's API key. The key itself never goes in this file."
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weights dtype for the local backend; `auto` is float32 on CPU and bfloat16 on GPUs that support it."
+    )
+    trust_remote_code: bool = Field(False, description="Allow a model repository to run its own Python code. Off unless you trust it.")
+
+
+class EmbedderConfig(Strict):
+    backend: Literal["local", "openai"] = Field(
+        "local", description="`local` uses sentence-transformers in-process; `openai` calls an endpoint's /v1/embeddings."
+    )
+    model: str = Field(
+        EMBEDDED_EMBEDDER, description="Embedded model name, sentence-transformers model id or folder, or the model name at the endpoint."
+    )
+    base_url: str | None = Field(None, description="Endpoint base URL for the openai backend.")
+    api_key_env: str | None = Field(None, description="Environment variable holding the endpoint's API key.")
+    batch_size: int = Field(32, ge=1, description="Texts embedded per batch.")
+
+
+class ModelsConfig(Strict):
+    generator: GeneratorConfig = Field(
+        default_factory=GeneratorConfig, description="The base model: every rung starts from it, and fine-tuning adapts it."
+    )
+    embedder: EmbedderConfig = Field(default_factory=EmbedderConfig, description="Embeds documents and examples for retrieval.")
+    judge: GeneratorConfig | None = Field(None, description="LLM-as-judge model; the generator when unset.")
+    teacher: GeneratorConfig | None = Field(None, description="Model that writes synthetic data; the generator when unset.")
+
+
+class TaskConfig(Strict):
+    description: str = Field(..., min_length=1, description="What the model should do, in a sentence or two. Used in prompts and advice.")
+    type: Literal["classification", "qa", "generation", "extraction", "chat"] = Field(
+        "qa", description="The task's shape; it picks default metrics and advice."
+    )
+    system_prompt: str | None = Field(None, description="System prompt for the prompting rungs; a default is built from the description.")
+    labels: list[str] = Field(default_factory=list, description="The allowed answers, for classification tasks.")
+    knowledge_changes: Literal["never", "yearly", "monthly", "weekly", "daily"] = Field(
+        "monthly", description="How often the facts the model needs change; frequent change favours RAG over fine-tuning."
+    )
+
+
+class SourceConfig(Strict):
+    name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Short name; datasets prepared from it are named after it.")
+    path: str = Field(..., description="A file, a glob or a folder of documents, relative to the project folder.")
+    kind: RecordKind | None = Field(None, description="Record kind; detected from the data when unset.")
+    format: Literal["auto", "jsonl", "csv", "parquet", "docs"] = Field("auto", description="File format; detected when `auto`.")
+    fields: dict[str, str] = Field(default_factory=dict, description="Field mapping from Tailor's names to yours, e.g. {text: body}.")
+    tags: list[str] = Field(default_factory=list, description="Tags for mixing and filtering.")
+    license: str | None = Field(None, description="Licence of the data, copied into dataset manifests.")
+
+
+class RungConfig(Strict):
+    kind: RungKind = Field(..., description="Which way of answering this rung is.")
+    name: str | None = Field(None, description="Display name; defaults to the kind.")
+    prompt: str = Field("default", description="Prompt name in the project's prompt library.")
+    k: int = Field(4, ge=1, description="Few-shot examples or retrieved chunks per question.")
+    selection: Literal["static", "similar"] = Field("static", description="few_shot only: fixed examples, or the most similar ones.")
+    model: str | None = Field(None, description="sft/dpo/hybrid/cpt: the model version or alias to answer with.")
+
+    @property
+    def label(self) -> str:
+        return self.name or self.kind
+
+
+class EvalConfig(Strict):
+    suite: str = Field("golden", description="The golden suite every rung is scored on.")
+    path: str | None = Field(None, description="A golden JSONL file; otherwise the test split that prepare registers.")
+    metrics: list[str] = Field(default_factory=lambda: ["accuracy"], description="Metrics to report on the suite.")
+    margin: float = Field(0.02, ge=0, description="Quality a cheaper rung may lose against the best and still be recommended.")
+
+
+class PricesConfig(Strict):
+    currency: str = Field("USD", description="Currency of every price below.")
+    gpu_hour: dict[str, float] = Field(default_factory=dict, description="Your price per GPU-hour, by GPU type.")
+    cpu_hour: float | None = Field(None, ge=0, description="Your price per hour of the serving machine.")
+    api_input_per_1m: float | None = Field(None, ge=0, description="A hosted API's price per million input tokens, for comparison.")
+    api_output_per_1m: float | None = Field(None, ge=0, description="A hosted API's price per million output tokens.")
+
+
+class ServeConfig(Strict):
+    host: str = Field("127.0.0.1", description="Address to listen on; loopback unless you mean to expose it.")
+    port: int = Field(8000, ge=1, le=65535, description="Port to listen on.")
+    api_keys_env: str | None = Field(
+        None, description="Environment variable with comma-separated API keys; when set, requests without a valid key get 401."
+    )
+    redact_traces: bool = Field(True, description="Strip PII from stored traces.")
+    max_request_bytes: int = Field(1_000_000, ge=1024, description="Larger request bodies are refused with 413.")
+
+
+class StoreConfig(Strict):
+    url: str | None = Field(
+        None, description="SQLAlchemy URL of the state database; .tailor/tailor.db (SQLite) when unset. A PostgreSQL URL works too."
+    )
+
+
+class ProjectConfig(Strict):
+    """The whole of tailor.yaml."""
+
+    name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Project name; prefixes served model names.")
+    task: TaskConfig = Field(..., description="What the custom model is for.")
+    models: ModelsConfig = Field(default_factory=ModelsConfig, description="Generator, embedder, judge and teacher.")
+    sources: list[SourceConfig] = Field(default_factory=list, description="Where raw data comes from.")
+    rungs: list[RungConfig] = Field(
+        default_factory=lambda: [RungConfig(kind="zero_shot")], description="The ways of answering that the ladder compares."
+    )
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="The golden suite and its metrics.")
+    prices: PricesConfig = Field(default_factory=PricesConfig, description="Price table for cost estimates; no live prices.")
+    serve: ServeConfig = Field(default_factory=ServeConfig, description="The OpenAI-compatible server.")
+    store: StoreConfig = Field(default_factory=StoreConfig, description="Where state lives.")
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_source_names(cls, sources: list[SourceConfig]) -> list[SourceConfig]:
+        names = [s.name for s in sources]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"source names must be unique; repeated: {', '.join(dupes)}")
+        return sources
+
+
+def load_config(path: Path) -> ProjectConfig:
+    """Read and validate a tailor.yaml.
+
+    >>> cfg = load_config(Path("tailor.yaml"))  # doctest: +SKIP
+    >>> cfg.models.generator.model
+    'smollm2-135m-instruct'
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+    return parse_config(text, path.name)
+
+
+def parse_config(text: str, filename: str = "tailor.yaml") -> ProjectConfig:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as e:
+        raise ConfigError(f"{filename}:{_yaml_error(e)}") from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{filename}: invalid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{filename}:1: expected a mapping of keys (name:, task:, ...), got {type(data).__name__}")
+    try:
+        return ProjectConfig.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        line = _line_of(root, first["loc"])
+        more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
+        raise ConfigError(f"{filename}:{line}: {_dotted(first['loc'])}: {_say(first)}{more}") from e
+
+
+def _yaml_error(e: "yaml.MarkedYAMLError") -> str:
+    """`line: message`, pointing at where the broken structure starts (an unclosed bracket or
+    quote is the user's mistake; the parser only notices it later)."""
+    start = e.context_mark or e.problem_mark
+    line = start.line + 1 if start else 1
+    msg = ", ".join(p for p in (e.context, e.problem) if p)
+    if e.problem_mark and e.problem_mark.line + 1 != line:
+        msg += f" (noticed at line {e.problem_mark.line + 1})"
+    return f"{line}: invalid YAML: {msg}"
+
+
+def _dotted(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _say(err: dict[str, Any]) -> str:
+    ctx = err.get("ctx") or {}
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "greater_than_equal":
+        return f"must be >= {ctx['ge']}"
+    if kind == "less_than_equal":
+        return f"must be <= {ctx['le']}"
+    if kind == "literal_error":
+        return f"must be one of {ctx['expected']}"
+    if kind == "value_error":
+        return str(ctx.get("error", err["msg"]))
+    return err["msg"][0].lower() + err["msg"][1:]
+
+
+def _line_of(node: Any, loc: tuple) -> int:
+    """The 1-based line of the YAML node at `loc`, or of its nearest existing parent."""
+    line = node.start_mark.line + 1 if node is not None else 1
+    for part in loc:
+        child = None
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if key.value == part:
+                    # An unknown key is reported where the key is written.
+                    child = value if part != loc[-1] else key
+                    break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            child = node.value[part]
+        if child is None:
+            break
+        node, line = child, child.start_mark.line + 1
+    return line

@@ -1,0 +1,85 @@
+"""The one generation and embedding interface that every rung, eval, ladder and the server use.
+
+A generator takes OpenAI-style `messages` and `GenParams` and returns a `Completion` (text,
+finish reason, token usage, latency). `stream()` yields `Chunk`s whose texts concatenate to
+exactly what `generate()` returns; the last chunk carries the finish reason and usage.
+Implementations: `local.LocalGenerator` (transformers, in-process) and
+`openai_compat.OpenAIGenerator` (any OpenAI-compatible endpoint).
+"""
+
+from dataclasses import asdict, dataclass, field
+from typing import Iterator, Protocol
+
+Messages = list[dict]
+
+
+@dataclass
+class GenParams:
+    """Sampling parameters, named as in the OpenAI API."""
+
+    temperature: float = 0.0  # 0 means greedy, so answers are reproducible
+    top_p: float = 1.0
+    max_tokens: int = 256
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "total_tokens": self.total_tokens}
+
+
+@dataclass
+class Completion:
+    text: str
+    finish_reason: str  # "stop" (EOS or a stop string) or "length" (max_tokens)
+    usage: Usage
+    model: str
+    latency_s: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {"text": self.text, "finish_reason": self.finish_reason, "usage": self.usage.to_dict(),
+                "model": self.model, "latency_s": round(self.latency_s, 4)}
+
+
+@dataclass
+class Chunk:
+    text: str
+    finish_reason: str | None = None  # set on the last chunk only
+    usage: Usage | None = None  # set on the last chunk only
+
+
+class Generator(Protocol):
+    name: str
+
+    def generate(self, messages: Messages, params: GenParams | None = None) -> Completion: ...
+
+    def stream(self, messages: Messages, params: GenParams | None = None) -> Iterator[Chunk]: ...
+
+    def generate_batch(self, batch: list[Messages], params: GenParams | None = None,
+                       batch_size: int = 8) -> list[Completion]: ...
+
+
+class Embedder(Protocol):
+    name: str
+
+    def embed(self, texts: list[str]) -> list[list[float]]: ...
+
+
+def collect(chunks: Iterator[Chunk], model: str, started: float) -> Completion:
+    """Join a stream into the Completion it stands for."""
+    import time
+
+    parts, last = [], Chunk("")
+    for chunk in chunks:
+        parts.append(chunk.text)
+        last = chunk
+    return Completion("".join(parts), last.finish_reason or "stop", last.usage or Usage(), model, time.perf_counter() - started)

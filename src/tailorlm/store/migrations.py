@@ -1,0 +1,105 @@
+"""Append-only, numbered schema migrations for the state database.
+
+Each migration is portable SQL that runs on SQLite and PostgreSQL alike: TEXT ids (no
+autoincrement, whose syntax differs), TEXT for JSON, TIMESTAMP-free ISO strings for times.
+Never edit a migration that has shipped; add the next number instead.
+"""
+
+MIGRATIONS: list[tuple[str, list[str]]] = [
+    (
+        "001_initial",
+        [
+            """CREATE TABLE dataset_versions (
+                id TEXT PRIMARY KEY,          -- e.g. support@3f9a1c
+                name TEXT NOT NULL,
+                content_hash TEXT NOT NULL,
+                kind TEXT NOT NULL,           -- chat | preference | text | eval
+                path TEXT NOT NULL,
+                n_records INTEGER NOT NULL,
+                manifest TEXT NOT NULL,       -- JSON
+                created_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX ix_dataset_versions_name ON dataset_versions (name)",
+            """CREATE TABLE runs (
+                id TEXT PRIMARY KEY,
+                method TEXT NOT NULL,         -- sft | dpo | cpt | pretrain
+                status TEXT NOT NULL,         -- running | finished | failed
+                dataset_version TEXT,
+                config TEXT NOT NULL,         -- resolved config, JSON
+                output_dir TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                finished_at TEXT,
+                error TEXT
+            )""",
+            """CREATE TABLE run_metrics (
+                run_id TEXT NOT NULL REFERENCES runs (id),
+                step INTEGER NOT NULL,
+                name TEXT NOT NULL,
+                value REAL NOT NULL,
+                PRIMARY KEY (run_id, name, step)
+            )""",
+            """CREATE TABLE model_versions (
+                id TEXT PRIMARY KEY,          -- e.g. support:sft@v3
+                name TEXT NOT NULL,
+                version INTEGER NOT NULL,
+                base_model TEXT NOT NULL,
+                adapter_path TEXT,
+                weights_path TEXT,
+                run_id TEXT REFERENCES runs (id),
+                dataset_version TEXT,
+                lineage TEXT NOT NULL,        -- JSON
+                metrics TEXT NOT NULL,        -- JSON
+                created_at TEXT NOT NULL,
+                UNIQUE (name, version)
+            )""",
+            """CREATE TABLE reports (
+                id TEXT PRIMARY KEY,
+                suite TEXT NOT NULL,
+                subject TEXT NOT NULL,        -- the rung or model version scored
+                n INTEGER NOT NULL,
+                metrics TEXT NOT NULL,        -- JSON aggregate
+                path TEXT NOT NULL,           -- per-example results
+                created_at TEXT NOT NULL
+            )""",
+            """CREATE TABLE aliases (
+                scope TEXT NOT NULL,          -- dataset | model
+                name TEXT NOT NULL,
+                alias TEXT NOT NULL,          -- latest | production | candidate | ...
+                target TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                PRIMARY KEY (scope, name, alias)
+            )""",
+            """CREATE TABLE alias_history (
+                id TEXT PRIMARY KEY,
+                scope TEXT NOT NULL,
+                name TEXT NOT NULL,
+                alias TEXT NOT NULL,
+                target TEXT NOT NULL,
+                previous TEXT,
+                reason TEXT,
+                at TEXT NOT NULL
+            )""",
+            """CREATE TABLE traces (
+                id TEXT PRIMARY KEY,          -- returned to the client as the response id
+                model TEXT NOT NULL,
+                request TEXT NOT NULL,        -- JSON, redacted
+                response TEXT NOT NULL,       -- JSON, redacted
+                status INTEGER NOT NULL,
+                latency_ms REAL NOT NULL,
+                prompt_tokens INTEGER NOT NULL,
+                completion_tokens INTEGER NOT NULL,
+                created_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX ix_traces_model ON traces (model, created_at)",
+            """CREATE TABLE feedback (
+                id TEXT PRIMARY KEY,
+                trace_id TEXT NOT NULL REFERENCES traces (id),
+                kind TEXT NOT NULL,           -- thumbs | rating | correction | comment
+                value TEXT NOT NULL,
+                comment TEXT,
+                created_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX ix_feedback_trace ON feedback (trace_id)",
+        ],
+    ),
+]

@@ -1,0 +1,128 @@
+"""The `tailor` command, driven through its runner: help, init, config, and clear errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tailorlm.cli import app
+
+
+def test_help_lists_the_journey_and_every_command_has_an_example(cli):
+    result = cli("--help")
+    assert result.exit_code == 0
+    for group in ("init", "config", "models", "chat", "generate", "quickstart"):
+        assert group in result.output
+    import typer.main
+
+    root = typer.main.get_command(app)
+
+    def leaves(cmd, path):
+        subs = getattr(cmd, "commands", None)
+        if not subs:
+            yield path
+            return
+        for name, sub in subs.items():
+            yield from leaves(sub, path + [name])
+
+    commands = list(leaves(root, []))
+    assert len(commands) >= 8
+    for path in commands:
+        out = cli(*path, "--help")
+        assert out.exit_code == 0, path
+        assert "Example:" in out.output, f"`tailor {' '.join(path)} --help` has no example"
+
+
+def test_importing_the_cli_defers_heavy_libraries():
+    code = "import sys, tailorlm.cli; print(sorted(m for m in ('torch', 'transformers', 'sentence_transformers', 'sqlalchemy') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_init_creates_config_state_and_database(cli, tmp_path):
+    result = cli("init", "acme", "--description", "Answer questions about Acme.", "--json")
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)
+    assert info["name"] == "acme"
+    assert (tmp_path / "acme" / "tailor.yaml").read_text().startswith("# tailor.yaml")
+    for kind in ("datasets", "indexes", "runs", "models", "reports"):
+        assert (tmp_path / "acme" / ".tailor" / kind).is_dir()
+    assert (tmp_path / "acme" / ".tailor" / "tailor.db").exists()
+    assert cli("init", "acme").exit_code == 2  # refuses to overwrite
+    assert cli("init", "acme", "--force").exit_code == 0
+
+
+def test_init_refuses_names_that_escape(cli):
+    result = cli("init", "x", "--name", "../evil")
+    assert result.exit_code == 2
+    assert "invalid project name" in result.output
+
+
+def test_config_show_resolves_defaults_and_schema_is_json_schema(cli):
+    cli("init", "acme")
+    shown = json.loads(cli("config", "show", "-p", "acme", "--json").output)
+    assert shown["models"]["generator"]["model"] == "smollm2-135m-instruct"
+    assert shown["serve"]["port"] == 8000
+    text = cli("config", "show", "-p", "acme").output
+    assert "smollm2-135m-instruct" in text and "redact_traces: true" in text
+    schema = json.loads(cli("config", "schema").output)
+    assert schema["title"] == "ProjectConfig"
+    assert "rungs" in schema["properties"]
+
+
+def _project(tmp_path, text):
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "tailor.yaml").write_text(text)
+    return tmp_path / "p"
+
+
+@pytest.mark.parametrize(
+    "yaml_text, message",
+    [
+        ("name: p\ntask: {description: x\n", "tailor.yaml:2: invalid YAML: while parsing a flow mapping"),
+        ("name: p\ntask: {description: x}\ncolour: blue\n", "tailor.yaml:3: colour: unknown key"),
+        ("name: p\ntask: {description: x}\nrungs:\n  - kind: rag\n    k: 0\n", "tailor.yaml:5: rungs[0].k: must be >= 1"),
+    ],
+)
+def test_bad_config_is_one_line_exit_2_no_traceback(cli, tmp_path, yaml_text, message):
+    root = _project(tmp_path, yaml_text)
+    result = cli("config", "show", "-p", root)
+    assert result.exit_code == 2
+    assert result.output.strip() == f"error: {message}" or result.output.startswith(f"error: {message}")
+    assert len(result.output.strip().splitlines()) == 1
+    assert "Traceback" not in result.output
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    root = _project(tmp_path, "name: p\ntask: {description: x\n")
+    out = subprocess.run([sys.executable, "-m", "tailorlm.cli", "--debug", "config", "show", "-p", str(root)],
+                         capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "Traceback" in out.stderr and "ConfigError" in out.stderr
+    plain = subprocess.run([sys.executable, "-m", "tailorlm.cli", "config", "show", "-p", str(root)],
+                           capture_output=True, text=True)
+    assert plain.returncode == 2
+    assert "Traceback" not in plain.stderr and plain.stderr.startswith("error: tailor.yaml:2")
+
+
+def test_missing_model_folder_is_a_clear_error(cli, tmp_path):
+    root = _project(tmp_path, "name: p\ntask: {description: x}\nmodels:\n  generator: {model: ./no-such-model}\n")
+    result = cli("chat", "hello", "-p", root)
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: model folder not found: ./no-such-model"
+
+
+def test_unwritable_state_folder_is_a_clear_error(cli, tmp_path):
+    root = _project(tmp_path, "name: p\ntask: {description: x}\n")
+    (root / ".tailor").write_text("a file where the state folder should be")
+    result = cli("init", root, "--force")
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: cannot write to the state folder {root / '.tailor'}")
+    assert "Traceback" not in result.output
+
+
+def test_no_project_means_a_hint_to_init(cli):
+    result = cli("config", "show")
+    assert result.exit_code == 2
+    assert "tailor init" in result.output

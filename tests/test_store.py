@@ -1,0 +1,56 @@
+"""The state store: migrations, WAL mode, rows and aliases, on a real SQLite file."""
+
+import sqlite3
+
+import pytest
+
+from tailorlm.store import Store, now
+from tailorlm.store.migrations import MIGRATIONS
+
+TABLES = {"dataset_versions", "runs", "run_metrics", "model_versions", "reports", "aliases", "alias_history",
+          "traces", "feedback", "_migrations"}
+
+
+def test_migrations_create_every_table_once(tmp_path):
+    url = f"sqlite:///{tmp_path / 'tailor.db'}"
+    store = Store(url)
+    assert store.applied() == [name for name, _ in MIGRATIONS]
+    again = Store(url)
+    assert again.migrate() == []  # nothing left to apply
+    with sqlite3.connect(tmp_path / "tailor.db") as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert TABLES <= tables
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_migration_names_are_numbered_in_order():
+    names = [name for name, _ in MIGRATIONS]
+    assert names == sorted(names)
+    assert all(name[:3].isdigit() for name in names)
+
+
+def test_rows_round_trip_and_json_columns_are_encoded(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'tailor.db'}")
+    store.insert("runs", id="r1", method="sft", status="running", dataset_version="support@abc123",
+                 config={"lr": 2e-4}, output_dir="runs/r1", created_at=now())
+    store.insert("run_metrics", run_id="r1", step=1, name="loss", value=2.5)
+    [run] = store.select("runs", id="r1")
+    assert run["config"] == '{"lr": 0.0002}'
+    assert store.select("run_metrics", run_id="r1")[0]["value"] == 2.5
+
+
+def test_foreign_keys_are_enforced(tmp_path):
+    import sqlalchemy
+
+    store = Store(f"sqlite:///{tmp_path / 'tailor.db'}")
+    with pytest.raises(sqlalchemy.exc.IntegrityError):
+        store.insert("feedback", id="f1", trace_id="no-such-trace", kind="thumbs", value="up", created_at=now())
+
+
+def test_alias_moves_are_recorded(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'tailor.db'}")
+    assert store.set_alias("model", "support", "production", "support:sft@v1") is None
+    assert store.set_alias("model", "support", "production", "support:sft@v2", reason="promoted") == "support:sft@v1"
+    assert store.get_alias("model", "support", "production") == "support:sft@v2"
+    history = store.select("alias_history", order_by="at")
+    assert [(h["target"], h["previous"]) for h in history] == [("support:sft@v1", None), ("support:sft@v2", "support:sft@v1")]
