@@ -123,6 +123,15 @@ class ServeConfig(Strict):
     max_request_bytes: int = Field(1_000_000, ge=1024, description="Larger request bodies are refused with 413.")
 
 
+class DataConfig(Strict):
+    steps: list[dict[str, dict | None]] | None = Field(
+        None,
+        description="Pipeline steps in order, each `name: {params}`, e.g. `- near_dedup: {threshold: 0.85}`. "
+        "Unset: validate, normalize, exact_dedup, near_dedup, line_dedup, quality, language, pii, toxicity, "
+        "decontaminate, split with their defaults.",
+    )
+
+
 class StoreConfig(Strict):
     url: str | None = Field(
         None, description="SQLAlchemy URL of the state database; .tailor/tailor.db (SQLite) when unset. A PostgreSQL URL works too."
@@ -140,6 +149,7 @@ class ProjectConfig(Strict):
         default_factory=lambda: [RungConfig(kind="zero_shot")], description="The ways of answering that the ladder compares."
     )
     eval: EvalConfig = Field(default_factory=EvalConfig, description="The golden suite and its metrics.")
+    data: DataConfig = Field(default_factory=DataConfig, description="How `tailor data prepare` cleans sources into datasets.")
     prices: PricesConfig = Field(default_factory=PricesConfig, description="Price table for cost estimates; no live prices.")
     serve: ServeConfig = Field(default_factory=ServeConfig, description="The OpenAI-compatible server.")
     store: StoreConfig = Field(default_factory=StoreConfig, description="Where state lives.")
@@ -181,12 +191,36 @@ def parse_config(text: str, filename: str = "tailor.yaml") -> ProjectConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{filename}:1: expected a mapping of keys (name:, task:, ...), got {type(data).__name__}")
     try:
-        return ProjectConfig.model_validate(data)
+        cfg = ProjectConfig.model_validate(data)
     except ValidationError as e:
-        first = e.errors()[0]
-        line = _line_of(root, first["loc"])
-        more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
-        raise ConfigError(f"{filename}:{line}: {_dotted(first['loc'])}: {_say(first)}{more}") from e
+        raise _located(e, root, filename, ()) from e
+    _check_steps(cfg, root, filename)
+    return cfg
+
+
+def _located(e: ValidationError, root, filename: str, prefix: tuple) -> ConfigError:
+    first = e.errors()[0]
+    loc = prefix + tuple(first["loc"])
+    more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
+    return ConfigError(f"{filename}:{_line_of(root, loc)}: {_dotted(loc)}: {_say(first)}{more}")
+
+
+def _check_steps(cfg: ProjectConfig, root, filename: str) -> None:
+    """Each `data.steps` entry must name a known step with valid parameters."""
+    from tailorlm.data.steps import STEPS, step_class
+
+    for i, item in enumerate(cfg.data.steps or []):
+        loc = ("data", "steps", i)
+        if len(item) != 1:
+            raise ConfigError(f"{filename}:{_line_of(root, loc)}: {_dotted(loc)}: each step is one `name: {{params}}` entry")
+        (name, params), = item.items()
+        if name not in STEPS:
+            raise ConfigError(f"{filename}:{_line_of(root, loc)}: {_dotted(loc)}: unknown step {name!r}; "
+                              f"steps: {', '.join(STEPS)}")
+        try:
+            step_class(name).Params(**(params or {}))
+        except ValidationError as e:
+            raise _located(e, root, filename, loc + (name,)) from e
 
 
 def _yaml_error(e: "yaml.MarkedYAMLError") -> str:

@@ -1,0 +1,246 @@
+"""`tailor data ...`: add sources, prepare datasets, inspect, diff, export and report them."""
+
+import json
+from pathlib import Path
+
+import typer
+
+from tailorlm.cli import app, emit
+from tailorlm.cli.project import JSON, PROJECT
+
+data_app = typer.Typer(help="Sources -> validated, cleaned, deduplicated, PII-free, split, versioned datasets.",
+                       no_args_is_help=True)
+app.add_typer(data_app, name="data", rich_help_panel="Data")
+
+
+def _project(path):
+    from tailorlm.project import Project
+
+    return Project.load(path)
+
+
+@data_app.command("add")
+def add(
+    name: str = typer.Argument(..., help="Source name; its dataset gets the same name."),
+    path: str = typer.Argument(..., help="File, glob or folder, relative to the project."),
+    kind: str = typer.Option(None, help="chat | preference | text | eval (default: detected)."),
+    fmt: str = typer.Option("auto", "--format", help="auto | jsonl | csv | parquet | docs"),
+    field: list[str] = typer.Option(None, help="Field mapping OURS=THEIRS, e.g. text=body; repeat for several."),
+    license: str = typer.Option(None, help="Licence of the data, copied into manifests."),
+    project: Path = PROJECT,
+    as_json: bool = JSON,
+) -> None:
+    """Add a source to tailor.yaml (comments are kept).
+
+    Example: tailor data add tickets data/tickets.jsonl --kind chat
+    """
+    from tailorlm.data.sources import add_source
+
+    entry = add_source(_project(project), name, path, kind=kind, fmt=fmt, fields=field or [], license=license)
+    if not emit(entry, as_json):
+        typer.echo(f"added source {name} -> {path}")
+
+
+@data_app.command("prepare")
+def prepare(
+    sources: list[str] = typer.Argument(None, help="Sources to prepare (default: all)."),
+    name: str = typer.Option(None, help="Combine the sources into one dataset with this name."),
+    executor: str = typer.Option("inprocess", help="inprocess | local | slurm | ray (datatrove executors)."),
+    workers: int = typer.Option(2, min=1, help="Tasks running at once on the executor."),
+    tasks: int = typer.Option(None, min=1, help="Shards of the input (default: --workers)."),
+    partition: str = typer.Option("cpu", help="Slurm partition."),
+    time_limit: str = typer.Option("04:00:00", "--time", help="Slurm time limit per task."),
+    dry_run: bool = typer.Option(False, help="With slurm or ray: write the launch config, do not submit."),
+    project: Path = PROJECT,
+    as_json: bool = JSON,
+) -> None:
+    """Run the data pipeline on sources and write immutable dataset versions.
+
+    Example: tailor data prepare tickets
+
+    Example: tailor data prepare --executor slurm --workers 64 --tasks 512 --partition cpu --dry-run
+    """
+    from tailorlm.data.pipeline import prepare as run_prepare
+
+    proj = _project(project)
+    log = (lambda _m: None) if as_json else (lambda m: typer.echo(m, err=True))
+    if executor != "inprocess":
+        from tailorlm.data.executors import prepare_with_executor
+
+        result = prepare_with_executor(proj, sources, executor=executor, workers=workers, tasks=tasks, dry_run=dry_run,
+                                       slurm={"partition": partition, "time": time_limit}, log=log)
+        if not emit(result, as_json):
+            typer.echo(json.dumps(result, indent=2))
+        return
+    manifests = run_prepare(proj, sources, name=name, log=log)
+    out = [{"id": m["id"], "kind": m["kind"], "splits": m["splits"], "accounting": m["accounting"],
+            "path": m["path"], "reused": m.get("reused", False),
+            "dropped": {s["step"]: s["dropped"] for s in m["steps"] if s["dropped"]}} for m in manifests]
+    invalid = {m["id"]: m["accounting"]["rejected_by_readers"] + sum(
+        sum(s["dropped"].values()) for s in m["steps"] if s["step"] == "validate") for m in manifests}
+    if not emit({"datasets": out, "invalid": invalid}, as_json):
+        for m in manifests:
+            _funnel(m)
+    bad = {k: v for k, v in invalid.items() if v}
+    if bad:
+        # The valid records are in the version; the exit code still tells scripts that input was bad.
+        for version, n in bad.items():
+            typer.echo(f"{version}: {n} inputs rejected as malformed or invalid; see "
+                       f"`tailor data quarantine {version.split('@')[0]}`", err=True)
+        raise typer.Exit(1)
+
+
+def _funnel(m: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    acc = m["accounting"]
+    table = Table(title=f"{m['id']} ({m['kind']}){' - unchanged, reused' if m.get('reused') else ''}")
+    for col in ("step", "kept", "dropped (by reason)", "notes"):
+        table.add_column(col)
+    table.add_row("read", str(acc["read"] - acc["rejected_by_readers"]), str(acc["rejected_by_readers"]), "")
+    for s in m["steps"]:
+        notes = ", ".join(f"{k}: {v}" for k, v in s["stats"].items())
+        table.add_row(s["step"], str(s["kept"]), ", ".join(f"{k}: {v}" for k, v in s["dropped"].items()) or "0", notes)
+    Console().print(table)
+    typer.echo(f"splits: {m['splits']}  accounting: read {acc['read']} + added {acc['added']} = kept {acc['kept']} "
+               f"+ quarantined {acc['rejected_by_readers'] + acc['dropped_by_steps']}  -> {m['path']}")
+
+
+@data_app.command("list")
+def list_(project: Path = PROJECT, as_json: bool = JSON) -> None:
+    """List dataset versions.
+
+    Example: tailor data list --json
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from tailorlm.data.versions import list_versions
+
+    rows = list_versions(_project(project))
+    if emit({"versions": rows}, as_json):
+        return
+    table = Table()
+    for col in ("id", "kind", "records", "created", "latest"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["id"], r["kind"], str(r["records"]), r["created_at"][:19], "*" if r["latest"] else "")
+    Console().print(table)
+
+
+@data_app.command("show")
+def show(ref: str = typer.Argument(..., help="NAME, NAME@latest or NAME@HASH."), project: Path = PROJECT,
+         as_json: bool = JSON) -> None:
+    """Show a version's manifest: sources, steps with parameters and counts, splits, licence.
+
+    Example: tailor data show tickets@latest
+    """
+    from tailorlm.data.versions import resolve
+
+    manifest = resolve(_project(project), ref)
+    if not emit(manifest, as_json):
+        _funnel(manifest)
+        typer.echo(f"licence: {manifest['license']}  created: {manifest['created_at']}  hash: {manifest['content_hash']}")
+
+
+@data_app.command("diff")
+def diff(a: str = typer.Argument(...), b: str = typer.Argument(...), project: Path = PROJECT,
+         as_json: bool = JSON) -> None:
+    """Records added, removed and changed between two versions, and the steps whose parameters differ.
+
+    Example: tailor data diff tickets@3f9a1c tickets@latest
+    """
+    from tailorlm.data.versions import diff_versions
+
+    d = diff_versions(_project(project), a, b)
+    if not emit(d, as_json):
+        typer.echo(f"{d['a']} -> {d['b']}: +{len(d['added'])} -{len(d['removed'])} ~{len(d['changed'])}; "
+                   f"steps changed: {', '.join(d['steps_changed']) or 'none'}")
+        for key in ("added", "removed", "changed"):
+            if d[key]:
+                typer.echo(f"  {key}: {', '.join(d[key][:20])}{' ...' if len(d[key]) > 20 else ''}")
+
+
+@data_app.command("export")
+def export(
+    ref: str = typer.Argument(..., help="NAME, NAME@latest or NAME@HASH."),
+    out: Path = typer.Argument(..., help="Output file (openai, alpaca) or folder (hf)."),
+    fmt: str = typer.Option("openai", "--format", help="openai | alpaca | hf"),
+    split: str = typer.Option(None, help="One split only (default: all)."),
+    project: Path = PROJECT,
+    as_json: bool = JSON,
+) -> None:
+    """Export a version as OpenAI fine-tune JSONL, Alpaca JSONL or a Hugging Face datasets folder.
+
+    Example: tailor data export tickets tickets-train.jsonl --split train
+    """
+    from tailorlm.data.export import export_version
+
+    result = export_version(_project(project), ref, out, fmt, split)
+    if not emit(result, as_json):
+        typer.echo(f"wrote {result['records']} records to {result['path']}")
+
+
+@data_app.command("quarantine")
+def quarantine(ref: str = typer.Argument(..., help="NAME, NAME@latest or NAME@HASH."),
+               limit: int = typer.Option(20, help="Entries to show."), project: Path = PROJECT,
+               as_json: bool = JSON) -> None:
+    """Show what a version's run did not keep: each entry's step, reason, file and line.
+
+    Example: tailor data quarantine tickets
+    """
+    from collections import Counter
+
+    from tailorlm.data.versions import resolve
+
+    proj = _project(project)
+    manifest = resolve(proj, ref)
+    path = proj.root / manifest["path"] / "quarantine.jsonl"
+    entries = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    by_reason = Counter(f"{q['step']}: {q['reason']}" for q in entries)
+    if emit({"id": manifest["id"], "path": str(path), "total": len(entries), "by_reason": dict(by_reason),
+             "entries": entries[:limit]}, as_json):
+        return
+    typer.echo(f"{manifest['id']}: {len(entries)} quarantined ({path})")
+    for reason, n in by_reason.most_common():
+        typer.echo(f"  {n:5d}  {reason}")
+    for q in entries[:limit]:
+        where = f"{q.get('file')}:{q.get('line')}" if q.get("line") else (q.get("file") or q.get("id"))
+        typer.echo(f"{where}: {q.get('field', q.get('id', ''))}: [{q['step']}] {q['reason']}")
+
+
+@data_app.command("report")
+def report(ref: str = typer.Argument(..., help="NAME, NAME@latest or NAME@HASH."), project: Path = PROJECT,
+           as_json: bool = JSON) -> None:
+    """Report a version: token lengths, funnel, languages, PII, near-duplicate clusters, samples (HTML too).
+
+    Example: tailor data report tickets
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from tailorlm.data.report import build_report, render_html
+
+    proj = _project(project)
+    rep = build_report(proj, ref)
+    path = proj.artifacts("reports") / f"data-{rep['id'].replace('@', '-')}.html"
+    path.write_text(render_html(rep), encoding="utf-8")
+    rep["html"] = str(path)
+    if emit(rep, as_json):
+        return
+    console = Console()
+    for title, rows, cols in [
+        ("Funnel", [[f["stage"], f["in"], f["out"], json.dumps(f["dropped"])] for f in rep["funnel"]], ["stage", "in", "out", "dropped"]),
+        ("Token lengths", [[f"{b['from']}-{b['to']}", b["count"]] for b in rep["tokens"]["histogram"]], ["tokens", "records"]),
+        ("Languages", list(rep["languages"].items()), ["language", "records"]),
+        ("PII replaced", list(rep["pii"].items()), ["type", "count"]),
+        ("Largest near-duplicate clusters", [[c["kept"], ", ".join(c["dropped"])] for c in rep["near_duplicate_clusters"]], ["kept", "dropped"]),
+    ]:
+        table = Table(title=title)
+        for c in cols:
+            table.add_column(c)
+        for row in rows:
+            table.add_row(*[str(x) for x in row])
+        console.print(table)
+    typer.echo(f"HTML report with {len(rep['samples'])} samples for review: {path}")

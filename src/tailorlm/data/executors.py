@@ -1,0 +1,199 @@
+"""Running `tailor data prepare` on datatrove's executors: local processes, Slurm or Ray.
+
+The work is split in three stages, so that a crash at any point loses at most one task:
+1. in-process: read the sources and write them as N shard files (skipped when already written);
+2. on the executor: each task runs the per-record steps (validate, normalize, quality, language,
+   pii, toxicity, decontaminate, perplexity) over its shard and writes its survivors, its
+   quarantine and its step counts. datatrove marks finished tasks, so a rerun runs only the rest;
+3. in-process: merge the shards in order, run the corpus-wide steps (exact, near and line dedup,
+   mix, split) and write the dataset version.
+
+Per-record steps therefore run before the corpus-wide ones, whatever their order in tailor.yaml;
+the manifest lists them in the order they ran. With `--dry-run`, Slurm and Ray write their launch
+configuration (sbatch script, pickled executor, JSON) without submitting anything.
+"""
+
+import hashlib
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+from tailorlm.data.record import Record
+from tailorlm.errors import TailorError
+
+GLOBAL_STEPS = {"exact_dedup", "near_dedup", "line_dedup", "mix", "split"}
+
+
+def _datatrove_step():
+    """The datatrove PipelineStep that runs Tailor's per-record steps on one shard. Defined lazily:
+    datatrove is slow to import and only needed here."""
+    from datatrove.pipeline.base import PipelineStep
+
+    class TailorShard(PipelineStep):
+        name = "tailor per-record steps"
+        type = "Tailor"
+
+        def __init__(self, project_root: str, dataset: str, kind: str, work_dir: str):
+            super().__init__()
+            self.project_root, self.dataset, self.kind, self.work_dir = project_root, dataset, kind, work_dir
+
+        def run(self, data=None, rank: int = 0, world_size: int = 1):
+            from tailorlm.data.pipeline import build_steps, run_steps, step_specs
+            from tailorlm.project import Project
+
+            project = Project.load(self.project_root)
+            local = {name for name, _ in step_specs(project)} - GLOBAL_STEPS
+            steps = build_steps(project, self.dataset, self.kind, only=local)
+            work = Path(self.work_dir)
+            shard = work / "shards" / f"{rank:05d}.jsonl"
+            records = [Record.from_dict(json.loads(line)) for line in shard.read_text(encoding="utf-8").splitlines()]
+            quarantine: list[dict] = []
+            kept = run_steps(steps, records, quarantine)
+            self.stat_update("records_in", value=len(records))
+            self.stat_update("records_kept", value=len(kept))
+            out = work / "out"
+            out.mkdir(exist_ok=True)
+            # Results are written aside and renamed, so a killed task leaves no partial output.
+            tmp = out / f".{rank:05d}.json"
+            tmp.write_text(json.dumps({"kept": [r.to_dict() for r in kept], "quarantine": quarantine,
+                                       "summaries": [s.summary() for s in steps]}, ensure_ascii=False, default=str))
+            tmp.replace(out / f"{rank:05d}.json")
+            yield from ()
+
+    return TailorShard
+
+
+def make_executor(kind: str, pipeline: list, tasks: int, workers: int, logging_dir: str, slurm: dict | None = None):
+    if kind == "local":
+        from datatrove.executor import LocalPipelineExecutor
+
+        return LocalPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=workers, logging_dir=logging_dir)
+    if kind == "slurm":
+        from datatrove.executor import SlurmPipelineExecutor
+
+        opts = {"time": "04:00:00", "partition": "cpu", "cpus_per_task": 1, "mem_per_cpu_gb": 4,
+                "job_name": "tailor-data", **(slurm or {})}
+        return SlurmPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=workers, logging_dir=logging_dir, **opts)
+    if kind == "ray":
+        from datatrove.executor.ray import RayPipelineExecutor
+
+        return RayPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=workers, logging_dir=logging_dir)
+    raise TailorError(f"unknown executor {kind!r}; use inprocess, local, slurm or ray")
+
+
+def prepare_with_executor(project, sources: list[str] | None = None, executor: str = "local", workers: int = 2,
+                          tasks: int | None = None, dry_run: bool = False, slurm: dict | None = None,
+                          log=lambda _m: None) -> dict:
+    """Prepare each chosen source on a datatrove executor; returns what ran or what was written.
+
+    >>> prepare_with_executor(project, ["tickets"], executor="local", workers=2)  # doctest: +SKIP
+    """
+    from tailorlm.data.pipeline import build_steps, dataset_kind, finish, read_sources, run_steps
+
+    configured = {s.name: s for s in project.config.sources}
+    chosen = [configured[s] for s in sources] if sources else list(configured.values())
+    tasks = tasks or max(workers, 1)
+    results = []
+    for source in chosen:
+        records, quarantine, files = read_sources(project, [source])
+        read_rejected = len(quarantine)
+        kind = dataset_kind(source.name, records, [source])
+        recipe = json.dumps([files[source.name], project.config.data.model_dump(), tasks], sort_keys=True, default=str)
+        work = project.artifacts("runs") / f"data-{source.name}-{hashlib.sha256(recipe.encode()).hexdigest()[:10]}"
+        _write_shards(work, records, tasks)
+        pipeline = [_datatrove_step()(str(project.root), source.name, kind, str(work))]
+        ex = make_executor(executor, pipeline, tasks, workers, str(work / "logs"), slurm)
+        if dry_run:
+            results.append({"dataset": source.name, "executor": executor, "dry_run": True, "tasks": tasks,
+                            **_write_launch_config(ex, executor, work)})
+            continue
+        log(f"{source.name}: {tasks} tasks on the {executor} executor (finished tasks are skipped)")
+        if executor == "ray":
+            try:
+                import ray  # noqa: F401
+            except ImportError as e:
+                raise TailorError("the ray executor needs Ray: pip install 'ray[default]'") from e
+        ex.run()
+        pending = ex.get_incomplete_ranks()
+        if pending:
+            results.append({"dataset": source.name, "executor": executor, "submitted": True, "pending_tasks": pending,
+                            "work_dir": str(work), "next": "rerun the same command when the tasks have finished"})
+            continue
+        kept, summaries = [], []
+        for rank in range(tasks):
+            part = json.loads((work / "out" / f"{rank:05d}.json").read_text(encoding="utf-8"))
+            kept += [Record.from_dict(d) for d in part["kept"]]
+            quarantine += part["quarantine"]
+            summaries.append(part["summaries"])
+        merged = _merge_summaries(summaries)
+        global_steps = build_steps(project, source.name, kind, only=GLOBAL_STEPS)
+        kept = run_steps(global_steps, kept, quarantine)
+        manifest = finish(project, source.name, [source], kind, files, len(records) + read_rejected, read_rejected,
+                          kept, merged + [s.summary() for s in global_steps], quarantine,
+                          extra={"executor": {"kind": executor, "tasks": tasks, "workers": workers}})
+        results.append({"dataset": source.name, "executor": executor, "id": manifest["id"], "splits": manifest["splits"],
+                        "accounting": manifest["accounting"], "work_dir": str(work)})
+    return {"datasets": results}
+
+
+def _write_shards(work: Path, records: list[Record], tasks: int) -> None:
+    shards = work / "shards"
+    if shards.exists() and len(list(shards.glob("*.jsonl"))) == tasks:
+        return  # written by an earlier, interrupted run of the same recipe
+    tmp = work / ".shards"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    # Contiguous shards keep input order when merged back, so dedup keeps the same first records.
+    size = -(-len(records) // tasks) if records else 0
+    for rank in range(tasks):
+        part = records[rank * size : (rank + 1) * size]
+        with open(tmp / f"{rank:05d}.jsonl", "w", encoding="utf-8") as f:
+            for r in part:
+                f.write(json.dumps(r.to_dict(), ensure_ascii=False, default=str) + "\n")
+    shutil.rmtree(shards, ignore_errors=True)
+    tmp.rename(shards)
+
+
+def _merge_summaries(per_rank: list[list[dict]]) -> list[dict]:
+    merged = []
+    for parts in zip(*per_rank):
+        dropped, stats = Counter(), Counter()
+        for p in parts:
+            dropped.update(p["dropped"])
+            stats.update({k: v for k, v in p["stats"].items() if isinstance(v, (int, float))})
+        out = {"step": parts[0]["step"], "params": parts[0]["params"], "kept": sum(p["kept"] for p in parts),
+               "dropped": dict(sorted(dropped.items())), "stats": dict(sorted(stats.items()))}
+        overlaps = [o for p in parts for o in p.get("overlaps", [])]
+        if overlaps:
+            out["overlaps"] = overlaps[:100]
+        merged.append(out)
+    return merged
+
+
+def _write_launch_config(ex, kind: str, work: Path) -> dict:
+    import dill
+
+    logs = work / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    with open(logs / "executor.pik", "wb") as f:
+        dill.dump(ex, f)
+    written = {"executor_pickle": str(logs / "executor.pik")}
+    if kind == "slurm":
+        script = ex.get_launch_file_contents(ex.get_sbatch_args(ex.tasks),
+                                             f"srun -l launch_pickled_pipeline {logs / 'executor.pik'}")
+        (logs / "launch_script.slurm").write_text(script)
+        written["launch_script"] = str(logs / "launch_script.slurm")
+    elif kind == "ray":
+        (logs / "launch_ray.py").write_text(
+            "# Run on a machine attached to the Ray cluster (ray.init() finds it from RAY_ADDRESS).\n"
+            "import dill\n"
+            f"executor = dill.load(open({str(logs / 'executor.pik')!r}, 'rb'))\n"
+            "executor.run()\n")
+        written["launch_script"] = str(logs / "launch_ray.py")
+    (logs / "executor.json").write_text(json.dumps(
+        {"kind": kind, "tasks": ex.tasks, "workers": ex.workers, "logging_dir": str(logs),
+         **({k: getattr(ex, k) for k in ("partition", "time", "cpus_per_task", "mem_per_cpu_gb", "job_name")
+             if hasattr(ex, k)})}, indent=2, default=str))
+    written["executor_json"] = str(logs / "executor.json")
+    return written

@@ -1,0 +1,242 @@
+"""`tailor data prepare`: read sources, run the steps, write a dataset version.
+
+The accounting always holds and is checked on every run:
+    records read + records added (up-sampling) = records kept + records quarantined
+where "quarantined" counts the lines and files the readers rejected and every record a step
+dropped, by step and reason.
+"""
+
+import glob
+import hashlib
+from pathlib import Path
+from typing import Callable
+
+from tailorlm.data.readers.records import Rejected, detect_format, read_file
+from tailorlm.data.record import Record
+from tailorlm.data.steps import DEFAULT_STEPS, step_class
+from tailorlm.errors import TailorError
+from tailorlm.paths import inside
+
+# Steps that only make sense for some kinds; other records pass through them untouched.
+APPLIES_TO = {
+    "line_dedup": {"text"},
+    "split": {"chat", "preference"},
+    "decontaminate": {"chat", "preference", "text"},
+    "mix": {"chat", "preference", "text"},
+}
+
+
+def prepare(project, sources: list[str] | None = None, name: str | None = None,
+            log: Callable[[str], None] = lambda _m: None) -> list[dict]:
+    """Prepare every source (or the named ones) into dataset versions; returns their manifests.
+
+    >>> prepare(Project.load(), ["tickets"])[0]["id"]  # doctest: +SKIP
+    'tickets@3f9a1c'
+
+    With `name`, the chosen sources (of one kind) become one dataset of that name.
+    """
+    configured = {s.name: s for s in project.config.sources}
+    if not configured:
+        raise TailorError("tailor.yaml has no sources; add one with `tailor data add NAME PATH`")
+    unknown = [s for s in sources or [] if s not in configured]
+    if unknown:
+        raise TailorError(f"unknown source {', '.join(unknown)}; sources: {', '.join(configured)}")
+    chosen = [configured[s] for s in sources] if sources else list(configured.values())
+    groups = [(name, chosen)] if name else [(s.name, [s]) for s in chosen]
+    return [prepare_dataset(project, dataset, group, log) for dataset, group in groups]
+
+
+def prepare_dataset(project, name: str, sources: list, log=lambda _m: None) -> dict:
+    log(f"{name}: reading {', '.join(s.name for s in sources)}")
+    records, quarantine, files = read_sources(project, sources)
+    kind = dataset_kind(name, records, sources)
+    read_rejected = len(quarantine)
+    steps = build_steps(project, name, kind)
+    kept = run_steps(steps, records, quarantine, lambda step: log(f"{name}: {step}"))
+    return finish(project, name, sources, kind, files, len(records) + read_rejected, read_rejected, kept,
+                  [s.summary() for s in steps], quarantine)
+
+
+def dataset_kind(name: str, records: list[Record], sources: list) -> str:
+    kinds = {r.kind for r in records}
+    if len(kinds) > 1:
+        raise TailorError(f"dataset {name!r} would mix kinds {sorted(kinds)}; prepare those sources separately")
+    return kinds.pop() if kinds else (sources[0].kind or "text")
+
+
+def run_steps(steps: list, records, quarantine: list[dict], on_step=lambda _name: None) -> list[Record]:
+    """Chain the steps over the records; every drop lands in `quarantine` with step and reason."""
+
+    def sink(record: Record, step: str, reason: str) -> None:
+        quarantine.append({"step": step, "reason": reason, "id": record.id, "file": record.meta.get("path"),
+                           "line": record.meta.get("line"), "record": record.content, "meta": record.meta})
+
+    stream = iter(records)
+    for step in steps:
+        step.sink = sink
+        on_step(step.name)
+        stream = step(stream)
+    return list(stream)
+
+
+def finish(project, name: str, sources: list, kind: str, files: dict, n_read: int, read_rejected: int,
+           kept: list[Record], summaries: list[dict], quarantine: list[dict], extra: dict | None = None) -> dict:
+    """Check the accounting, then write and register the dataset version."""
+    by_split: dict[str, list[Record]] = {}
+    for r in kept:
+        by_split.setdefault(r.meta.get("split", "data"), []).append(r)
+    dropped = sum(sum(s["dropped"].values()) for s in summaries)
+    added = sum(s["stats"].get("upsampled", 0) for s in summaries)
+    accounting = {"read": n_read, "rejected_by_readers": read_rejected, "added": added,
+                  "dropped_by_steps": dropped, "kept": len(kept)}
+    accounting["holds"] = n_read + added == len(kept) + read_rejected + dropped
+    if not accounting["holds"]:  # a bug in a step, never the user's fault: refuse to write a version
+        raise RuntimeError(f"accounting broken for {name}: {accounting}")
+    licences = sorted({s.license for s in sources if s.license})
+    manifest = {
+        "kind": kind,
+        "license": licences[0] if len(licences) == 1 else (licences or None),
+        "parents": [],
+        "sources": [{"name": s.name, "path": s.path, "files": files[s.name]} for s in sources],
+        "steps": summaries,
+        "accounting": accounting,
+        "recipe": {"sources": {s.name: [f["sha256"] for f in files[s.name]] for s in sources},
+                   "steps": [{"step": s["step"], "params": s["params"]} for s in summaries]},
+        **(extra or {}),
+    }
+    from tailorlm.data.versions import write_version
+
+    return write_version(project, name, by_split, manifest, quarantine)
+
+
+def read_sources(project, sources) -> tuple[list[Record], list[dict], dict]:
+    """All records of the given sources, the quarantine entries of what could not be read, and
+    each source's files with their sha256."""
+    from tailorlm.data.readers import docs
+
+    records, quarantine, files = [], [], {}
+    for source in sources:
+        files[source.name] = []
+        for path, rel in _expand(project.root, source.path):
+            files[source.name].append({"path": rel, "bytes": path.stat().st_size, "sha256": _sha256(path)})
+            fmt = source.format if source.format != "auto" else detect_format(path)
+            if fmt == "docs":
+                items = _read_doc(path, rel, project.root, source.name, docs)
+            else:
+                items = read_file(path, rel, source.name, fmt, source.kind, source.fields)
+            for item in items:
+                if isinstance(item, Rejected):
+                    quarantine.append({"step": "read", "reason": item.reason, "file": item.file, "line": item.line,
+                                       "field": item.field, "raw": item.raw})
+                    continue
+                item.meta.setdefault("tags", list(source.tags))
+                if source.license:
+                    item.meta["license"] = source.license
+                records.append(item)
+    return records, quarantine, files
+
+
+def _read_doc(path: Path, rel: str, root: Path, source: str, docs):
+    try:
+        doc = docs.read_document(path)
+    except docs.DocumentError as e:
+        yield Rejected(rel, None, "(file)", e.reason)
+        return
+    yield docs.to_record(path, doc, root, source)
+
+
+def _expand(root: Path, pattern: str) -> list[tuple[Path, str]]:
+    """The files a source path names: a file, a folder (recursively) or a glob, inside the project."""
+    target = inside(root, pattern) if not glob.has_magic(pattern) else None
+    if target is not None and target.is_file():
+        paths = [target]
+    elif target is not None and target.is_dir():
+        paths = sorted(p for p in target.rglob("*") if p.is_file() and not any(
+            part.startswith(".") for part in p.relative_to(target).parts))
+    elif target is None:
+        paths = sorted(Path(p) for p in glob.glob(str(root / pattern), recursive=True) if Path(p).is_file())
+        for p in paths:
+            inside(root, str(p.relative_to(root)))
+    else:
+        raise TailorError(f"source path not found: {pattern} (relative to {root})")
+    if not paths:
+        raise TailorError(f"source path {pattern!r} matches no files")
+    return [(p, p.relative_to(root).as_posix()) for p in paths]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def step_specs(project) -> list[tuple[str, dict]]:
+    """(step name, params) in order: tailor.yaml's `data.steps`, or the defaults."""
+    configured = project.config.data.steps
+    if configured is None:
+        return [(s, {}) for s in DEFAULT_STEPS]
+    return [(name, params or {}) for item in configured for name, params in item.items()]
+
+
+def build_steps(project, dataset: str, kind: str, only: set[str] | None = None) -> list:
+    steps = []
+    for step_name, params in step_specs(project):
+        if kind not in APPLIES_TO.get(step_name, {kind}) or (only is not None and step_name not in only):
+            continue
+        cls = step_class(step_name)
+        extra = {}
+        if step_name == "validate":
+            extra["count_tokens"], extra["context"] = token_counter(project)
+        elif step_name == "decontaminate":
+            extra["references"] = eval_references(project, dataset, params.get("files", []))
+        steps.append(cls(**extra, **params))
+    return steps
+
+
+def token_counter(project):
+    """A function counting a record's tokens with the generator's tokenizer and chat template, and
+    the model's context length, when the generator is local; endpoints have no local tokenizer,
+    so the check is skipped for them."""
+    gen = project.config.models.generator
+    if gen.backend != "local":
+        return None, None
+    from transformers import AutoConfig, AutoTokenizer
+
+    from tailorlm.models.local import resolve_model_path
+
+    path = resolve_model_path(gen.model)
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=gen.trust_remote_code)
+    context = getattr(AutoConfig.from_pretrained(path, trust_remote_code=gen.trust_remote_code),
+                      "max_position_embeddings", None)
+
+    def count(record: Record) -> int:
+        if record.kind == "chat":
+            text = tok.apply_chat_template(record.content["messages"], tokenize=False)
+        else:
+            text = record.joined()
+        return len(tok(text, add_special_tokens=False)["input_ids"])
+
+    return count, context
+
+
+def eval_references(project, dataset: str, files: list[str]) -> list[Record]:
+    """Eval examples that training data must not contain: the project's golden file, extra files,
+    and the test splits of other datasets."""
+    from tailorlm.data.versions import load_records, resolve
+
+    paths = list(files)
+    if project.config.eval.path:
+        paths.append(project.config.eval.path)
+    refs: list[Record] = []
+    for p in paths:
+        path = inside(project.root, p)
+        if path.exists():
+            refs += [r for r in read_file(path, p, "eval") if isinstance(r, Record)]
+    for row in project.store.select("aliases", scope="suite", alias="golden"):
+        if row["name"] == dataset:
+            continue  # a dataset's own earlier golden split is re-drawn by this run, not a reference
+        version, _, split = row["target"].partition(":")
+        refs += load_records(project, resolve(project, version), split or None)
+    return refs

@@ -1,0 +1,64 @@
+"""The `mix` step: domain ratios by source or tag, with seeded up- and down-sampling.
+
+Given ratios such as `{docs: 0.3, tickets: 0.7}`, the group sizes are set so the shares match:
+groups with too many records are down-sampled (the rest quarantined with reason `downsampled`),
+groups with too few are up-sampled by repeating records (copies get ids `id#2`, `id#3`, ...).
+The total is the largest that needs no up-sampling, unless `total` is given.
+"""
+
+import random
+from collections import defaultdict
+from typing import Iterable, Iterator
+
+from pydantic import Field, field_validator
+
+from tailorlm.data.record import Record
+from tailorlm.data.steps.base import Step, StepParams
+
+
+class Mix(Step):
+    name = "mix"
+
+    class Params(StepParams):
+        ratios: dict[str, float] = Field(..., description="Target share of each group, e.g. {docs: 0.3, tickets: 0.7}; normalised to sum to 1.")
+        by: str = Field("source", pattern="^(source|tag)$", description="Group records by their source name or by their first tag.")
+        total: int | None = Field(None, ge=1, description="Records after mixing; default: as many as possible without up-sampling.")
+        seed: int = Field(0, description="Seed for sampling.")
+
+        @field_validator("ratios")
+        @classmethod
+        def _positive(cls, ratios: dict[str, float]) -> dict[str, float]:
+            if not ratios or any(v <= 0 for v in ratios.values()):
+                raise ValueError("ratios must be positive numbers")
+            return ratios
+
+    def run(self, records: Iterable[Record]) -> Iterator[Record]:
+        groups: dict[str, list[Record]] = defaultdict(list)
+        for r in records:
+            key = r.meta.get("source") if self.p.by == "source" else (r.meta.get("tags") or [None])[0]
+            if key in self.p.ratios:
+                groups[key].append(r)
+            else:
+                self.drop(r, "not_in_mix")
+        weight = sum(self.p.ratios.values())
+        shares = {g: w / weight for g, w in self.p.ratios.items()}
+        total = self.p.total or int(min(len(groups[g]) / s for g, s in shares.items()) if all(groups.values()) else 0)
+        rng = random.Random(self.p.seed)
+        for group, share in shares.items():
+            pool, want = groups[group], round(total * share)
+            if not pool:
+                continue
+            if want <= len(pool):
+                chosen = set(rng.sample(range(len(pool)), want))
+                for i, r in enumerate(pool):
+                    if i in chosen:
+                        yield r
+                    else:
+                        self.drop(r, "downsampled")
+            else:
+                yield from pool
+                for copy in range(want - len(pool)):
+                    original = pool[rng.randrange(len(pool))]
+                    self.stats["upsampled"] += 1
+                    yield Record(f"{original.id}#{copy + 2}", original.kind, original.content,
+                                 {**original.meta, "upsampled_from": original.id})

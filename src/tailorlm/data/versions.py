@@ -1,0 +1,135 @@
+"""Dataset versions: immutable, content-addressed outputs of a pipeline run.
+
+A version lives in `.tailor/datasets/NAME/HASH/`:
+- one Parquet file per split (`train.parquet`, `validation.parquet`, `test.parquet`, or `data.parquet`);
+- `manifest.json`: sources with their hashes, steps with their parameters and counts, licence,
+  parents, creation time and the content hash;
+- `quarantine.jsonl`: every record the run did not keep, with its step and reason.
+
+The id `NAME@HASH6` comes from the records and the recipe (sources and steps), so preparing the
+same inputs with the same config gives the same id. Aliases such as `latest` point at versions.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from tailorlm.data.record import Record
+from tailorlm.errors import TailorError
+from tailorlm.paths import safe_name
+from tailorlm.store import now
+
+COLUMNS = ("id", "kind", "content", "meta")
+
+
+def version_hash(records_by_split: dict[str, list[Record]], recipe: dict) -> str:
+    h = hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode())
+    for split in sorted(records_by_split):
+        for r in records_by_split[split]:
+            h.update(f"{split}\x00{r.id}\x00{r.content_hash()}\n".encode())
+    return h.hexdigest()
+
+
+def write_version(project, name: str, records_by_split: dict[str, list[Record]], manifest: dict,
+                  quarantine: list[dict]) -> dict:
+    """Write a version (unless one with the same hash exists) and register it; returns the manifest."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    safe_name(name, "dataset name")
+    digest = version_hash(records_by_split, manifest["recipe"])
+    version_id = f"{name}@{digest[:6]}"
+    folder = project.artifacts("datasets") / name / digest[:12]
+    manifest = {**manifest, "id": version_id, "name": name, "content_hash": digest, "created_at": now(),
+                "path": str(folder.relative_to(project.root)),
+                "splits": {s: len(rs) for s, rs in records_by_split.items()}}
+    if not folder.exists():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        # Written aside and renamed: a crash never leaves a half-written version behind.
+        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))
+        try:
+            for split, records in records_by_split.items():
+                table = pa.table({
+                    "id": [r.id for r in records],
+                    "kind": [r.kind for r in records],
+                    "content": [json.dumps(r.content, ensure_ascii=False) for r in records],
+                    "meta": [json.dumps(r.meta, ensure_ascii=False, default=str) for r in records],
+                }, schema=pa.schema([(c, pa.string()) for c in COLUMNS]))
+                pq.write_table(table, tmp / f"{split}.parquet")
+            with open(tmp / "quarantine.jsonl", "w", encoding="utf-8") as f:
+                for q in quarantine:
+                    f.write(json.dumps(q, ensure_ascii=False, default=str) + "\n")
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str))
+            os.replace(tmp, folder)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        project.store.insert("dataset_versions", id=version_id, name=name, content_hash=digest, kind=manifest["kind"],
+                             path=manifest["path"], n_records=sum(manifest["splits"].values()), manifest=manifest,
+                             created_at=manifest["created_at"])
+    else:
+        manifest = json.loads((folder / "manifest.json").read_text())
+        manifest["reused"] = True
+    project.store.set_alias("dataset", name, "latest", version_id)
+    if "test" in records_by_split and manifest["kind"] in ("chat", "preference"):
+        project.store.set_alias("suite", name, "golden", f"{version_id}:test", reason="test split of prepare")
+    elif manifest["kind"] == "eval":
+        project.store.set_alias("suite", name, "golden", version_id, reason="eval source")
+    return manifest
+
+
+def resolve(project, ref: str) -> dict:
+    """A version's manifest from `NAME`, `NAME@latest`, `NAME@HASH` (a prefix will do)."""
+    name, _, tag = ref.partition("@")
+    safe_name(name, "dataset name")
+    tag = tag or "latest"
+    rows = project.store.select("dataset_versions", name=name)
+    if not rows:
+        raise TailorError(f"no dataset named {name!r}; `tailor data list` shows what exists")
+    if not all(c in "0123456789abcdef" for c in tag):
+        target = project.store.get_alias("dataset", name, tag)
+        if target is None:
+            raise TailorError(f"dataset {name!r} has no alias {tag!r}")
+        tag = target.partition("@")[2]
+    matches = [r for r in rows if r["content_hash"].startswith(tag)]
+    if len(matches) != 1:
+        raise TailorError(f"{ref!r} matches {len(matches)} versions of {name!r}; give more of the hash")
+    return json.loads((project.root / matches[0]["path"] / "manifest.json").read_text())
+
+
+def load_records(project, manifest: dict, split: str | None = None) -> list[Record]:
+    """The records of a version (one split, or all of them in split order)."""
+    import pyarrow.parquet as pq
+
+    folder = project.root / manifest["path"]
+    splits = [split] if split else list(manifest["splits"])
+    out = []
+    for s in splits:
+        if s not in manifest["splits"]:
+            raise TailorError(f"{manifest['id']} has no split {s!r}; it has {', '.join(manifest['splits'])}")
+        for row in pq.read_table(folder / f"{s}.parquet").to_pylist():
+            out.append(Record(row["id"], row["kind"], json.loads(row["content"]), json.loads(row["meta"])))
+    return out
+
+
+def list_versions(project) -> list[dict]:
+    rows = project.store.select("dataset_versions", order_by="created_at")
+    latest = {r["name"]: project.store.get_alias("dataset", r["name"], "latest") for r in rows}
+    return [{"id": r["id"], "name": r["name"], "kind": r["kind"], "records": r["n_records"], "created_at": r["created_at"],
+             "latest": latest[r["name"]] == r["id"], "path": r["path"]} for r in rows]
+
+
+def diff_versions(project, a: str, b: str) -> dict:
+    """Records added, removed and changed between two versions, matched by id."""
+    ma, mb = resolve(project, a), resolve(project, b)
+    ra = {r.id: r for r in load_records(project, ma)}
+    rb = {r.id: r for r in load_records(project, mb)}
+    changed = sorted(i for i in ra.keys() & rb.keys() if ra[i].content_hash() != rb[i].content_hash())
+    steps_a = {s["step"]: s["params"] for s in ma["steps"]}
+    steps_b = {s["step"]: s["params"] for s in mb["steps"]}
+    return {"a": ma["id"], "b": mb["id"], "added": sorted(rb.keys() - ra.keys()), "removed": sorted(ra.keys() - rb.keys()),
+            "changed": changed,
+            "steps_changed": sorted(k for k in steps_a.keys() | steps_b.keys() if steps_a.get(k) != steps_b.get(k)),
+            "splits": {"a": ma["splits"], "b": mb["splits"]}}
