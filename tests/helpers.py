@@ -19,3 +19,30 @@ def chat(id, user, answer):
 
 def text(id, body):
     return Record(id, "text", {"text": body})
+
+
+class ScriptedGenerator:
+    """A generator that answers from a queue and records what it was asked: a fake at the
+    backend interface, for tests about what surrounds generation (prompts, citations)."""
+
+    name = "scripted"
+
+    def __init__(self, answers=None, default: str = "I don't know."):
+        self.answers, self.default, self.calls = list(answers or []), default, []
+
+    def generate(self, messages, params=None):
+        from tailorlm.models.base import Completion, Usage
+
+        self.calls.append(messages)
+        text = self.answers.pop(0) if self.answers else self.default
+        return Completion(text, "stop", Usage(sum(len(m["content"].split()) for m in messages), len(text.split())), self.name)
+
+    def stream(self, messages, params=None):
+        from tailorlm.models.base import Chunk
+
+        c = self.generate(messages, params)
+        yield Chunk(c.text)
+        yield Chunk("", c.finish_reason, c.usage)
+
+    def generate_batch(self, batch, params=None, batch_size=8):
+        return [self.generate(m, params) for m in batch]

@@ -132,6 +132,22 @@ class DataConfig(Strict):
     )
 
 
+class RagConfig(Strict):
+    uri: str | None = Field(
+        None, description="LanceDB URI for the index; .tailor/indexes/rag when unset. Object storage works too "
+        "(s3://bucket/path, gs://..., az://...), with credentials from the environment.")
+    sources: list[str] = Field(default_factory=list, description="Sources to index; every document (text) source when empty.")
+    chunk_tokens: int = Field(200, ge=32, le=2048, description="Largest chunk, in embedder tokens (the heading trail included).")
+    overlap_tokens: int = Field(32, ge=0, description="Tokens repeated between consecutive chunks of one section.")
+    search: Literal["hybrid", "vector", "fts"] = Field(
+        "hybrid", description="hybrid fuses vector and full-text (BM25) results by reciprocal rank; or one of them alone.")
+    k: int = Field(4, ge=1, description="Chunks retrieved per question.")
+    rerank: str = Field("none", pattern=r"^(none|llm|cross-encoder:.+)$",
+                        description="none, llm (the generator scores each candidate), or cross-encoder:PATH (a local model).")
+    context_tokens: int = Field(1024, ge=64, description="Most tokens of retrieved sources put into the prompt.")
+    ann_min_rows: int = Field(20000, ge=1000, description="From this many chunks an approximate vector index (IVF-PQ) is built; below it, search is exact.")
+
+
 class StoreConfig(Strict):
     url: str | None = Field(
         None, description="SQLAlchemy URL of the state database; .tailor/tailor.db (SQLite) when unset. A PostgreSQL URL works too."
@@ -150,6 +166,7 @@ class ProjectConfig(Strict):
     )
     eval: EvalConfig = Field(default_factory=EvalConfig, description="The golden suite and its metrics.")
     data: DataConfig = Field(default_factory=DataConfig, description="How `tailor data prepare` cleans sources into datasets.")
+    rag: RagConfig = Field(default_factory=RagConfig, description="The retrieval index and the rag rung.")
     prices: PricesConfig = Field(default_factory=PricesConfig, description="Price table for cost estimates; no live prices.")
     serve: ServeConfig = Field(default_factory=ServeConfig, description="The OpenAI-compatible server.")
     store: StoreConfig = Field(default_factory=StoreConfig, description="Where state lives.")

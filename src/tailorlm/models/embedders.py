@@ -27,6 +27,9 @@ class LocalEmbedder:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
         path = resolve_model_path(model)
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # no bar per load; Tailor shows its own progress
 
         try:
             st = SentenceTransformer(path, device="cpu", trust_remote_code=trust_remote_code)

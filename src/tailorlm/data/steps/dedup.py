@@ -19,7 +19,6 @@ from tailorlm.data.record import Record
 from tailorlm.data.steps.base import Filter, Step, StepParams
 
 _WORD = re.compile(r"\w+", re.UNICODE)
-_MERSENNE = (1 << 61) - 1
 
 
 def _canonical(record: Record) -> str:
@@ -86,17 +85,19 @@ class NearDedup(Step):
 
         records = list(records)
         rng = np.random.default_rng(self.p.seed)
-        a = rng.integers(1, 1 << 32, self.p.num_perm, dtype=np.uint64)
-        b = rng.integers(0, 1 << 32, self.p.num_perm, dtype=np.uint64)
+        # Multiply-shift hashing: (a*x + b) mod 2**64 with odd 64-bit a, keeping the top 32 bits.
+        # (Small a and b below a Mersenne prime rarely wrap, which correlates the permutations and
+        # cost recall; measured in benchmarks/data_prepare.py.)
+        a = rng.integers(0, 2**63, self.p.num_perm, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+        b = rng.integers(0, 2**63, self.p.num_perm, dtype=np.uint64)
         bands, rows = lsh_shape(self.p.threshold, self.p.num_perm)
         sets = [shingles(r.joined(), self.p.ngram) for r in records]
         buckets: dict[tuple, list[int]] = defaultdict(list)
         for i, s in enumerate(sets):
             if not s:
                 continue
-            x = np.fromiter((xxhash.xxh32_intdigest(g) for g in s), dtype=np.uint64, count=len(s))
-            # (a*x + b) mod p never overflows 64 bits: a and x are below 2**32.
-            sig = ((x[:, None] * a[None, :] + b) % _MERSENNE).min(axis=0)
+            x = np.fromiter((xxhash.xxh64_intdigest(g) for g in s), dtype=np.uint64, count=len(s))
+            sig = ((x[:, None] * a[None, :] + b) >> np.uint64(32)).min(axis=0)  # uint64 arithmetic wraps
             for band in range(bands):
                 buckets[(band, sig[band * rows : (band + 1) * rows].tobytes())].append(i)
 
