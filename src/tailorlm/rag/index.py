@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -22,6 +23,7 @@ from tailorlm.data.record import Record
 from tailorlm.errors import TailorError
 
 TABLE = "chunks"
+_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tailor-search")
 RRF_K = 60  # the constant from Cormack et al. 2009; ranks matter, raw scores do not
 
 # Instruction-like text inside a document: a retrieved chunk that says this is an attack or a
@@ -193,19 +195,25 @@ class RagIndex:
     # -- searching --------------------------------------------------------------------------
 
     def search(self, query: str, k: int = 4, mode: str = "hybrid", source: str | None = None,
-               tag: str | None = None) -> list[Hit]:
-        """The k best chunks for `query`; `source` and `tag` filter by metadata."""
+               tag: str | None = None, vector: list[float] | None = None) -> list[Hit]:
+        """The k best chunks for `query`; `source` and `tag` filter by metadata. `vector` is the
+        query's embedding when the caller already has it."""
         table = self._table()
         where = _where(source, tag)
         pool = max(k * 4, 20)
+        if mode in ("vector", "hybrid") and vector is None:
+            vector = self.embedder.embed([query])[0]
         if mode == "vector":
-            return self._vector(table, query, k, where)
+            return self._vector(table, vector, k, where)
         if mode == "fts":
             return self._fts(table, query, k, where)
         if mode != "hybrid":
             raise TailorError(f"unknown search mode {mode!r}; use hybrid, vector or fts")
+        # Both searches run in LanceDB's native code, which releases the GIL: run them side by side.
+        fts_future = _POOL.submit(self._fts, table, query, pool, where)
+        vector_hits = self._vector(table, vector, pool, where)
         fused: dict[str, tuple[float, Hit]] = {}
-        for hits in (self._vector(table, query, pool, where), self._fts(table, query, pool, where)):
+        for hits in (vector_hits, fts_future.result()):
             for rank, hit in enumerate(hits):
                 score = fused.get(hit.id, (0.0, hit))[0] + 1.0 / (RRF_K + rank + 1)
                 fused[hit.id] = (score, hit)
@@ -214,9 +222,8 @@ class RagIndex:
             hit.score = score
         return [hit for _, hit in best]
 
-    def _vector(self, table, query: str, k: int, where: str | None) -> list[Hit]:
-        vec = self.embedder.embed([query])[0]
-        q = table.search(vec, vector_column_name="vector").distance_type("cosine").limit(k)
+    def _vector(self, table, vector: list[float], k: int, where: str | None) -> list[Hit]:
+        q = table.search(vector, vector_column_name="vector").distance_type("cosine").limit(k)
         if where:
             q = q.where(where, prefilter=True)
         return [_hit(r, 1.0 - r["_distance"]) for r in q.to_list()]

@@ -1,0 +1,115 @@
+"""Turning dataset versions into training tensors.
+
+Chat records are rendered with the tokenizer's own chat template, the same one serving uses, and
+only the assistant turns carry labels: each assistant message's content and the end-of-turn token
+after it (so the model learns to stop). Everything else is -100. The masking is done on character
+spans of the rendered text, mapped to tokens through the tokenizer's offsets, so it works for any
+template whose rendering of a conversation prefix is a prefix of the whole.
+
+`PackedCollator` is padding-free: a batch is one row of concatenated sequences whose position ids
+restart at each sequence, which transformers turns into a block-diagonal causal mask. No compute
+or memory goes to padding.
+"""
+
+from dataclasses import dataclass
+
+from tailorlm.errors import TailorError
+
+IGNORE = -100
+
+
+def assistant_spans(tokenizer, messages: list[dict]) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered conversation and the character spans the model must learn to write."""
+    full = tokenizer.apply_chat_template(messages, tokenize=False)
+    eos = tokenizer.eos_token or ""
+    spans = []
+    for i, m in enumerate(messages):
+        if m["role"] != "assistant":
+            continue
+        prefix = tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True)
+        if not full.startswith(prefix) or not full[len(prefix):].startswith(m["content"]):
+            raise TailorError("the chat template does not render conversations prefix by prefix, so assistant "
+                              "turns cannot be located for loss masking")
+        end = len(prefix) + len(m["content"])
+        if eos and full.startswith(eos, end):
+            end += len(eos)  # learn to stop: the end-of-turn token is part of the answer
+        spans.append((len(prefix), end))
+    return full, spans
+
+
+def encode_chat(tokenizer, messages: list[dict]) -> dict:
+    """input_ids and labels for one conversation; labels are -100 outside assistant turns."""
+    text, spans = assistant_spans(tokenizer, messages)
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    labels = []
+    for token, (start, end) in zip(enc["input_ids"], enc["offset_mapping"]):
+        inside = any(s <= start and end <= e and end > start for s, e in spans)
+        labels.append(token if inside else IGNORE)
+    return {"input_ids": enc["input_ids"], "labels": labels}
+
+
+def encode_text(tokenizer, text: str) -> list[int]:
+    """A document's tokens followed by EOS, for continued pre-training."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return ids + ([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])
+
+
+def pack_blocks(token_lists: list[list[int]], block: int) -> list[dict]:
+    """Concatenate documents and cut into blocks of `block` tokens (the tail is kept, shorter)."""
+    stream = [t for ids in token_lists for t in ids]
+    return [{"input_ids": stream[i : i + block], "labels": stream[i : i + block]} for i in range(0, len(stream), block)]
+
+
+def fit_length(examples: list[dict], max_len: int, policy: str) -> tuple[list[dict], dict]:
+    """Apply the overlength policy: `truncate` cuts, `reject` drops; both are counted."""
+    kept, truncated, rejected = [], 0, 0
+    for ex in examples:
+        if len(ex["input_ids"]) <= max_len:
+            kept.append(ex)
+        elif policy == "truncate":
+            truncated += 1
+            kept.append({k: v[:max_len] for k, v in ex.items()})
+        else:
+            rejected += 1
+    kept = [ex for ex in kept if any(label != IGNORE for label in ex["labels"][1:])]
+    return kept, {"truncated": truncated, "rejected": rejected, "no_supervised_tokens": len(examples) - rejected - len(kept)}
+
+
+@dataclass
+class PackedCollator:
+    """Concatenate a batch into one row; position ids restart per sequence (padding-free)."""
+
+    def __call__(self, features: list[dict]) -> dict:
+        import torch
+
+        ids, labels, positions = [], [], []
+        for f in features:
+            n = len(f["input_ids"])
+            ids += f["input_ids"]
+            # The first token of a sequence must not be predicted from the previous sequence.
+            labels += [IGNORE] + list(f["labels"][1:])
+            positions += list(range(n))
+        return {"input_ids": torch.tensor([ids]), "labels": torch.tensor([labels]),
+                "position_ids": torch.tensor([positions])}
+
+
+@dataclass
+class PaddedCollator:
+    """Right-padded batches with an attention mask: the baseline, and the path for models whose
+    attention cannot take packed sequences."""
+
+    pad_id: int
+
+    def __call__(self, features: list[dict]) -> dict:
+        import torch
+
+        longest = max(len(f["input_ids"]) for f in features)
+        ids = torch.full((len(features), longest), self.pad_id)
+        labels = torch.full((len(features), longest), IGNORE)
+        mask = torch.zeros((len(features), longest), dtype=torch.long)
+        for i, f in enumerate(features):
+            n = len(f["input_ids"])
+            ids[i, :n] = torch.tensor(f["input_ids"])
+            labels[i, :n] = torch.tensor(f["labels"])
+            mask[i, :n] = 1
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
