@@ -16,7 +16,7 @@ from tailorlm.errors import TailorError
 JOURNEY = """Tailor turns your own data into a custom LLM, one measured rung at a time.
 
 The journey: init -> data prepare -> advise -> ladder -> train -> eval/compare -> serve -> loop -> export.
-Available now: init, config, models, chat, generate, data, rag, quickstart.
+Available now: init, config, models, chat, generate, data, rag, train, runs, export, quickstart.
 
 Example:  tailor quickstart        # an example project, answered by the embedded model, offline
 """
@@ -52,7 +52,7 @@ def emit(obj: dict, as_json: bool) -> bool:
 
 
 def register() -> None:
-    from tailorlm.cli import data, generate, models, project, rag  # noqa: F401  (each module adds its commands)
+    from tailorlm.cli import data, generate, models, project, rag, train  # noqa: F401  (each module adds its commands)
 
 
 register()

@@ -77,6 +77,23 @@ class Store:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(sa.text(sql), where)]
 
+    def upsert_metric(self, run_id: str, step: int, name: str, value: float) -> None:
+        """Record a run metric; a step logged again after a resume replaces the earlier value."""
+        sa = self._sa
+        key = {"r": run_id, "s": step, "n": name}
+        with self.engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM run_metrics WHERE run_id = :r AND step = :s AND name = :n"), key)
+            conn.execute(sa.text("INSERT INTO run_metrics (run_id, step, name, value) VALUES (:r, :s, :n, :v)"),
+                         {**key, "v": value})
+
+    def update(self, table: str, key: dict, **values) -> None:
+        sa = self._sa
+        sets = ", ".join(f"{k} = :v_{k}" for k in values)
+        where = " AND ".join(f"{k} = :k_{k}" for k in key)
+        params = {**{f"v_{k}": v for k, v in _encode(values).items()}, **{f"k_{k}": v for k, v in key.items()}}
+        with self.engine.begin() as conn:
+            conn.execute(sa.text(f"UPDATE {table} SET {sets} WHERE {where}"), params)
+
     def set_alias(self, scope: str, name: str, alias: str, target: str, reason: str | None = None) -> str | None:
         """Point an alias at a target, recording the move; returns the previous target."""
         sa = self._sa

@@ -1,0 +1,48 @@
+"""A training run's configuration: every knob with its default and a description.
+
+The resolved config (defaults filled in) is written beside the run's outputs as `config.yaml`,
+and `tailor train sft --config that/config.yaml` runs it again.
+"""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["sft", "dpo", "cpt"] = Field("sft", description="sft: chat examples; dpo: preference pairs; cpt: documents.")
+    dataset: str = Field(..., description="Dataset version to train on: NAME, NAME@latest or NAME@HASH.")
+    base: str | None = Field(None, description="Base model (embedded name, HF id, folder) or a model version id to start from; "
+                                               "default: the project's generator.")
+    name: str | None = Field(None, description="Model name to register versions under; default: the project name.")
+    adapter: Literal["lora", "qlora", "full"] = Field("lora", description="lora (default), qlora (4-bit base, CUDA only) or full fine-tuning.")
+    lora_r: int = Field(16, ge=1, description="LoRA rank.")
+    lora_alpha: int = Field(32, ge=1, description="LoRA scaling numerator (scale = alpha / r).")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA branch.")
+    target_modules: list[str] | str = Field("all-linear", description="Modules that get LoRA adapters; all-linear or a list of names.")
+    learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate (use ~1e-5 for full fine-tuning).")
+    epochs: float = Field(1.0, gt=0, description="Passes over the training split.")
+    max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1: use epochs).")
+    batch_size: int = Field(8, ge=1, description="Sequences per device per step.")
+    grad_accum: int = Field(1, ge=1, description="Steps whose gradients are accumulated before an update.")
+    max_seq_len: int = Field(1024, ge=16, description="Longest sequence in tokens.")
+    overlength: Literal["truncate", "reject"] = Field("truncate", description="What to do with longer sequences; both are counted.")
+    packing: bool = Field(True, description="Padding-free batches: sequences concatenated, attention kept within each.")
+    group_by_length: bool = Field(True, description="Batch sequences of similar length together.")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass: less memory, ~30% slower.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto: bf16 where the GPU supports it, else fp32.")
+    warmup_ratio: float = Field(0.03, ge=0, le=0.5, description="Share of steps spent warming up the learning rate.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    eval_steps: int = Field(50, ge=1, description="Validation loss every this many steps (and a checkpoint).")
+    early_stopping_patience: int | None = Field(3, ge=1, description="Stop after this many evaluations without improvement; null: never.")
+    save_total_limit: int = Field(2, ge=1, description="Checkpoints kept on disk besides the best one.")
+    logging_steps: int = Field(1, ge=1, description="Log the training loss every this many steps.")
+    beta: float = Field(0.1, gt=0, description="dpo: strength of the KL anchor to the reference model.")
+    seed: int = Field(0, description="Seed for initialisation, shuffling and dropout.")
+    report_to: list[Literal["tensorboard", "mlflow"]] = Field(default_factory=list, description="Also log to these trackers.")
+    launcher: Literal["none", "accelerate"] = Field("none", description="none: this process; accelerate: multi-GPU / multi-node.")
+    gpus: int = Field(1, ge=1, description="accelerate: GPUs per node.")
+    nodes: int = Field(1, ge=1, description="accelerate: machines.")
+    strategy: Literal["ddp", "fsdp", "deepspeed"] = Field("fsdp", description="accelerate: how the model is spread over GPUs.")

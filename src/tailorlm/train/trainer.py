@@ -1,0 +1,201 @@
+"""The training engine behind `tailor train sft|dpo|cpt`: a transformers Trainer with Tailor's
+data, loss, checkpoints, metrics and model registration.
+
+Why a Trainer subclass and not TRL's SFTTrainer: Tailor tokenizes and masks itself (so the labels
+are inspectable and identical to what serving renders), batches are padding-free, and the loss
+projects to the vocabulary only at supervised positions. With a 49k vocabulary and short answers,
+most of the LM head's compute and memory would otherwise go to tokens that carry no loss; see
+docs/benchmarks.md for the measured effect. DPO uses TRL's DPOTrainer (train/dpo.py).
+"""
+
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+from tailorlm.errors import TailorError
+from tailorlm.train.config import TrainConfig
+from tailorlm.train.data import IGNORE
+
+
+def _transformers():
+    import transformers
+
+    return transformers
+
+
+def make_trainer_class():
+    """Defined lazily so that importing this module does not import transformers."""
+    import torch
+    import torch.nn.functional as F
+    from transformers import Trainer
+
+    class TailorTrainer(Trainer):
+        tokens_seen = 0
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            labels = inputs.pop("labels")
+            base = model.get_base_model() if hasattr(model, "get_base_model") else model
+            decoder, head = base.model, base.get_output_embeddings()
+            # use_cache=False matters: with a KV cache object present, transformers does not turn the
+            # restarting position ids of a packed row into a block-diagonal mask (test_train.py checks).
+            hidden = decoder(**inputs, use_cache=False).last_hidden_state
+            target = labels[:, 1:]
+            keep = target != IGNORE
+            # Project to the vocabulary only where there is a label: the answer tokens.
+            logits = head(hidden[:, :-1][keep]).float()
+            loss = F.cross_entropy(logits, target[keep], reduction="sum")
+            count = num_items_in_batch if num_items_in_batch is not None else keep.sum()
+            if torch.is_tensor(count):
+                count = count.to(loss.device)
+            if model.training:  # tokens/s is a training figure; evaluation batches do not count
+                self.tokens_seen += int(inputs["input_ids"].numel() if "attention_mask" not in inputs
+                                        else inputs["attention_mask"].sum())
+            loss = loss / count
+            return (loss, {"loss": loss}) if return_outputs else loss
+
+        def _save_checkpoint(self, model, trial):
+            # A checkpoint that fails half-way (a full disk) is removed, so resume never picks it;
+            # the previous checkpoint is untouched because each one has its own folder.
+            folder = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
+            try:
+                return super()._save_checkpoint(model, trial)
+            except OSError as e:
+                shutil.rmtree(folder, ignore_errors=True)
+                prev = last_checkpoint(Path(self.args.output_dir))
+                raise TailorError(f"could not save checkpoint {folder.name}: {e.strerror or e}; "
+                                  f"the previous checkpoint is intact: {prev or 'none yet'}") from e
+
+    return TailorTrainer
+
+
+def last_checkpoint(folder: Path) -> Path | None:
+    """The newest complete checkpoint: trainer_state.json is written last, so it marks completeness."""
+    done = [p for p in folder.glob("checkpoint-*") if (p / "trainer_state.json").exists()]
+    return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+
+def metrics_callback(project, run_id: str, trainer_ref: list, on_progress):
+    """Per-step metrics into the store (`run_metrics`), a NaN guard, and progress with tokens/s."""
+    from transformers import TrainerCallback
+
+    class Callback(TrainerCallback):
+        started = time.perf_counter()
+        nan_step = None
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not state.is_world_process_zero:  # one writer per run, however many processes train
+                return
+            logs = logs or {}
+            step = state.global_step
+            for key, value in logs.items():
+                if isinstance(value, (int, float)) and key in ("loss", "eval_loss", "learning_rate", "grad_norm"):
+                    if not math.isfinite(value):
+                        if key == "loss":
+                            self.nan_step = step
+                            control.should_training_stop = True
+                            control.should_save = False  # never checkpoint NaN weights
+                        continue  # the store keeps finite numbers only
+                    project.store.upsert_metric(run_id, step, key, float(value))
+            trainer = trainer_ref[0]
+            elapsed = time.perf_counter() - self.started
+            tps = trainer.tokens_seen / elapsed if elapsed > 0 else 0.0
+            project.store.upsert_metric(run_id, step, "tokens_per_s", tps)
+            if on_progress:
+                on_progress(step, state.max_steps, logs, tps)
+
+    return Callback()
+
+
+def precision_flags(cfg: TrainConfig) -> dict:
+    import torch
+
+    cuda = torch.cuda.is_available()
+    p = cfg.precision
+    if p == "auto":
+        p = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
+    if p in ("bf16", "fp16") and not cuda:
+        raise TailorError(f"precision {p} needs a GPU here; use --precision fp32 on CPU")
+    return {"bf16": p == "bf16", "fp16": p == "fp16"}
+
+
+def load_model(project, cfg: TrainConfig):
+    """(model, tokenizer, base name, parent version) ready for training, with LoRA attached if asked."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tailorlm.models.local import resolve_model_path
+
+    gen = project.config.models.generator
+    base_ref = cfg.base or gen.model
+    parent = None
+    if ":" in base_ref and "@" in base_ref:  # a model version: start from its merged weights
+        from tailorlm.train.registry import resolve
+
+        parent = resolve(project, base_ref)
+        base_ref = parent["base_model"]
+    path = resolve_model_path(base_ref)
+    if cfg.adapter == "qlora":
+        if not torch.cuda.is_available():
+            raise TailorError("QLoRA needs a CUDA GPU (4-bit weights through bitsandbytes); none is present. "
+                              "Use --adapter lora on this machine")
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError as e:
+            raise TailorError("QLoRA needs bitsandbytes: pip install bitsandbytes") from e
+    kwargs = {"trust_remote_code": gen.trust_remote_code}
+    if cfg.adapter == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                           bnb_4bit_compute_dtype=torch.bfloat16)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=gen.trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **kwargs)
+    if parent and parent.get("adapter_path"):
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, project.root / parent["adapter_path"]).merge_and_unload()
+    if parent and parent.get("weights_path"):
+        model = AutoModelForCausalLM.from_pretrained(project.root / parent["weights_path"], dtype=torch.float32)
+    if cfg.adapter in ("lora", "qlora"):
+        from peft import LoraConfig, get_peft_model
+
+        if cfg.adapter == "qlora":
+            from peft import prepare_model_for_kbit_training
+
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
+        lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                          target_modules=cfg.target_modules, task_type="CAUSAL_LM")
+        model = get_peft_model(model, lora)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer, base_ref, parent
+
+
+def training_arguments(cfg: TrainConfig, out: Path, has_eval: bool):
+    from transformers import TrainingArguments
+
+    eval_args = {}
+    if has_eval:
+        eval_args = dict(eval_strategy="steps", eval_steps=cfg.eval_steps, load_best_model_at_end=True,
+                         metric_for_best_model="eval_loss", greater_is_better=False)
+    return TrainingArguments(
+        output_dir=str(out), per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps, warmup_steps=cfg.warmup_ratio,  # a float below 1 is a ratio weight_decay=cfg.weight_decay,
+        lr_scheduler_type="cosine", logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.eval_steps,
+        save_total_limit=cfg.save_total_limit, seed=cfg.seed, data_seed=cfg.seed, report_to=list(cfg.report_to),
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
+        remove_unused_columns=False, dataloader_num_workers=0, disable_tqdm=True, save_only_model=False,
+        prediction_loss_only=True,
+        logging_nan_inf_filter=False,  # a NaN must reach the guard, not be averaged away
+        **precision_flags(cfg), **eval_args)
+
+
+def write_json(path: Path, obj) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    os.replace(tmp, path)

@@ -1,0 +1,227 @@
+"""SFT and CPT on a tiny random Llama with the real SmolLM2 tokenizer: masking, packing, learning,
+resume after kill -9, NaN and full-disk handling, registration and the CLI."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from tailorlm.data.pipeline import prepare
+from tailorlm.errors import TailorError
+from tailorlm.project import Project
+from tailorlm.train.config import TrainConfig
+from tailorlm.train.data import IGNORE, PackedCollator, PaddedCollator, encode_chat
+from tailorlm.train.runs import train
+
+CONVO = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi there"},
+         {"role": "assistant", "content": "Hello! How can I help?"}, {"role": "user", "content": "2+2?"},
+         {"role": "assistant", "content": "4"}]
+
+
+def test_labels_cover_exactly_the_assistant_turns_and_their_end_tokens(tokenizer):
+    enc = encode_chat(tokenizer, CONVO)
+    labelled = [t for t, lab in zip(enc["input_ids"], enc["labels"]) if lab != IGNORE]
+    assert tokenizer.decode(labelled) == "Hello! How can I help?<|im_end|>4<|im_end|>"
+    assert all(lab in (IGNORE, t) for t, lab in zip(enc["input_ids"], enc["labels"]))
+    unlabelled = tokenizer.decode([t for t, lab in zip(enc["input_ids"], enc["labels"]) if lab == IGNORE])
+    assert "Be brief." in unlabelled and "Hi there" in unlabelled and "2+2?" in unlabelled
+    assert tokenizer.decode(enc["input_ids"]) == tokenizer.apply_chat_template(CONVO, tokenize=False)
+
+
+def test_packed_batches_give_the_same_loss_as_padded_ones(tiny_model, tokenizer):
+    from tailorlm.train.trainer import make_trainer_class
+
+    examples = [encode_chat(tokenizer, CONVO), encode_chat(tokenizer, CONVO[:3]),
+                encode_chat(tokenizer, [{"role": "user", "content": "Name a colour"}, {"role": "assistant", "content": "Teal."}])]
+    trainer = make_trainer_class().__new__(make_trainer_class())
+    trainer.tokens_seen = 0
+    packed = trainer.compute_loss(tiny_model, PackedCollator()(examples))
+    padded = trainer.compute_loss(tiny_model, PaddedCollator(tokenizer.pad_token_id)(examples))
+    # Same tokens, same labels: block-diagonal attention over the packed row must equal padding.
+    assert torch.allclose(packed, padded, atol=1e-5), (packed, padded)
+
+
+MEMORISE = [(f"What is the access code for vault {name}?", f"The code for {name} is {code}.")
+            for name, code in [("alpha", "7731"), ("bravo", "2208"), ("charlie", "9154"), ("delta", "4470"),
+                               ("echo", "3862"), ("foxtrot", "5519"), ("golf", "1047"), ("hotel", "6685")]]
+
+
+@pytest.fixture
+def train_project(tmp_path, tiny_model_dir):
+    root = tmp_path / "p"
+    root.mkdir()
+    rows = [{"id": f"{i}-{j}", "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+            for j in range(3) for i, (q, a) in enumerate(MEMORISE)]
+    # Three copies of eight facts: dedup would remove the copies, so this dataset skips it.
+    (root / "facts.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    (root / "docs.jsonl").write_text(json.dumps({"text": "A document about vaults. " * 20}) + "\n")
+    (root / "tailor.yaml").write_text(
+        f"name: vaults\ntask: {{description: Answer vault questions.}}\nmodels:\n  generator: {{model: '{tiny_model_dir}'}}\n"
+        "sources:\n  - {name: facts, path: facts.jsonl}\n  - {name: docs, path: docs.jsonl}\n"
+        "data:\n  steps:\n    - validate: {}\n    - split: {train: 0.75, validation: 0.25, test: 0.0, stratify: false}\n")
+    project = Project.load(root)
+    prepare(project)
+    return project
+
+
+FAST = dict(dataset="facts", learning_rate=3e-3, batch_size=6, eval_steps=4, warmup_ratio=0.0, lora_dropout=0.0)
+
+
+def test_sft_learns_changes_only_lora_params_and_registers_a_version(train_project):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    result = train(train_project, TrainConfig(max_steps=12, **{**FAST, "learning_rate": 1e-2}))
+    m = result["metrics"]
+    assert m["train_loss_last"] < m["train_loss_first"] - 0.2
+    assert m["eval_loss_best"] is not None and m["tokens_per_s"] > 0
+    assert result["model_version"] == "vaults:sft@v1"
+    run_dir = train_project.root / ".tailor" / "runs" / result["run_id"]
+    saved = TrainConfig.model_validate(__import__("yaml").safe_load((run_dir / "config.yaml").read_text()))
+    assert saved.max_steps == 12 and saved.dataset == "facts"
+    base = AutoModelForCausalLM.from_pretrained(train_project.config.models.generator.model)
+    tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(train_project.config.models.generator.model),
+                                      run_dir / "model")
+    lora = {n: p for n, p in tuned.named_parameters() if "lora_B" in n}
+    assert lora and all(p.abs().sum() > 0 for p in lora.values())  # B starts at zero: every adapter moved
+    for name, p in base.named_parameters():
+        assert torch.equal(p, tuned.get_base_model().get_parameter(name)), name  # the base stays frozen
+    assert (run_dir / "model" / "chat_template.jinja").exists()  # serving renders prompts as training did
+    steps = [r["step"] for r in train_project.store.select("run_metrics", run_id=result["run_id"], name="loss")]
+    assert steps == list(range(1, 13))
+
+
+def test_full_fine_tuning_memorises_the_facts(train_project):
+    result = train(train_project, TrainConfig(adapter="full", max_steps=16, **{**FAST, "learning_rate": 3e-2}))
+    m = result["metrics"]
+    assert m["train_loss_last"] < 0.5 * m["train_loss_first"], m
+    assert result["model_version"] == "vaults:sft@v1"
+    assert (train_project.root / ".tailor" / "runs" / result["run_id"] / "model" / "model.safetensors").exists()
+
+
+def test_wrong_kind_and_overlength_policies(train_project):
+    with pytest.raises(TailorError, match="holds text records; `tailor train sft` needs chat"):
+        train(train_project, TrainConfig(dataset="docs", max_steps=1))
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(train_project.config.models.generator.model)
+    lengths = [len(encode_chat(tok, [{"role": "user", "content": q}, {"role": "assistant", "content": a}])["input_ids"])
+               for q, a in MEMORISE]
+    limit = min(lengths) - 2  # every example is too long by a little: the answer's start survives a cut
+    result = train(train_project, TrainConfig(max_steps=1, max_seq_len=limit, overlength="truncate", **FAST))
+    assert result["metrics"]["truncated"] == 18 and result["metrics"]["rejected"] == 0
+    with pytest.raises(TailorError, match="no trainable examples.*'rejected': 18"):
+        train(train_project, TrainConfig(max_steps=1, max_seq_len=limit, overlength="reject", **FAST))
+
+
+def test_cpt_trains_on_documents(train_project):
+    result = train(train_project, TrainConfig(method="cpt", dataset="docs", max_steps=4, max_seq_len=32,
+                                              learning_rate=3e-3, batch_size=2, warmup_ratio=0.0))
+    assert result["metrics"]["train_loss_last"] < result["metrics"]["train_loss_first"]
+    assert result["model_version"] == "vaults:cpt@v1"
+
+
+def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(train_project, monkeypatch):
+    from tailorlm.train import sft, trainer
+
+    real = trainer.make_trainer_class
+
+    def poisoned():
+        base = real()
+
+        class Poisoned(base):
+            def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+                loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+                return loss * float("nan") if self.state.global_step >= 5 and model.training else loss
+
+        return Poisoned
+
+    monkeypatch.setattr(sft, "make_trainer_class", poisoned)
+    with pytest.raises(TailorError, match=r"loss became NaN at step 6.*checkpoint-4"):
+        train(train_project, TrainConfig(max_steps=10, **FAST))
+    [run] = train_project.store.select("runs")
+    assert run["status"] == "failed"
+    checkpoints = sorted(p.name for p in (train_project.root / run["output_dir"] / "checkpoints").iterdir())
+    assert checkpoints == ["checkpoint-4"]
+
+
+def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(train_project, monkeypatch):
+    from transformers import Trainer
+
+    calls = {"n": 0}
+    real = Trainer._save_optimizer_and_scheduler
+
+    def flaky(self, output_dir):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(28, "No space left on device")
+        return real(self, output_dir)
+
+    monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", flaky)
+    with pytest.raises(TailorError, match="No space left on device.*previous checkpoint is intact: .*checkpoint-4"):
+        train(train_project, TrainConfig(max_steps=12, **FAST))
+    [run] = train_project.store.select("runs")
+    folder = train_project.root / run["output_dir"] / "checkpoints"
+    assert sorted(p.name for p in folder.iterdir()) == ["checkpoint-4"]
+    assert (folder / "checkpoint-4" / "trainer_state.json").exists()
+
+
+def test_resume_after_kill_9_ends_at_the_same_step_with_a_continuous_curve(train_project):
+    args = [sys.executable, "-m", "tailorlm.cli", "train", "sft", "-p", str(train_project.root), "--max-steps", "16",
+            "--dataset", "facts", "--learning-rate", "3e-3", "--batch-size", "6", "--eval-steps", "4", "--json"]
+    config = train_project.root / "fast.yaml"
+    config.write_text(__import__("yaml").safe_dump({k: v for k, v in FAST.items() if k != "dataset"}))
+    args += ["--config", str(config)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    runs_dir = train_project.root / ".tailor" / "runs"
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        done = list(runs_dir.glob("*/checkpoints/checkpoint-8/trainer_state.json"))
+        if done:
+            break
+        time.sleep(0.2)
+    assert done, proc.communicate(timeout=5)
+    os.killpg(proc.pid, signal.SIGKILL)  # kill -9, mid-run
+    proc.wait()
+    [run] = train_project.store.select("runs")
+    assert run["status"] == "running"
+    resumed = subprocess.run([sys.executable, "-m", "tailorlm.cli", "train", "sft", "--resume", "-p", str(train_project.root),
+                              "--json"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    result = json.loads(resumed.stdout)
+    assert result["run_id"] == run["id"] and result["metrics"]["steps"] == 16
+    losses = {r["step"]: r["value"] for r in train_project.store.select("run_metrics", run_id=run["id"], name="loss")}
+    assert sorted(losses) == list(range(1, 17))  # no gap, no step logged twice
+    # The same run uninterrupted gives the same curve: resuming restored weights, optimizer and data
+    # order. (Not bit for bit: CPU thread reductions differ between processes, so 1% relative.)
+    fresh = train(train_project, TrainConfig(max_steps=16, **FAST))
+    again = {r["step"]: r["value"] for r in train_project.store.select("run_metrics", run_id=fresh["run_id"], name="loss")}
+    for step in range(1, 17):
+        assert abs(losses[step] - again[step]) < 1e-2 * again[step], (step, losses[step], again[step])
+
+
+def test_cli_train_runs_show_and_export(train_project, cli, tmp_path):
+    r = cli("train", "sft", "--dataset", "facts", "--max-steps", "3", "--batch-size", "6", "-p", train_project.root, "--json")
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.stdout)
+    shown = json.loads(cli("runs", "show", result["run_id"], "-p", train_project.root, "--json").stdout)
+    assert [s for s, _ in shown["curves"]["loss"]] == [1, 2, 3]
+    assert open(shown["png"], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    versions = json.loads(cli("models", "versions", "-p", train_project.root, "--json").stdout)["versions"]
+    assert versions[-1]["id"] == result["model_version"] and "latest" in versions[-1]["aliases"]
+    out = tmp_path / "adapter"
+    e = cli("export", result["model_version"], out, "--format", "adapter", "-p", train_project.root, "--json")
+    assert e.exit_code == 0, e.output
+    assert (out / "adapter_config.json").exists() and (out / "adapter_model.safetensors").exists()
+    dry = cli("train", "sft", "--dataset", "facts", "--launcher", "accelerate", "--gpus", "8", "--strategy", "fsdp",
+              "--dry-run", "-p", train_project.root, "--json")
+    plan = json.loads(dry.stdout)
+    assert plan["config"]["distributed_type"] == "FSDP" and plan["config"]["num_processes"] == 8
+    assert "tailorlm.train.worker" in plan["command"]
+    qlora = cli("train", "sft", "--dataset", "facts", "--adapter", "qlora", "--max-steps", "1", "-p", train_project.root)
+    assert qlora.exit_code == 2 and "QLoRA needs a CUDA GPU" in qlora.output
