@@ -42,3 +42,25 @@ def test_quickstart_runs_end_to_end(cli, tmp_path):
     saved = (tmp_path / "demo" / ".tailor" / "reports" / "quickstart.jsonl").read_text().splitlines()
     assert [json.loads(line)["answer"] for line in saved] == [a["answer"] for a in out["answers"]]
     assert (tmp_path / "demo" / ".tailor" / "tailor.db").exists()
+
+
+def test_lora_fine_tunes_the_embedded_model_for_a_few_steps(tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from tailorlm.data.pipeline import prepare
+    from tailorlm.project import Project
+    from tailorlm.quickstart import create_example
+    from tailorlm.train.config import TrainConfig
+    from tailorlm.train.runs import train
+
+    project = Project.load(create_example(tmp_path / "keelbox"))
+    prepare(project, ["tickets"])
+    result = train(project, TrainConfig(dataset="tickets", max_steps=3, batch_size=4, eval_steps=100,
+                                        early_stopping_patience=None, warmup_ratio=0.0, learning_rate=1e-3))
+    assert result["metrics"]["steps"] == 3 and result["metrics"]["train_loss_last"] < result["metrics"]["train_loss_first"]
+    from tailorlm.models.embedded import ensure
+
+    tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(ensure("smollm2-135m-instruct")),
+                                      f"{result['run_dir']}/model")
+    assert all(p.abs().sum() > 0 for n, p in tuned.named_parameters() if "lora_B" in n)

@@ -225,3 +225,22 @@ def test_cli_train_runs_show_and_export(train_project, cli, tmp_path):
     assert "tailorlm.train.worker" in plan["command"]
     qlora = cli("train", "sft", "--dataset", "facts", "--adapter", "qlora", "--max-steps", "1", "-p", train_project.root)
     assert qlora.exit_code == 2 and "QLoRA needs a CUDA GPU" in qlora.output
+
+
+def test_pretrain_builds_a_tokenizer_and_a_chinchilla_sized_model(train_project, cli):
+    from transformers import AutoTokenizer
+
+    r = cli("train", "pretrain", "--dataset", "docs", "--params", "200000", "--vocab-size", "300", "--max-steps", "4",
+            "--max-seq-len", "32", "--batch-size", "2", "--learning-rate", "1e-2", "-p", train_project.root, "--json")
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.stdout)
+    m = result["metrics"]
+    assert 150_000 <= m["params"] <= 250_000 and m["vocab_size"] <= 300
+    assert m["train_loss_last"] < m["train_loss_first"]
+    assert result["model_version"] == "vaults:pretrain@v1" and result["weights_path"]
+    tok = AutoTokenizer.from_pretrained(train_project.root / result["weights_path"])
+    assert tok.decode(tok("A document about vaults.")["input_ids"]) == "A document about vaults."
+    from tailorlm.train.pretrain import plan
+
+    sized = plan(TrainConfig(method="pretrain", dataset="docs", compute_flops=1.2e20), corpus_tokens=10_000)
+    assert round(sized["params_target"] / 1e9, 2) == 1.0 and sized["chinchilla_tokens"] == 20 * sized["params_target"]

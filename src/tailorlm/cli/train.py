@@ -18,7 +18,7 @@ app.add_typer(runs_app, name="runs", rich_help_panel="Rungs")
 
 def _run(method: str, dataset, config, resume, run, base, adapter, lora_r, learning_rate, epochs, max_steps,
          batch_size, max_seq_len, eval_steps, gradient_checkpointing, launcher, gpus, nodes, strategy, dry_run,
-         project, as_json) -> None:
+         project, as_json, **extra) -> None:
     import yaml
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -34,7 +34,7 @@ def _run(method: str, dataset, config, resume, run, base, adapter, lora_r, learn
         flags = dict(method=method, dataset=dataset, base=base, adapter=adapter, lora_r=lora_r,
                      learning_rate=learning_rate, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
                      max_seq_len=max_seq_len, eval_steps=eval_steps, gradient_checkpointing=gradient_checkpointing,
-                     launcher=launcher, gpus=gpus, nodes=nodes, strategy=strategy)
+                     launcher=launcher, gpus=gpus, nodes=nodes, strategy=strategy, **extra)
         values.update({k: v for k, v in flags.items() if v is not None})
         if not values.get("dataset"):
             raise TailorError("which dataset? pass --dataset NAME (see `tailor data list`)")
@@ -71,7 +71,7 @@ def _run(method: str, dataset, config, resume, run, base, adapter, lora_r, learn
                + f", {m['tokens_per_s']} tokens/s")
 
 
-def _command(method: str, doc: str):
+def _command(method: str, doc: str, pretrain: bool = False):
     def command(
         dataset: str = typer.Option(None, help="Dataset version: NAME, NAME@latest or NAME@HASH."),
         config: Path = typer.Option(None, help="A run's config.yaml to start from; flags override it."),
@@ -94,9 +94,11 @@ def _command(method: str, doc: str):
         dry_run: bool = typer.Option(False, help="accelerate: write the config and print the command only."),
         project: Path = PROJECT,
         as_json: bool = JSON,
+        **extra,
     ) -> None:
         _run(method, dataset, config, resume, run, base, adapter, lora_r, learning_rate, epochs, max_steps, batch_size,
-             max_seq_len, eval_steps, gradient_checkpointing, launcher, gpus, nodes, strategy, dry_run, project, as_json)
+             max_seq_len, eval_steps, gradient_checkpointing, launcher, gpus, nodes, strategy, dry_run, project, as_json,
+             **{k: v for k, v in extra.items() if v is not None})
 
     command.__doc__ = doc
     return command
@@ -114,6 +116,29 @@ train_app.command("cpt")(_command("cpt", """Continued pre-training on documents:
 
     Example: tailor train cpt --dataset docs --max-steps 200
     """))
+
+
+@train_app.command("pretrain")
+def pretrain(
+    dataset: str = typer.Option(None, help="A documents (text) dataset version."),
+    compute_flops: float = typer.Option(None, help="Training budget in FLOPs; the model is sized Chinchilla-optimally."),
+    params: int = typer.Option(None, help="Model size in parameters, instead of a budget."),
+    vocab_size: int = typer.Option(None, help="BPE vocabulary trained on the corpus (default 8000)."),
+    max_steps: int = typer.Option(None),
+    batch_size: int = typer.Option(None),
+    max_seq_len: int = typer.Option(None),
+    learning_rate: float = typer.Option(None),
+    resume: bool = typer.Option(False, help="Continue the latest unfinished run."),
+    project: Path = PROJECT,
+    as_json: bool = JSON,
+) -> None:
+    """A small model from scratch: a BPE tokenizer on the corpus, a Chinchilla-sized Llama config, training.
+
+    Example: tailor train pretrain --dataset docs --compute-flops 1e15 --max-steps 200
+    """
+    _run("pretrain", dataset, None, resume, None, None, "full", None, learning_rate, None, max_steps, batch_size,
+         max_seq_len, None, None, None, None, None, None, False, project, as_json,
+         **{k: v for k, v in dict(compute_flops=compute_flops, params=params, vocab_size=vocab_size).items() if v is not None})
 
 
 @runs_app.command("list")

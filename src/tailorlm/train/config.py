@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    method: Literal["sft", "dpo", "cpt"] = Field("sft", description="sft: chat examples; dpo: preference pairs; cpt: documents.")
+    method: Literal["sft", "dpo", "cpt", "pretrain"] = Field(
+        "sft", description="sft: chat examples; dpo: preference pairs; cpt: documents; pretrain: a new model from documents.")
     dataset: str = Field(..., description="Dataset version to train on: NAME, NAME@latest or NAME@HASH.")
     base: str | None = Field(None, description="Base model (embedded name, HF id, folder) or a model version id to start from; "
                                                "default: the project's generator.")
@@ -41,6 +42,9 @@ class TrainConfig(BaseModel):
     logging_steps: int = Field(1, ge=1, description="Log the training loss every this many steps.")
     beta: float = Field(0.1, gt=0, description="dpo: strength of the KL anchor to the reference model.")
     seed: int = Field(0, description="Seed for initialisation, shuffling and dropout.")
+    compute_flops: float | None = Field(None, gt=0, description="pretrain: training budget in FLOPs; sizes the model the Chinchilla way.")
+    params: int | None = Field(None, ge=1000, description="pretrain: model size in parameters (instead of a FLOP budget).")
+    vocab_size: int = Field(8000, ge=256, description="pretrain: BPE vocabulary trained on the corpus.")
     report_to: list[Literal["tensorboard", "mlflow"]] = Field(default_factory=list, description="Also log to these trackers.")
     launcher: Literal["none", "accelerate"] = Field("none", description="none: this process; accelerate: multi-GPU / multi-node.")
     gpus: int = Field(1, ge=1, description="accelerate: GPUs per node.")

@@ -56,6 +56,8 @@ def train(project, cfg: TrainConfig | None = None, resume: str | bool | None = N
     try:
         if cfg.method == "dpo":
             from tailorlm.train.dpo import run_dpo as engine
+        elif cfg.method == "pretrain":
+            from tailorlm.train.pretrain import run_pretrain as engine
         else:
             from tailorlm.train.sft import run_sft as engine
         checkpoint = last_checkpoint(out / "checkpoints") if resuming else None

@@ -13,7 +13,7 @@ from tailorlm.train.config import TrainConfig
 from tailorlm.train.data import PackedCollator, PaddedCollator, encode_chat, encode_text, fit_length, pack_blocks
 from tailorlm.train.trainer import load_model, make_trainer_class, metrics_callback, training_arguments
 
-NEEDS = {"sft": "chat", "cpt": "text"}
+NEEDS = {"sft": "chat", "cpt": "text", "pretrain": "text"}
 
 
 def load_splits(project, cfg: TrainConfig) -> tuple[dict, dict]:

@@ -136,7 +136,10 @@ def load_model(project, cfg: TrainConfig):
 
         parent = resolve(project, base_ref)
         base_ref = parent["base_model"]
-    path = resolve_model_path(base_ref)
+    if parent and parent.get("weights_path"):  # a full fine-tune or a model pretrained here
+        path = str(project.root / parent["weights_path"])
+    else:
+        path = resolve_model_path(base_ref)
     if cfg.adapter == "qlora":
         if not torch.cuda.is_available():
             raise TailorError("QLoRA needs a CUDA GPU (4-bit weights through bitsandbytes); none is present. "
@@ -157,8 +160,6 @@ def load_model(project, cfg: TrainConfig):
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, project.root / parent["adapter_path"]).merge_and_unload()
-    if parent and parent.get("weights_path"):
-        model = AutoModelForCausalLM.from_pretrained(project.root / parent["weights_path"], dtype=torch.float32)
     if cfg.adapter in ("lora", "qlora"):
         from peft import LoraConfig, get_peft_model
 

@@ -1,0 +1,135 @@
+"""Tailor's default SFT path against a naive padded Hugging Face training loop, in the same run.
+
+    python benchmarks/train.py [--steps 12] [--batch-size 8] [--json]
+
+Both sides fine-tune the embedded SmolLM2-135M-Instruct (fp32, CPU) with the same LoRA (r=16,
+alpha=32, all linear layers), AdamW at 2e-4 and batches of 8 conversations from the train split
+of the shipped Keelbox example's `tickets` dataset, labels on assistant tokens only.
+- naive: right-padded batches in file order, `model(input_ids, attention_mask, labels)`, the
+  standard loop from the transformers docs;
+- tailor: `tailor train sft` as a user runs it (padding-free packed batches, length-grouped
+  sampling, loss projected to the vocabulary only at labelled positions).
+
+Each side runs in its own process so its peak RSS is its own. Throughput counts real tokens
+(padding excluded) per second of training-loop wall time, model loading excluded.
+"""
+
+import argparse
+import json
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def prepared_project(root: Path):
+    from tailorlm.data.pipeline import prepare
+    from tailorlm.project import Project
+    from tailorlm.quickstart import create_example
+
+    create_example(root)
+    project = Project.load(root)
+    prepare(project, ["tickets"])
+    return project
+
+
+def naive(args) -> dict:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tailorlm.data.versions import load_records, resolve
+    from tailorlm.models.embedded import ensure
+    from tailorlm.project import Project
+    from tailorlm.train.data import IGNORE, encode_chat
+
+    project = Project.load(args.project)
+    records = load_records(project, resolve(project, "tickets"), "train")
+    path = ensure("smollm2-135m-instruct")
+    tok = AutoTokenizer.from_pretrained(path)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32),
+                           LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM"))
+    model.train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-4)
+    examples = [encode_chat(tok, r.content["messages"]) for r in records]
+    torch.manual_seed(0)
+    tokens, started = 0, time.perf_counter()
+    for step in range(args.steps):
+        batch = examples[step * args.batch_size : (step + 1) * args.batch_size]
+        longest = max(len(e["input_ids"]) for e in batch)
+        ids = torch.full((len(batch), longest), tok.pad_token_id)
+        labels = torch.full((len(batch), longest), IGNORE)
+        mask = torch.zeros((len(batch), longest), dtype=torch.long)
+        for i, e in enumerate(batch):
+            n = len(e["input_ids"])
+            ids[i, :n], labels[i, :n], mask[i, :n] = torch.tensor(e["input_ids"]), torch.tensor(e["labels"]), 1
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        tokens += int(mask.sum())
+    seconds = time.perf_counter() - started
+    return {"side": "naive", "steps": args.steps, "tokens": tokens, "seconds": round(seconds, 2),
+            "tokens_per_s": round(tokens / seconds, 1), "last_loss": round(float(loss), 4)}
+
+
+def tailor(args) -> dict:
+    from tailorlm.project import Project
+    from tailorlm.train.config import TrainConfig
+    from tailorlm.train.runs import train
+
+    project = Project.load(args.project)
+    result = train(project, TrainConfig(dataset="tickets", max_steps=args.steps, batch_size=args.batch_size,
+                                        eval_steps=10_000, early_stopping_patience=None, warmup_ratio=0.0))
+    m = result["metrics"]
+    return {"side": "tailor", "steps": m["steps"], "tokens": m["tokens_seen"], "seconds": m["seconds"],
+            "tokens_per_s": m["tokens_per_s"], "last_loss": round(m["train_loss_last"], 4)}
+
+
+def child(args) -> None:
+    out = naive(args) if args.side == "naive" else tailor(args)
+    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
+    print(json.dumps(out))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=12)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--side", choices=["naive", "tailor"], help=argparse.SUPPRESS)
+    ap.add_argument("--project", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.side:
+        return child(args)
+    tmp = Path(tempfile.mkdtemp(prefix="tailor-bench-train-"))
+    try:
+        prepared_project(tmp / "keelbox")
+        results = {}
+        for side in ("naive", "tailor"):
+            proc = subprocess.run([sys.executable, __file__, "--side", side, "--project", str(tmp / "keelbox"),
+                                   "--steps", str(args.steps), "--batch-size", str(args.batch_size)],
+                                  capture_output=True, text=True, check=True)
+            results[side] = json.loads(proc.stdout.strip().splitlines()[-1])
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    n, t = results["naive"], results["tailor"]
+    report = {"benchmark": "train", "date": time.strftime("%Y-%m-%d"), "machine": platform.machine(),
+              "model": "smollm2-135m-instruct fp32 + LoRA r16 all-linear", "data": "Keelbox tickets train split",
+              "naive": n, "tailor": t, "speedup_tokens_per_s": round(t["tokens_per_s"] / n["tokens_per_s"], 2),
+              "peak_rss_ratio": round(t["peak_rss_mb"] / n["peak_rss_mb"], 2)}
+    if args.json:
+        print(json.dumps(report))
+        return
+    for side in (n, t):
+        print(f"{side['side']:7} {side['tokens_per_s']:8} tokens/s  ({side['tokens']} tokens, {side['seconds']} s)  "
+              f"peak RSS {side['peak_rss_mb']} MB  last loss {side['last_loss']}")
+    print(f"tokens/s ratio tailor/naive: {report['speedup_tokens_per_s']}x   peak RSS ratio: {report['peak_rss_ratio']}x")
+
+
+if __name__ == "__main__":
+    main()
