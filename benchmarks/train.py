@@ -45,7 +45,7 @@ def naive(args) -> dict:
     from tailorlm.data.versions import load_records, resolve
     from tailorlm.models.embedded import ensure
     from tailorlm.project import Project
-    from tailorlm.train.data import IGNORE, encode_chat
+    from tailorlm.train.data import PaddedCollator, encode_chat
 
     project = Project.load(args.project)
     records = load_records(project, resolve(project, "tickets"), "train")
@@ -57,17 +57,12 @@ def naive(args) -> dict:
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-4)
     examples = [encode_chat(tok, r.content["messages"]) for r in records]
     torch.manual_seed(0)
+    collate = PaddedCollator(tok.pad_token_id)  # right padding to the longest in the batch
     tokens, started = 0, time.perf_counter()
     for step in range(args.steps):
-        batch = examples[step * args.batch_size : (step + 1) * args.batch_size]
-        longest = max(len(e["input_ids"]) for e in batch)
-        ids = torch.full((len(batch), longest), tok.pad_token_id)
-        labels = torch.full((len(batch), longest), IGNORE)
-        mask = torch.zeros((len(batch), longest), dtype=torch.long)
-        for i, e in enumerate(batch):
-            n = len(e["input_ids"])
-            ids[i, :n], labels[i, :n], mask[i, :n] = torch.tensor(e["input_ids"]), torch.tensor(e["labels"]), 1
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        batch = collate(examples[step * args.batch_size : (step + 1) * args.batch_size])
+        loss = model(**batch).loss  # full logits over every position, masked by the labels
+        mask = batch["attention_mask"]
         loss.backward()
         opt.step()
         opt.zero_grad()

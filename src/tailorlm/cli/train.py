@@ -71,7 +71,7 @@ def _run(method: str, dataset, config, resume, run, base, adapter, lora_r, learn
                + f", {m['tokens_per_s']} tokens/s")
 
 
-def _command(method: str, doc: str, pretrain: bool = False):
+def _command(method: str, doc: str):
     def command(
         dataset: str = typer.Option(None, help="Dataset version: NAME, NAME@latest or NAME@HASH."),
         config: Path = typer.Option(None, help="A run's config.yaml to start from; flags override it."),
@@ -94,11 +94,9 @@ def _command(method: str, doc: str, pretrain: bool = False):
         dry_run: bool = typer.Option(False, help="accelerate: write the config and print the command only."),
         project: Path = PROJECT,
         as_json: bool = JSON,
-        **extra,
     ) -> None:
         _run(method, dataset, config, resume, run, base, adapter, lora_r, learning_rate, epochs, max_steps, batch_size,
-             max_seq_len, eval_steps, gradient_checkpointing, launcher, gpus, nodes, strategy, dry_run, project, as_json,
-             **{k: v for k, v in extra.items() if v is not None})
+             max_seq_len, eval_steps, gradient_checkpointing, launcher, gpus, nodes, strategy, dry_run, project, as_json)
 
     command.__doc__ = doc
     return command

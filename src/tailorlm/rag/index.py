@@ -89,9 +89,13 @@ class RagIndex:
         return self.table_name in self.db.list_tables(limit=10_000).tables
 
     def _table(self):
-        if not self._exists():
-            raise TailorError("the RAG index is empty; build it with `tailor rag index`")
-        return self.db.open_table(self.table_name)
+        # Opened once per index object (about a millisecond each time otherwise); a build reopens it.
+        if getattr(self, "_open", None) is None:
+            if not self._exists():
+                raise TailorError("the RAG index is empty; build it with `tailor rag index`")
+            self._open = self.db.open_table(self.table_name)
+            self._ann = any(i.columns == ["vector"] for i in self._open.list_indices())
+        return self._open
 
     # -- building ---------------------------------------------------------------------------
 
@@ -180,6 +184,7 @@ class RagIndex:
                 table.add(data)
         if self._exists():
             self._reindex(self.db.open_table(self.table_name))
+        self._open = None
 
     def _reindex(self, table) -> None:
         from lancedb.index import FTS
@@ -224,6 +229,10 @@ class RagIndex:
 
     def _vector(self, table, vector: list[float], k: int, where: str | None) -> list[Hit]:
         q = table.search(vector, vector_column_name="vector").distance_type("cosine").limit(k)
+        if self._ann:
+            # IVF-PQ alone found 41% of the exact top 10 at 100k chunks; probing more partitions and
+            # re-ranking 10x candidates on full vectors found 91% (benchmarks/rag.py).
+            q = q.nprobes(20).refine_factor(10)
         if where:
             q = q.where(where, prefilter=True)
         return [_hit(r, 1.0 - r["_distance"]) for r in q.to_list()]

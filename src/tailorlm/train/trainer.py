@@ -185,12 +185,13 @@ def training_arguments(cfg: TrainConfig, out: Path, has_eval: bool):
     return TrainingArguments(
         output_dir=str(out), per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps, warmup_steps=cfg.warmup_ratio,  # a float below 1 is a ratio weight_decay=cfg.weight_decay,
+        max_steps=cfg.max_steps, weight_decay=cfg.weight_decay,
+        warmup_steps=cfg.warmup_ratio,  # a float below 1 is a ratio
         lr_scheduler_type="cosine", logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.eval_steps,
         save_total_limit=cfg.save_total_limit, seed=cfg.seed, data_seed=cfg.seed, report_to=list(cfg.report_to),
         gradient_checkpointing=cfg.gradient_checkpointing,
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
-        remove_unused_columns=False, dataloader_num_workers=0, disable_tqdm=True, save_only_model=False,
+        remove_unused_columns=False, dataloader_num_workers=0, dataloader_pin_memory=False, disable_tqdm=True, save_only_model=False,
         prediction_loss_only=True,
         logging_nan_inf_filter=False,  # a NaN must reach the guard, not be averaged away
         **precision_flags(cfg), **eval_args)
@@ -200,3 +201,51 @@ def write_json(path: Path, obj) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2, default=str))
     os.replace(tmp, path)
+
+
+def standard_callbacks(project, run_id: str, cfg: TrainConfig, has_eval: bool, on_progress):
+    """(trainer_ref, metrics callback, callbacks): metrics and NaN guard, plus early stopping."""
+    from transformers import EarlyStoppingCallback
+
+    trainer_ref: list = []
+    callback = metrics_callback(project, run_id, trainer_ref, on_progress)
+    callbacks = [callback]
+    if has_eval and cfg.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
+    return trainer_ref, callback, callbacks
+
+
+def fit(trainer, callback, checkpoint: Path | None, out: Path, hint: str) -> float:
+    """Train (resuming from `checkpoint`), stop with a clear message on a NaN loss; returns seconds."""
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # Tailor reports progress itself
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    if callback.nan_step is not None:
+        raise TailorError(f"the training loss became NaN at step {callback.nan_step}; training stopped. The last good "
+                          f"checkpoint is {last_checkpoint(out / 'checkpoints') or 'none (the run had not saved yet)'}. "
+                          f"{hint}")
+    return time.perf_counter() - started
+
+
+def save_and_summarise(project, trainer, tokenizer, cfg: TrainConfig, out: Path, manifest: dict, base: str, parent,
+                       seconds: float, examples: int, extra: dict, adapters: list[str] | None = None) -> dict:
+    """Save the final model with its tokenizer, and the result every engine returns."""
+    final = out / "model"
+    if adapters and cfg.adapter != "full":
+        trainer.model.save_pretrained(final, selected_adapters=adapters)
+    else:
+        trainer.model.save_pretrained(final)
+    tokenizer.save_pretrained(final)  # the chat template and EOS training used travel with the model
+    history = trainer.state.log_history
+    losses = [h["loss"] for h in history if "loss" in h]
+    evals = [h["eval_loss"] for h in history if "eval_loss" in h]
+    rel = str(final.relative_to(project.root))
+    metrics = {"steps": trainer.state.global_step, "train_loss_first": losses[0] if losses else None,
+               "train_loss_last": losses[-1] if losses else None, "eval_loss_best": min(evals) if evals else None,
+               "examples": examples, "tokens_seen": trainer.tokens_seen, "seconds": round(seconds, 1),
+               "tokens_per_s": round(trainer.tokens_seen / seconds, 1) if seconds else None, **extra}
+    return {"base": base, "parent": parent["id"] if parent else None, "dataset_version": manifest["id"],
+            "adapter_path": rel if cfg.adapter != "full" else None, "weights_path": rel if cfg.adapter == "full" else None,
+            "metrics": metrics, "best_checkpoint": trainer.state.best_model_checkpoint}
