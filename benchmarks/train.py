@@ -2,13 +2,14 @@
 
     python benchmarks/train.py [--steps 12] [--batch-size 8] [--json]
 
-Both sides fine-tune the embedded SmolLM2-135M-Instruct (fp32, CPU) with the same LoRA (r=16,
-alpha=32, all linear layers), AdamW at 2e-4 and batches of 8 conversations from the train split
+Both sides fine-tune the embedded SmolLM2-135M-Instruct (fp32, CPU) with the same LoRA (Tailor's
+defaults: r=16, alpha=32, dropout 0, all linear layers), AdamW at 2e-4 and batches of 8 conversations from the train split
 of the shipped Keelbox example's `tickets` dataset, labels on assistant tokens only.
 - naive: right-padded batches in file order, `model(input_ids, attention_mask, labels)`, the
   standard loop from the transformers docs;
 - tailor: `tailor train sft` as a user runs it (padding-free packed batches, length-grouped
-  sampling, loss projected to the vocabulary only at labelled positions).
+  sampling, micro-batches of 2 accumulated to 8, loss projected to the vocabulary only at
+  labelled positions).
 
 Each side runs in its own process so its peak RSS is its own. Throughput counts real tokens
 (padding excluded) per second of training-loop wall time, model loading excluded.
@@ -52,7 +53,7 @@ def naive(args) -> dict:
     path = ensure("smollm2-135m-instruct")
     tok = AutoTokenizer.from_pretrained(path)
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32),
-                           LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM"))
+                           LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM"))
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-4)
     examples = [encode_chat(tok, r.content["messages"]) for r in records]

@@ -21,12 +21,17 @@ class TrainConfig(BaseModel):
     adapter: Literal["lora", "qlora", "full"] = Field("lora", description="lora (default), qlora (4-bit base, CUDA only) or full fine-tuning.")
     lora_r: int = Field(16, ge=1, description="LoRA rank.")
     lora_alpha: int = Field(32, ge=1, description="LoRA scaling numerator (scale = alpha / r).")
-    lora_dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA branch.")
+    lora_dropout: float = Field(
+        0.0, ge=0, lt=1, description="Dropout on the LoRA branch. 0 by default: on CPU, 0.05 made steps ~1.4x slower "
+        "(a copy of every adapted layer's input), for little regularisation on small datasets.")
     target_modules: list[str] | str = Field("all-linear", description="Modules that get LoRA adapters; all-linear or a list of names.")
     learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate (use ~1e-5 for full fine-tuning).")
     epochs: float = Field(1.0, gt=0, description="Passes over the training split.")
     max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1: use epochs).")
-    batch_size: int = Field(8, ge=1, description="Sequences per device per step.")
+    batch_size: int = Field(8, ge=1, description="Sequences per optimizer step (per device).")
+    micro_batch_size: int = Field(
+        2, ge=1, description="Sequences per forward pass; batch_size is reached by accumulating micro-batches: "
+        "the same updates for a fraction of the activation memory.")
     grad_accum: int = Field(1, ge=1, description="Steps whose gradients are accumulated before an update.")
     max_seq_len: int = Field(1024, ge=16, description="Longest sequence in tokens.")
     overlength: Literal["truncate", "reject"] = Field("truncate", description="What to do with longer sequences; both are counted.")

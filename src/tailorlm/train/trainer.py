@@ -182,9 +182,12 @@ def training_arguments(cfg: TrainConfig, out: Path, has_eval: bool):
     if has_eval:
         eval_args = dict(eval_strategy="steps", eval_steps=cfg.eval_steps, load_best_model_at_end=True,
                          metric_for_best_model="eval_loss", greater_is_better=False)
+    micro = min(cfg.micro_batch_size, cfg.batch_size)
     return TrainingArguments(
-        output_dir=str(out), per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs,
+        output_dir=str(out), per_device_train_batch_size=micro, per_device_eval_batch_size=cfg.batch_size,
+        # Accumulating micro-batches gives the same update as one big batch (the loss is normalised by
+        # the labelled tokens of the whole accumulated batch), with a fraction of the activations.
+        gradient_accumulation_steps=cfg.grad_accum * math.ceil(cfg.batch_size / micro), learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps, weight_decay=cfg.weight_decay,
         warmup_steps=cfg.warmup_ratio,  # a float below 1 is a ratio
         lr_scheduler_type="cosine", logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.eval_steps,
