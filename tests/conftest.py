@@ -1,8 +1,9 @@
 """Shared fixtures.
 
-Every test runs in its own temporary folder with TAILOR_HOME pointed there. The embedded models
-are cached once per machine (TAILOR_CACHE_DIR, default ~/.cache/tailor) because fetching and
-converting them is slow; tests that damage a cache point TAILOR_CACHE_DIR at their own folder.
+Every test runs in its own temporary folder, with no TAILOR_PROJECT, so project state lands there.
+The embedded models are cached once per machine (TAILOR_CACHE_DIR, default ~/.cache/tailor)
+because fetching and converting them is slow; tests that damage a cache point TAILOR_CACHE_DIR at
+their own folder.
 Fast tests use a tiny random Llama with the real SmolLM2 tokenizer.
 """
 
@@ -17,7 +18,6 @@ from typer.testing import CliRunner
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("TAILOR_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("TAILOR_PROJECT", raising=False)
     monkeypatch.chdir(tmp_path)
 

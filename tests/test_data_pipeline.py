@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from tailorlm.data.pipeline import prepare
-from tailorlm.data.versions import load_records, resolve
+from tailorlm.data.versions import load_records
 from tailorlm.project import Project
 from tailorlm.quickstart import example_dir
 

@@ -10,7 +10,6 @@ import re
 import pytest
 from pydantic import ValidationError
 
-from tailorlm.data.record import Record
 from tailorlm.data.steps.quality import PerplexityFilter, Quality, _repeated_chars, lm_scorer
 from tailorlm.quickstart import example_dir
 from tests.helpers import chat, run_step, text

@@ -1,10 +1,8 @@
-"""Where Tailor keeps things outside a project.
+"""Where Tailor keeps things outside a project, and guards for user-supplied names.
 
-Two environment variables move everything a user's machine holds:
-- `TAILOR_HOME` (default `~/.tailor`): user-level state.
-- `TAILOR_CACHE_DIR` (default `~/.cache/tailor`): fetched and converted models, shared by projects.
-
-Tests point both at temporary folders.
+Everything a project holds lives in its `.tailor/` folder. The only user-level state is the model
+cache, `TAILOR_CACHE_DIR` (default `~/.cache/tailor`): fetched and converted models, shared by
+projects. Tests that damage a cache point it at a temporary folder.
 """
 
 import os
@@ -12,10 +10,6 @@ import re
 from pathlib import Path
 
 from tailorlm.errors import TailorError
-
-
-def tailor_home() -> Path:
-    return Path(os.environ.get("TAILOR_HOME") or Path.home() / ".tailor").expanduser()
 
 
 def cache_dir() -> Path:

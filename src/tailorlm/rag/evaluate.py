@@ -7,7 +7,6 @@ compared with the first by a paired bootstrap on the per-question scores.
 """
 
 import json
-from pathlib import Path
 
 from tailorlm.errors import TailorError
 from tailorlm.paths import inside
