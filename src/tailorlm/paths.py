@@ -5,6 +5,7 @@ cache, `TAILOR_CACHE_DIR` (default `~/.cache/tailor`): fetched and converted mod
 projects. Tests that damage a cache point it at a temporary folder.
 """
 
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -41,3 +42,12 @@ def inside(root: Path, *parts: str) -> Path:
     if path != root and root not in path.parents:
         raise TailorError(f"path {path} is outside {root}")
     return path
+
+
+def sha256_file(path: Path) -> str:
+    """The hex sha256 of a file, read in 1 MiB blocks so large files never sit in memory."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

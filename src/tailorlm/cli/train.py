@@ -16,9 +16,9 @@ app.add_typer(train_app, name="train", rich_help_panel="Rungs")
 app.add_typer(runs_app, name="runs", rich_help_panel="Rungs")
 
 
-def _run(method: str, dataset, config, resume, run, base, adapter, lora_r, learning_rate, epochs, max_steps,
-         batch_size, max_seq_len, eval_steps, gradient_checkpointing, launcher, gpus, nodes, strategy, dry_run,
-         project, as_json, **extra) -> None:
+def _run(flags: dict, config: Path | None, resume: bool, run: str | None, dry_run: bool, project: Path | None,
+         as_json: bool) -> None:
+    """Build the run's config (defaults < --config file < flags that were given) and train, or launch."""
     import yaml
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -31,10 +31,6 @@ def _run(method: str, dataset, config, resume, run, base, adapter, lora_r, learn
     cfg = None
     if not resume:
         values = yaml.safe_load(Path(config).read_text()) if config else {}
-        flags = dict(method=method, dataset=dataset, base=base, adapter=adapter, lora_r=lora_r,
-                     learning_rate=learning_rate, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
-                     max_seq_len=max_seq_len, eval_steps=eval_steps, gradient_checkpointing=gradient_checkpointing,
-                     launcher=launcher, gpus=gpus, nodes=nodes, strategy=strategy, **extra)
         values.update({k: v for k, v in flags.items() if v is not None})
         if not values.get("dataset"):
             raise TailorError("which dataset? pass --dataset NAME (see `tailor data list`)")
@@ -95,8 +91,11 @@ def _command(method: str, doc: str):
         project: Path = PROJECT,
         as_json: bool = JSON,
     ) -> None:
-        _run(method, dataset, config, resume, run, base, adapter, lora_r, learning_rate, epochs, max_steps, batch_size,
-             max_seq_len, eval_steps, gradient_checkpointing, launcher, gpus, nodes, strategy, dry_run, project, as_json)
+        flags = dict(method=method, dataset=dataset, base=base, adapter=adapter, lora_r=lora_r,
+                     learning_rate=learning_rate, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
+                     max_seq_len=max_seq_len, eval_steps=eval_steps, gradient_checkpointing=gradient_checkpointing,
+                     launcher=launcher, gpus=gpus, nodes=nodes, strategy=strategy)
+        _run(flags, config, resume, run, dry_run, project, as_json)
 
     command.__doc__ = doc
     return command
@@ -134,9 +133,10 @@ def pretrain(
 
     Example: tailor train pretrain --dataset docs --compute-flops 1e15 --max-steps 200
     """
-    _run("pretrain", dataset, None, resume, None, None, "full", None, learning_rate, None, max_steps, batch_size,
-         max_seq_len, None, None, None, None, None, None, False, project, as_json,
-         **{k: v for k, v in dict(compute_flops=compute_flops, params=params, vocab_size=vocab_size).items() if v is not None})
+    flags = dict(method="pretrain", adapter="full", dataset=dataset, compute_flops=compute_flops, params=params,
+                 vocab_size=vocab_size, max_steps=max_steps, batch_size=batch_size, max_seq_len=max_seq_len,
+                 learning_rate=learning_rate)
+    _run(flags, None, resume, None, False, project, as_json)
 
 
 @runs_app.command("list")

