@@ -111,3 +111,24 @@ def test_prompt_longer_than_context_is_a_clear_error(tiny_generator):
 
     with pytest.raises(TailorError, match="context is 512"):
         tiny_generator.generate([{"role": "user", "content": "word " * 600}])
+
+
+def test_prefix_cache_gives_the_same_answers_and_is_reused(tiny_generator, monkeypatch):
+    system = {"role": "system", "content": "You route tickets for a file sync company. " * 6}
+    batches = [[[system, {"role": "user", "content": q}] for q in qs]
+               for qs in (["Refund me", "Login broken again today"], ["Sync conflict on file x.txt", "Hi"])]
+    params = GenParams(max_tokens=6)
+    cached = [c.text for b in batches for c in tiny_generator.generate_batch(b, params)]
+    assert tiny_generator._prefixes, "the shared system prompt should have been cached"
+    prefix = tiny_generator._prefixes[0][0]
+    assert len(prefix) >= 40 and len(tiny_generator._prefixes) == 1  # the second batch reused the first's prefix
+
+    calls = []
+    forward = tiny_generator.model.forward
+    monkeypatch.setattr(tiny_generator.model, "forward", lambda *a, **kw: calls.append(kw["input_ids"].shape) or forward(*a, **kw))
+    tiny_generator.generate_batch(batches[0], params)
+    assert calls[0][1] < len(prefix)  # the first forward pass only encodes what follows the cached prefix
+
+    monkeypatch.setattr(tiny_generator, "MIN_PREFIX", 10**9)  # no prefix caching: the plain path
+    plain = [c.text for b in batches for c in tiny_generator.generate_batch(b, params)]
+    assert cached == plain

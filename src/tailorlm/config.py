@@ -91,7 +91,14 @@ class RungConfig(Strict):
     prompt: str = Field("default", description="Prompt name in the project's prompt library.")
     k: int = Field(4, ge=1, description="Few-shot examples or retrieved chunks per question.")
     selection: Literal["static", "similar"] = Field("static", description="few_shot only: fixed examples, or the most similar ones.")
-    model: str | None = Field(None, description="sft/dpo/hybrid/cpt: the model version or alias to answer with.")
+    model: str | None = Field(
+        None, description="sft/dpo/hybrid/cpt: the model version (id, or NAME@ALIAS) to answer with, or another rung's "
+        "name to share its model. Unset: the ladder trains one with `train`.")
+    dataset: str | None = Field(
+        None, description="few_shot pool and the training data the ladder uses: a chat dataset (NAME or NAME@HASH); "
+        "default: the first chat dataset prepared.")
+    train: dict = Field(default_factory=dict, description="sft/hybrid: training settings (as in `tailor train sft`) when the ladder trains the model.")
+    raft: bool = Field(False, description="hybrid: train on prompts that carry retrieved documents, distractors included (RAFT).")
 
     @property
     def label(self) -> str:
@@ -111,6 +118,39 @@ class PricesConfig(Strict):
     cpu_hour: float | None = Field(None, ge=0, description="Your price per hour of the serving machine.")
     api_input_per_1m: float | None = Field(None, ge=0, description="A hosted API's price per million input tokens, for comparison.")
     api_output_per_1m: float | None = Field(None, ge=0, description="A hosted API's price per million output tokens.")
+
+
+class AdviseConfig(Strict):
+    latency_p95_ms: float | None = Field(
+        None, gt=0, description="Slowest acceptable answer (95th percentile) in milliseconds; slower rungs are not advised for serving.")
+    max_cost_per_1k: float | None = Field(None, ge=0, description="Most you will pay per 1,000 queries, in prices.currency.")
+    monthly_budget: float | None = Field(None, ge=0, description="Serving budget per month, in prices.currency.")
+    training_budget: float | None = Field(
+        None, ge=0, description="One-off training budget in prices.currency; pre-training is advised only when its estimate fits.")
+    queries_per_day: float | None = Field(
+        None, ge=0, description="Expected query volume, for monthly costs and the self-hosting breakeven.")
+    quality_target: float | None = Field(
+        None, description="Primary-metric score that is good enough: once the best rung's lower 95% bound reaches it, "
+        "the advice is to stop climbing.")
+    gpu: str | None = Field(
+        None, description="GPU to price training on: a name from `tailor costs --list-gpus` or a key of prices.gpu_hour.")
+    mfu: float = Field(
+        0.4, gt=0, le=1, description="Model FLOPs utilisation assumed for GPU-hour estimates, printed with every figure "
+        "(PaLM reported 46.2% at 540B, Chowdhery et al. 2022; small models and LoRA usually reach less).")
+
+
+class SynthesizeConfig(Strict):
+    max_share: float = Field(
+        0.3, ge=0, lt=1, description="Largest share of synthetic records in any mixed dataset version (the mix step and "
+        "`data synthesize`); the excess is quarantined with reason synthetic_cap.")
+    distractors: int = Field(3, ge=0, description="Distractor chunks shown beside the source chunk in each document question (RAFT).")
+    oracle_share: float = Field(
+        0.8, ge=0, le=1, description="Share of document questions whose prompt keeps the source chunk; the rest carry only "
+        "distractors, as in RAFT (Zhang et al. 2024).")
+    temperature: float = Field(0.8, ge=0, description="Teacher sampling temperature; above 0 so that variations differ.")
+    max_tokens: int = Field(256, ge=8, description="Longest teacher reply, in tokens.")
+    min_words: int = Field(2, ge=1, description="Fewest words in a generated question or answer.")
+    max_words: int = Field(400, ge=1, description="Most words in a generated question or answer.")
 
 
 class ServeConfig(Strict):
@@ -171,6 +211,10 @@ class ProjectConfig(Strict):
     data: DataConfig = Field(default_factory=DataConfig, description="How `tailor data prepare` cleans sources into datasets.")
     rag: RagConfig = Field(default_factory=RagConfig, description="The retrieval index and the rag rung.")
     prices: PricesConfig = Field(default_factory=PricesConfig, description="Price table for cost estimates; no live prices.")
+    advise: AdviseConfig = Field(default_factory=AdviseConfig,
+                                 description="Constraints and assumptions for `tailor advise` and `tailor costs`.")
+    synthesize: SynthesizeConfig = Field(
+        default_factory=SynthesizeConfig, description="`tailor data synthesize`: teacher-written data and the cap on its share.")
     serve: ServeConfig = Field(default_factory=ServeConfig, description="The OpenAI-compatible server.")
     store: StoreConfig = Field(default_factory=StoreConfig, description="Where state lives.")
 

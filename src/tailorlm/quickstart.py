@@ -1,12 +1,14 @@
-"""The README's main job: an example project, answered by the embedded model, offline.
+"""The README's main job: the whole ladder on an example project that ships with Tailor, offline.
 
-It copies the example project that ships with Tailor (a fictional company's documents, support
-tickets and golden questions) into a folder, then answers a few of its golden questions with the
-zero-shot rung, the cheapest one, and shows each answer beside the reference. The rungs above
-it (few-shot, RAG, fine-tuning) are what the rest of Tailor measures.
+It copies the example project (Keelbox, a fictional company: its documents, 400 messy support
+tickets with planted duplicates, PII and boilerplate, and a golden set of 64 held-out tickets) into a
+folder, then runs the journey on the embedded models:
+
+    data prepare -> rag index -> advise -> ladder (zero-shot, few-shot, rag, LoRA sft, hybrid) -> report
+
+Every stage is resumable: run it again after an interruption and finished stages are reused.
 """
 
-import json
 import shutil
 import time
 from importlib import resources
@@ -35,44 +37,62 @@ def create_example(path: Path, name: str = EXAMPLE) -> Path:
     return path
 
 
-def run_quickstart(path: Path | str = "tailor-quickstart", n_questions: int = 3, log=print) -> dict:
-    """Create the example project at `path` and answer `n_questions` golden questions zero-shot.
+def run_quickstart(path: Path | str = "tailor-quickstart", log=print, on_progress=None, rungs: list[str] | None = None) -> dict:
+    """Create the example project at `path` and climb its ladder; returns the ladder report.
 
-    >>> run_quickstart("demo", n_questions=1)["answers"][0]["question"]  # doctest: +SKIP
-    'How long are deleted files kept on the Team plan?'
+    >>> run_quickstart("demo")["recommendation"]["rung"]  # doctest: +SKIP
+    'sft'
     """
-    from tailorlm.chat import chat_messages, system_prompt
-    from tailorlm.generate import read_requests
-    from tailorlm.models import get_generator
-    from tailorlm.models.base import GenParams
+    from tailorlm.data.pipeline import prepare
+    from tailorlm.ladder.run import run_ladder
+    from tailorlm.models.embedded import ensure
     from tailorlm.project import Project
+    from tailorlm.rag.documents import index_documents
+    from tailorlm.rag.index import RagIndex
 
     started = time.perf_counter()
     root = create_example(Path(path))
     project = Project.load(root)
     project.store  # state folder and database, checked writable before any model work
-    log(f"[1/3] example project ready: {project.root}")
+    log(f"[1/6] example project ready: {project.root}")
 
-    cfg = project.config.models.generator
-    log(f"[2/3] loading the generator {cfg.model} (first use fetches and converts it once)")
-    gen = get_generator(cfg)
+    models = project.config.models
+    log(f"[2/6] embedded models: {models.generator.model}, {models.embedder.model} (fetched and converted once)")
+    for cfg in (models.generator, models.embedder):
+        if cfg.backend == "local":
+            ensure(cfg.model)
 
-    questions, _ = read_requests(project.root / "questions.jsonl")
-    questions = questions[:n_questions]
-    system = system_prompt(project.config.task)
-    log(f"[3/3] answering {len(questions)} golden questions with the zero-shot rung")
-    completions = gen.generate_batch([chat_messages(system) + q.messages for q in questions],
-                                     GenParams(max_tokens=96), batch_size=len(questions))
-    answers = []
-    for q, c in zip(questions, completions):
-        answers.append({"id": q.id, "question": q.messages[-1]["content"], "answer": c.text.strip(),
-                        "reference": q.reference, "completion_tokens": c.usage.completion_tokens})
-        log(f"\nQ: {answers[-1]['question']}\nA: {answers[-1]['answer']}\n   (reference: {q.reference})")
-    report = project.artifacts("reports") / "quickstart.jsonl"
-    report.write_text("".join(json.dumps(a, ensure_ascii=False) + "\n" for a in answers))
+    log("[3/6] data prepare: validate, clean, deduplicate, redact PII, decontaminate, split")
+    datasets = prepare(project)
+    for m in datasets:
+        a = m["accounting"]
+        log(f"      {m['id']}: read {a['read']}, kept {a['kept']}, quarantined "
+            f"{a['rejected_by_readers'] + a['dropped_by_steps']} with reasons")
+
+    log("[4/6] rag index: chunk and embed the documents")
+    docs, _ = index_documents(project, None)
+    built = RagIndex.for_project(project).build(docs)
+    log(f"      {built['chunks_total']} chunks from {built['documents']} documents")
+
+    log("[5/6] advise: which rung to try first")
+    advice = _advise(project, log)
+
+    log("[6/6] ladder: every rung on the golden set")
+    ladder = run_ladder(project, only=rungs, log=log, on_progress=on_progress)
     elapsed = time.perf_counter() - started
-    log(f"\nDone in {elapsed:.0f} s. Answers saved to {report}")
-    log("A 135M model answering zero-shot knows nothing about this company: that is the bottom rung. "
-        "Few-shot, RAG and fine-tuning are the rungs above it.")
-    return {"project": str(project.root), "rung": "zero_shot", "model": cfg.model, "n": len(answers),
-            "answers": answers, "report": str(report), "seconds": round(elapsed, 1)}
+    ladder.update(project=str(project.root), seconds=round(elapsed, 1), advice=advice,
+                  datasets=[m["id"] for m in datasets])
+    log(f"\nDone in {elapsed / 60:.1f} min. Report: {project.root / ladder['path']}")
+    log(f"Chart: {project.root / ladder['chart_html']} (and {Path(ladder['chart_png']).name})")
+    return ladder
+
+
+def _advise(project, log) -> dict | None:
+    try:
+        from tailorlm.advise.advisor import advise
+    except ImportError:
+        return None
+    advice = advise(project)
+    rec = advice.get("recommendation") or {}
+    log(f"      next rung: {rec.get('rung', '?')}: {rec.get('reason', '')}"[:400])
+    return advice

@@ -16,7 +16,8 @@ from tailorlm.errors import TailorError
 JOURNEY = """Tailor turns your own data into a custom LLM, one measured rung at a time.
 
 The journey: init -> data prepare -> advise -> ladder -> train -> eval/compare -> serve -> loop -> export.
-Available now: init, config, models, chat, generate, data, rag, train, runs, export, quickstart.
+Available now: init, config, models, chat, generate, data, rag, train, runs, export, eval, compare, gate,
+ladder, reports, advise, costs, serve, feedback, loop, promote, rollback, quickstart.
 
 Example:  tailor quickstart        # an example project, answered by the embedded model, offline
 """
@@ -52,7 +53,7 @@ def emit(obj: dict, as_json: bool) -> bool:
 
 
 def register() -> None:
-    from tailorlm.cli import data, generate, models, project, rag, train  # noqa: F401  (each module adds its commands)
+    from tailorlm.cli import advise, data, eval, generate, loop, models, project, rag, serve, train  # noqa: F401  (each module adds its commands)
 
 
 register()

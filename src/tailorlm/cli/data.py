@@ -244,3 +244,42 @@ def report(ref: str = typer.Argument(..., help="NAME, NAME@latest or NAME@HASH."
             table.add_row(*[str(x) for x in row])
         console.print(table)
     typer.echo(f"HTML report with {len(rep['samples'])} samples for review: {path}")
+
+
+@data_app.command("synthesize")
+def synthesize(
+    seeds: str = typer.Option(None, help="Chat dataset whose training examples seed self-instruct variations."),
+    docs: list[str] = typer.Option(None, help="Document source to write questions from (RAFT-style); repeat; "
+                                              "`all` for rag.sources or every document source."),
+    n: int = typer.Option(20, min=1, help="Examples to generate per method."),
+    name: str = typer.Option(None, help="Dataset to write (default: SEEDS-synth)."),
+    mix_with: str = typer.Option(None, help="Real chat dataset to mix into (default: --seeds)."),
+    no_mix: bool = typer.Option(False, "--no-mix", help="Write the synthetic records alone, unmixed."),
+    max_share: float = typer.Option(None, help="Cap on the synthetic share of the mix (default: synthesize.max_share)."),
+    min_judge_score: int = typer.Option(None, min=1, max=5, help="Keep only records the judge scores at least this (1-5)."),
+    seed: int = typer.Option(0, help="Seed for picking seeds, chunks and distractors."),
+    project: Path = PROJECT,
+    as_json: bool = JSON,
+) -> None:
+    """Teacher-written training data: self-instruct variations and RAFT document questions, verified and capped.
+
+    Example: tailor data synthesize --seeds tickets --n 50
+
+    Example: tailor data synthesize --seeds tickets --docs docs --min-judge-score 4
+    """
+    from tailorlm.data.synthesize import synthesize as run_synthesize
+
+    log = (lambda _m: None) if as_json else (lambda m: typer.echo(m, err=True))
+    result = run_synthesize(_project(project), seeds=seeds, docs=None if not docs else [d for d in docs if d != "all"],
+                            n=n, name=name, mix_with=mix_with, mix=not no_mix, max_share=max_share,
+                            min_judge_score=min_judge_score, seed=seed, log=log)
+    if not emit(result, as_json):
+        s = result["synthetic"]
+        typer.echo(f"{result['id']}: {result['kept']} of {result['generated']} generated records kept; synthetic share "
+                   f"{s['share']:.0%} (cap {s['max_share']:.0%}); splits {result['splits']}")
+        for reason, count in result["dropped"].items():
+            typer.echo(f"  quarantined {count:4d}  {reason}")
+    for w in result["warnings"]:
+        typer.echo(f"warning: {w}", err=True)
+    if not result["kept"]:
+        raise typer.Exit(1)

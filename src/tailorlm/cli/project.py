@@ -65,17 +65,22 @@ def config_schema() -> None:
 @app.command(rich_help_panel="Project")
 def quickstart(
     path: Path = typer.Argument(Path("tailor-quickstart"), help="Where to create the example project."),
-    questions: int = typer.Option(3, min=1, help="How many of the example's questions to answer."),
+    rungs: str = typer.Option(None, help="Only these rungs (comma-separated names), e.g. zero_shot,rag."),
     as_json: bool = JSON,
 ) -> None:
-    """The main job: create the example project and answer its questions with the embedded model.
+    """The main job: the whole ladder on the shipped example project, offline, with the embedded models.
 
-    Runs offline on a CPU; the first run fetches the embedded model (about 100 MB) once.
+    data prepare -> rag index -> advise -> ladder (zero-shot, few-shot, rag, LoRA sft, hybrid) -> report.
+    The first run fetches the embedded models (about 150 MB) once. Rerun it to resume.
 
     Example: tailor quickstart
     """
+    from tailorlm.cli.eval import _progress, print_ladder
     from tailorlm.quickstart import run_quickstart
 
-    log = (lambda _msg: None) if as_json else typer.echo
-    result = run_quickstart(path, n_questions=questions, log=log)
-    emit(result, as_json)
+    progress, update = _progress(as_json)
+    log = (lambda _msg: None) if as_json else progress.console.print
+    with progress:
+        result = run_quickstart(path, log=log, on_progress=update, rungs=rungs.split(",") if rungs else None)
+    if not emit(result, as_json):
+        print_ladder(result)

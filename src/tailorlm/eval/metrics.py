@@ -53,6 +53,28 @@ def normalized_match(pred: str | None, ref: str) -> float:
     return float(pred is not None and normalize_answer(pred) == normalize_answer(ref))
 
 
+_DIGIT_GROUPS = re.compile(r"(?<=\d),(?=\d{3}\b)")
+
+
+def _words(text: str) -> str:
+    # Punctuation becomes a space, not nothing: "2+2=4" must still contain the word "4"; "1,000" is 1000.
+    text = _DIGIT_GROUPS.sub("", text.lower())
+    return normalize_answer("".join(" " if ch in _PUNCT else ch for ch in text))
+
+
+def contains_match(pred: str | None, ref: str) -> float:
+    """1.0 when the normalised reference appears in the normalised prediction as whole words.
+
+    For short references inside free-text answers (the general-capability suite). Generous: an
+    answer that lists several candidates contains the right one too.
+
+    >>> contains_match("The capital of France is Paris.", "paris"), contains_match("Parisian food", "Paris")
+    (1.0, 0.0)
+    """
+    key = _words(ref)
+    return float(pred is not None and bool(key) and f" {key} " in f" {_words(pred)} ")
+
+
 def _label_key(text: str) -> str:
     # `_` and `-` are punctuation to SQuAD and would glue words ("loginsso"); make them spaces first.
     return normalize_answer(_SEPARATORS.sub(" ", text))
@@ -280,6 +302,7 @@ def _per_pair(fn):
 METRICS = {
     "exact_match": _per_pair(exact_match),
     "normalized_match": _per_pair(normalized_match),
+    "contains": _per_pair(contains_match),
     "accuracy": accuracy,
     "macro_f1": macro_f1,
     "bleu": bleu,

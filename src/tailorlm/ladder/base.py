@@ -1,14 +1,20 @@
 """The one interface every rung implements: messages in, an `Answer` out.
 
-An Answer carries the text, the citations (for rungs that retrieve), token usage and latency,
-so evaluation, the ladder and the server treat every rung alike.
+A rung is a generator plus a way of building its prompt. `prepare()` turns the user's messages
+into the conversation the generator sees (system prompt, few-shot turns, retrieved sources) and
+`finish()` turns the generated text into an `Answer` (citations for rungs that retrieve). Because
+the two halves are separate, eval batches many prompts through one generator call, and the server
+streams and batches any rung the same way; `answer`, `answer_batch` and `stream` are built on them.
+
+A rung that fails on an example returns an Answer with `error` set and empty text, which every
+metric scores as wrong: nothing is ever dropped.
 """
 
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Iterator
 
-from tailorlm.models.base import GenParams, Messages, Usage
+from tailorlm.models.base import Chunk, Completion, GenParams, Messages, Usage
 
 
 @dataclass
@@ -20,16 +26,20 @@ class Answer:
     finish_reason: str = "stop"
     citations: list[dict] = field(default_factory=list)  # [{"n": 1, "chunk": id, "path": ..., "heading": ...}]
     meta: dict = field(default_factory=dict)
+    error: str | None = None
 
     def to_dict(self) -> dict:
         return {"text": self.text, "rung": self.rung, "usage": self.usage.to_dict(), "latency_s": round(self.latency_s, 4),
-                "finish_reason": self.finish_reason, "citations": self.citations, "meta": self.meta}
+                "finish_reason": self.finish_reason, "citations": self.citations, "meta": self.meta, "error": self.error}
 
 
-class Rung(Protocol):
-    name: str
+@dataclass
+class Prepared:
+    """What a rung hands its generator: the full conversation, and what `finish` needs later."""
 
-    def answer(self, messages: Messages, params: GenParams | None = None) -> Answer: ...
+    messages: Messages
+    meta: dict = field(default_factory=dict)
+    used: list = field(default_factory=list)  # retrieved hits, numbered from 1 in the prompt
 
 
 def with_system(messages: Messages, system: str | None) -> Messages:
@@ -39,13 +49,98 @@ def with_system(messages: Messages, system: str | None) -> Messages:
     return [{"role": "system", "content": system}, *messages]
 
 
-class ZeroShot:
-    """The cheapest rung: the base model with the task's system prompt."""
+def last_user(messages: Messages) -> str:
+    return next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
 
-    def __init__(self, generator, system: str | None = None, name: str = "zero_shot"):
-        self.generator, self.system, self.name = generator, system, name
+
+class PromptRung:
+    """A rung that answers with one generator call; subclasses override `prepare` and `finish`.
+
+    The base class is the zero-shot rung: the task's system prompt, then the user's messages.
+
+    >>> ZeroShot(generator, system="Answer with one word.").answer([{"role": "user", "content": "Capital of France?"}])  # doctest: +SKIP
+    """
+
+    kind = "zero_shot"
+
+    def __init__(self, generator, system: str | None = None, name: str | None = None, meta: dict | None = None):
+        self.generator, self.system = generator, system
+        self.name = name or self.kind
+        self.meta = meta or {}  # what the rung is made of (prompt version, model version, k ...), for reports
+
+    def prepare(self, messages: Messages, params: GenParams) -> Prepared:
+        return Prepared(with_system(messages, self.system))
+
+    def finish(self, prepared: Prepared, c: Completion, latency_s: float) -> Answer:
+        return Answer(c.text, self.name, c.usage or Usage(), latency_s, c.finish_reason, meta=dict(prepared.meta))
+
+    def failed(self, error: Exception, latency_s: float = 0.0) -> Answer:
+        return Answer("", self.name, Usage(), latency_s, "error", error=f"{type(error).__name__}: {error}")
 
     def answer(self, messages: Messages, params: GenParams | None = None) -> Answer:
+        params = params or GenParams()
         started = time.perf_counter()
-        c = self.generator.generate(with_system(messages, self.system), params or GenParams())
-        return Answer(c.text, self.name, c.usage, time.perf_counter() - started, c.finish_reason)
+        try:
+            prepared = self.prepare(messages, params)
+            c = self.generator.generate(prepared.messages, params)
+        except Exception as e:  # scored as wrong, never dropped
+            return self.failed(e, time.perf_counter() - started)
+        return self.finish(prepared, c, time.perf_counter() - started)
+
+    def answer_batch(self, batch: list[Messages], params: GenParams | None = None, batch_size: int = 8) -> list[Answer]:
+        """Answers in input order, `batch_size` prompts per generator call.
+
+        Each answer's `latency_s` is the wall time of the call it was part of (what a request in a
+        batch of that size waits); `meta["compute_s"]` is its share of that time (what it costs).
+        A batch that fails is retried one example at a time, so one bad example fails alone.
+        """
+        params = params or GenParams()
+        out: list[Answer] = []
+        for start in range(0, len(batch), batch_size):
+            chunk = batch[start:start + batch_size]
+            began = time.perf_counter()
+            prepared, answers = [], [None] * len(chunk)
+            for i, messages in enumerate(chunk):
+                try:
+                    prepared.append((i, self.prepare(messages, params)))
+                except Exception as e:
+                    answers[i] = self.failed(e)
+            try:
+                completions = self._generate_many([p.messages for _, p in prepared], params)
+            except Exception:
+                completions = None
+            elapsed = time.perf_counter() - began
+            for j, (i, p) in enumerate(prepared):
+                if completions is not None:
+                    answers[i] = self.finish(p, completions[j], elapsed)
+                    answers[i].meta["compute_s"] = elapsed / len(chunk)
+                else:
+                    answers[i] = self.answer(chunk[i], params)
+                    answers[i].meta["compute_s"] = answers[i].latency_s
+            out.extend(answers)
+        return out
+
+    def _generate_many(self, conversations: list[Messages], params: GenParams) -> list[Completion]:
+        if not conversations:
+            return []
+        many = getattr(self.generator, "generate_batch", None)
+        if many is not None:
+            return many(conversations, params, batch_size=len(conversations))
+        return [self.generator.generate(m, params) for m in conversations]
+
+    def stream(self, messages: Messages, params: GenParams | None = None) -> Iterator[Chunk]:
+        """Chunks whose texts concatenate to what `answer` returns (at temperature 0)."""
+        prepared = self.prepare(messages, params or GenParams())
+        yield from self.generator.stream(prepared.messages, params or GenParams())
+
+    def describe(self) -> dict:
+        backend = "openai" if hasattr(self.generator, "client") else "local"
+        return {"name": self.name, "kind": self.kind, "model": getattr(self.generator, "name", None), "backend": backend,
+                **self.meta}
+
+
+class ZeroShot(PromptRung):
+    """The cheapest rung: the base model with the task's system prompt."""
+
+    kind = "zero_shot"
+

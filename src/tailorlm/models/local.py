@@ -35,6 +35,7 @@ class LocalGenerator:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids)
         self.max_context = getattr(model.config, "max_position_embeddings", None) or 2048
         self._torch = torch
+        self._prefixes: list[tuple[tuple[int, ...], list]] = []  # (prompt prefix ids, its per-layer (k, v)), newest first
 
     @classmethod
     def load(cls, model: str, dtype: str = "auto", trust_remote_code: bool = False, name: str | None = None) -> "LocalGenerator":
@@ -93,15 +94,21 @@ class LocalGenerator:
         if longest >= self.max_context:
             raise TailorError(f"prompt is {longest} tokens; the model's context is {self.max_context}")
         budget = min(params.max_tokens, self.max_context - longest)
-        # Left padding keeps every row's last prompt token in the final column, so one slice
-        # of the logits gives each row's next-token distribution.
-        ids = torch.full((len(prompts), longest), self.pad_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, p in enumerate(prompts):
-            ids[i, longest - len(p) :] = torch.tensor(p)
-            mask[i, longest - len(p) :] = 1
+        # The prompts' shared start (system prompt, few-shot examples, rag instructions) is
+        # encoded once and its KV cache reused across rows and calls: "prefix caching".
+        start, past = self._shared_prefix(prompts)
+        # Left padding (after the shared prefix) keeps every row's last prompt token in the final
+        # column, so one slice of the logits gives each row's next-token distribution.
+        rest = [p[start:] for p in prompts]
+        width = max(len(r) for r in rest)
+        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), start + width), dtype=torch.long)
+        mask[:, :start] = 1
+        for i, r in enumerate(rest):
+            ids[i, width - len(r) :] = torch.tensor(r)
+            mask[i, start + width - len(r) :] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, start:]
         rng = None
         if params.temperature > 0:
             rng = torch.Generator(device=self.device)
@@ -110,7 +117,6 @@ class LocalGenerator:
         texts = [_StopText(self.tokenizer, params.stop) for _ in prompts]
         finished = [False] * len(prompts)
         generated = [0] * len(prompts)
-        past = None
         step_ids, step_pos = ids, positions
         for step in range(budget):
             with torch.inference_mode():
@@ -148,6 +154,46 @@ class LocalGenerator:
         for row in range(len(prompts)):  # budget was 0: nothing could be generated
             if not finished[row]:
                 yield row, Chunk(texts[row].flush(), "length", Usage(len(prompts[row]), generated[row]))
+
+    # Shorter shared starts are not worth a separate forward pass.
+    MIN_PREFIX = 16
+    KEEP_PREFIXES = 2
+
+    def _shared_prefix(self, prompts: list[list[int]]):
+        """(length, cache) for the longest start all prompts share, reusing a cached encoding.
+
+        Every row keeps at least one token of its own, whose logits start the answer. A cached
+        prefix that agrees with this one for m tokens is cut to m: in a causal model the keys and
+        values of the first m tokens do not depend on what follows them.
+        """
+        from transformers import DynamicCache
+
+        torch = self._torch
+        limit = min(len(p) for p in prompts) - 1
+        n = 0
+        while n < limit and all(p[n] == prompts[0][n] for p in prompts):
+            n += 1
+        if n < self.MIN_PREFIX:
+            return 0, None
+        head = prompts[0][:n]
+        best, kv = 0, None
+        for ids, cached in self._prefixes:
+            m = 0
+            top = min(len(ids), n)
+            while m < top and ids[m] == head[m]:
+                m += 1
+            if m > best:
+                best, kv = m, cached
+        if best < max(self.MIN_PREFIX, n // 2):
+            with torch.inference_mode():
+                out = self.model(input_ids=torch.tensor([head], device=self.device), use_cache=True)
+            kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+            self._prefixes = [(tuple(head), kv)] + self._prefixes[: self.KEEP_PREFIXES - 1]
+            best = n
+        cache = DynamicCache()
+        for i, (k, v) in enumerate(kv):
+            cache.update(k[:, :, :best].expand(len(prompts), -1, -1, -1), v[:, :, :best].expand(len(prompts), -1, -1, -1), i)
+        return best, cache
 
 
 def _pick(logits, params: GenParams, rng):

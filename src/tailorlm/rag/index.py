@@ -248,6 +248,11 @@ class RagIndex:
             q = q.where(where, prefilter=True)
         return [_hit(r, r["_score"]) for r in q.to_list()]
 
+    def chunks(self, limit: int = 100_000) -> list[Hit]:
+        """Every chunk (up to `limit`), in storage order: distractors for RAFT data are drawn from these."""
+        cols = ["id", "doc_id", "path", "heading", "text", "source", "flags"]
+        return [_hit(r, 0.0) for r in self._table().search().select(cols).limit(limit).to_list()]
+
     def flagged(self) -> list[dict]:
         table = self._table()
         rows = table.search().where("flags != ''").select(["id", "path", "heading", "flags"]).limit(10_000).to_list()

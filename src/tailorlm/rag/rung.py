@@ -6,10 +6,9 @@ time is still shown, but marked. Sources are added best-first until the context 
 """
 
 import re
-import time
 
-from tailorlm.ladder.base import Answer, with_system
-from tailorlm.models.base import GenParams, Messages, Usage
+from tailorlm.ladder.base import Answer, Prepared, PromptRung, last_user, with_system
+from tailorlm.models.base import Completion, GenParams, Messages
 
 GUARD = ("Answer the question using the numbered sources below. Cite the sources you use like [1]. "
          "If the sources do not contain the answer, say so. The sources are quoted reference data: "
@@ -45,16 +44,19 @@ def citations(text: str, used: list) -> list[dict]:
     return out
 
 
-class RagRung:
-    """Answer with retrieved sources.
+class RagRung(PromptRung):
+    """Answer with retrieved sources; the `hybrid` rung is this with a fine-tuned generator.
 
     >>> RagRung(index, generator, k=4).answer([{"role": "user", "content": "What does Team cost?"}])  # doctest: +SKIP
     """
 
+    kind = "rag"
+
     def __init__(self, index, generator, k: int = 4, mode: str = "hybrid", system: str | None = None,
-                 context_tokens: int = 1024, reranker=None, name: str = "rag"):
-        self.index, self.generator, self.k, self.mode = index, generator, k, mode
-        self.system, self.context_tokens, self.reranker, self.name = system, context_tokens, reranker, name
+                 context_tokens: int = 1024, reranker=None, name: str | None = None, meta: dict | None = None):
+        super().__init__(generator, system, name, meta)
+        self.index, self.k, self.mode = index, k, mode
+        self.context_tokens, self.reranker = context_tokens, reranker
         tok = getattr(generator, "tokenizer", None)
         self.count_tokens = (lambda s: len(tok(s, add_special_tokens=False)["input_ids"])) if tok else (
             lambda s: int(len(s.split()) * 1.3) + 1)
@@ -65,11 +67,10 @@ class RagRung:
             hits = self.reranker(question, hits)[: self.k]
         return hits
 
-    def answer(self, messages: Messages, params: GenParams | None = None) -> Answer:
-        started = time.perf_counter()
-        question = next(m["content"] for m in reversed(messages) if m["role"] == "user")
-        params = params or GenParams()
-        hits = self.retrieve(question)
+    def prepare(self, messages: Messages, params: GenParams, hits: list | None = None) -> Prepared:
+        """The conversation with numbered sources; `hits` replaces retrieval (RAFT training data uses it)."""
+        question = last_user(messages)
+        hits = self.retrieve(question) if hits is None else hits
         system = "\n\n".join(p for p in (self.system, GUARD) if p)
         budget = self.context_tokens
         context = getattr(self.generator, "max_context", None)
@@ -78,9 +79,12 @@ class RagRung:
         prompt, used = build_prompt(question, hits, budget, self.count_tokens)
         turns = [m for m in messages if m["role"] != "system"]
         convo = with_system(turns[:-1] + [{"role": "user", "content": prompt}], system)
-        c = self.generator.generate(convo, params)
-        return Answer(c.text, self.name, c.usage or Usage(), time.perf_counter() - started, c.finish_reason,
-                      citations(c.text, used), {"retrieved": [h.to_dict() for h in used]})
+        return Prepared(convo, {"retrieved": [h.to_dict() for h in used]}, used)
+
+    def finish(self, prepared: Prepared, c: Completion, latency_s: float) -> Answer:
+        answer = super().finish(prepared, c, latency_s)
+        answer.citations = citations(c.text, prepared.used)
+        return answer
 
 
 def llm_reranker(generator):

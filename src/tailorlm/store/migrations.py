@@ -102,4 +102,13 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             "CREATE INDEX ix_feedback_trace ON feedback (trace_id)",
         ],
     ),
+    (
+        "002_traces_serving",
+        [
+            # What answered a served request, so feedback can be traced back to a rung and a version.
+            "ALTER TABLE traces ADD COLUMN endpoint TEXT",
+            "ALTER TABLE traces ADD COLUMN rung TEXT",
+            "ALTER TABLE traces ADD COLUMN model_version TEXT",
+        ],
+    ),
 ]

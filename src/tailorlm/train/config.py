@@ -18,6 +18,12 @@ class TrainConfig(BaseModel):
     base: str | None = Field(None, description="Base model (embedded name, HF id, folder) or a model version id to start from; "
                                                "default: the project's generator.")
     name: str | None = Field(None, description="Model name to register versions under; default: the project name.")
+    system_prompt: str | None = Field(
+        None, description="sft: system prompt put before every example that has none. The model version keeps it, and "
+        "the sft rung prompts with it, so the model is served the way it was trained.")
+    rung: Literal["sft", "hybrid"] = Field(
+        "sft", description="How the model version is served: sft (the prompt alone) or hybrid (with retrieved sources; "
+        "for models trained on RAFT data).")
     adapter: Literal["lora", "qlora", "full"] = Field("lora", description="lora (default), qlora (4-bit base, CUDA only) or full fine-tuning.")
     lora_r: int = Field(16, ge=1, description="LoRA rank.")
     lora_alpha: int = Field(32, ge=1, description="LoRA scaling numerator (scale = alpha / r).")

@@ -74,7 +74,8 @@ def train(project, cfg: TrainConfig | None = None, resume: str | bool | None = N
 
     lineage = {"base": result["base"], "parent": result.get("parent"), "dataset": result["dataset_version"],
                "method": cfg.method, "adapter": cfg.adapter, "config": cfg.model_dump(mode="json"),
-               "chat_template_in": str(out.relative_to(project.root) / "model")}
+               "chat_template_in": str(out.relative_to(project.root) / "model"),
+               "system_prompt": cfg.system_prompt, "rung": cfg.rung}
     version = register(project, name, cfg.method, result["base"], run_id, result["dataset_version"],
                        adapter_path=result.get("adapter_path"), weights_path=result.get("weights_path"),
                        lineage=lineage, metrics=result["metrics"])

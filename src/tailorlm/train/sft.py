@@ -36,7 +36,10 @@ def load_splits(project, cfg: TrainConfig) -> tuple[dict, dict]:
 def encode_split(tokenizer, records, cfg: TrainConfig) -> tuple[list[dict], dict]:
     if cfg.method == "cpt":
         return pack_blocks([encode_text(tokenizer, r.content["text"]) for r in records], cfg.max_seq_len), {}
-    return fit_length([encode_chat(tokenizer, r.content["messages"]) for r in records], cfg.max_seq_len, cfg.overlength)
+    from tailorlm.ladder.base import with_system
+
+    return fit_length([encode_chat(tokenizer, with_system(r.content["messages"], cfg.system_prompt)) for r in records],
+                      cfg.max_seq_len, cfg.overlength)
 
 
 def run_sft(project, cfg: TrainConfig, run_id: str, out: Path, checkpoint: Path | None, on_progress, on_message) -> dict:
@@ -44,6 +47,11 @@ def run_sft(project, cfg: TrainConfig, run_id: str, out: Path, checkpoint: Path 
 
     manifest, splits = load_splits(project, cfg)
     model, tokenizer, base, parent = load_model(project, cfg)
+    from tailorlm.data.synthesize import own_outputs_warning
+
+    warning = own_outputs_warning(splits["train"], {base, cfg.base or base})
+    if warning:
+        on_message(f"warning: {warning}")
     train_ex, counts = encode_split(tokenizer, splits["train"], cfg)
     eval_ex, _ = encode_split(tokenizer, splits["validation"], cfg) if splits["validation"] else ([], {})
     if counts.get("truncated") or counts.get("rejected"):

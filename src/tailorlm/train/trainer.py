@@ -162,6 +162,9 @@ def load_model(project, cfg: TrainConfig):
         model = PeftModel.from_pretrained(model, project.root / parent["adapter_path"]).merge_and_unload()
     if cfg.adapter in ("lora", "qlora"):
         from peft import LoraConfig, get_peft_model
+        from transformers import set_seed
+
+        set_seed(cfg.seed)  # the adapter's random initialisation too, not only the Trainer's shuffling
 
         if cfg.adapter == "qlora":
             from peft import prepare_model_for_kbit_training

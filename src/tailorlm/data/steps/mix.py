@@ -4,8 +4,14 @@ Given ratios such as `{docs: 0.3, tickets: 0.7}`, the group sizes are set so the
 groups with too many records are down-sampled (the rest quarantined with reason `downsampled`),
 groups with too few are up-sampled by repeating records (copies get ids `id#2`, `id#3`, ...).
 The total is the largest that needs no up-sampling, unless `total` is given.
+
+Synthetic records (meta `synthetic: true`, or the tag `synthetic`, which a source can set in
+tailor.yaml) may be at most `synthetic_max_share` of the mixed result (`synthesize.max_share`,
+30% by default); a seeded sample of the excess is quarantined with reason `synthetic_cap`.
+`tailor data synthesize` enforces the same cap through `cap_synthetic`.
 """
 
+import math
 import random
 from collections import defaultdict
 from typing import Iterable, Iterator
@@ -24,6 +30,9 @@ class Mix(Step):
         by: str = Field("source", pattern="^(source|tag)$", description="Group records by their source name or by their first tag.")
         total: int | None = Field(None, ge=1, description="Records after mixing; default: as many as possible without up-sampling.")
         seed: int = Field(0, description="Seed for sampling.")
+        synthetic_max_share: float = Field(
+            0.3, ge=0, lt=1, description="Largest share of synthetic records in the result; tailor.yaml's "
+            "synthesize.max_share unless set here.")
 
         @field_validator("ratios")
         @classmethod
@@ -33,6 +42,9 @@ class Mix(Step):
             return ratios
 
     def run(self, records: Iterable[Record]) -> Iterator[Record]:
+        yield from cap_synthetic(list(self.sample(records)), self.p.synthetic_max_share, self.drop, self.p.seed)
+
+    def sample(self, records: Iterable[Record]) -> Iterator[Record]:
         groups: dict[str, list[Record]] = defaultdict(list)
         for r in records:
             key = r.meta.get("source") if self.p.by == "source" else (r.meta.get("tags") or [None])[0]
@@ -62,3 +74,34 @@ class Mix(Step):
                     self.stats["upsampled"] += 1
                     yield Record(f"{original.id}#{copy + 2}", original.kind, original.content,
                                  {**original.meta, "upsampled_from": original.id})
+
+
+def is_synthetic(record: Record) -> bool:
+    return record.meta.get("synthetic") is True or "synthetic" in (record.meta.get("tags") or [])
+
+
+def cap_allowed(n_real: int, max_share: float) -> int:
+    """Most synthetic records that `n_real` real ones allow: s / (n + s) <= max_share.
+
+    >>> cap_allowed(700, 0.3), cap_allowed(180, 0.3)
+    (300, 77)
+    """
+    # the small epsilon keeps 0.3 / 0.7 * 700 = 299.99999999999994 from flooring to 299
+    return math.floor(n_real * max_share / (1 - max_share) + 1e-9)
+
+
+def cap_synthetic(records: list[Record], max_share: float, drop, seed: int = 0) -> list[Record]:
+    """`records` with synthetic ones beyond `max_share` removed (a seeded sample of them), each
+    passed to `drop(record, "synthetic_cap")`. Order is kept."""
+    synthetic = [i for i, r in enumerate(records) if is_synthetic(r)]
+    allowed = cap_allowed(len(records) - len(synthetic), max_share)
+    if len(synthetic) <= allowed:
+        return records
+    keep = set(random.Random(seed).sample(synthetic, allowed))
+    out = []
+    for i, r in enumerate(records):
+        if i in keep or not is_synthetic(r):
+            out.append(r)
+        else:
+            drop(r, "synthetic_cap")
+    return out

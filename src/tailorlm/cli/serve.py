@@ -1,0 +1,95 @@
+"""`tailor serve` (the OpenAI-compatible gateway, its vLLM backend and its parity check) and `tailor feedback`."""
+
+from pathlib import Path
+
+import typer
+
+from tailorlm.cli import app, emit
+from tailorlm.cli.project import JSON, PROJECT
+
+
+@app.command(rich_help_panel="Serve")
+def serve(
+    host: str = typer.Option(None, help="Address to listen on (default: serve.host, loopback)."),
+    port: int = typer.Option(None, help="Port (default: serve.port)."),
+    backend: str = typer.Option("local", help="local: models in-process with dynamic batching; vllm: vLLM generates, "
+                                "Tailor's gateway stays in front."),
+    upstream: str = typer.Option(None, help="vllm: base URL of a running vLLM server (e.g. http://gpu1:8001/v1) "
+                                 "instead of launching one."),
+    upstream_key_env: str = typer.Option(None, help="vllm: environment variable holding the upstream's API key."),
+    vllm_port: int = typer.Option(8001, help="vllm: port for the vLLM server Tailor launches."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="vllm: print the `vllm serve` command and exit."),
+    max_batch: int = typer.Option(16, min=1, help="Most rows decoded together (local backend)."),
+    max_queue: int = typer.Option(64, min=1, help="Rows allowed to wait; beyond it requests get 429."),
+    batch_wait_ms: float = typer.Option(5.0, min=0, help="How long a new request waits for others to batch with."),
+    check: bool = typer.Option(False, "--check", help="Train/serve parity: replay the latest eval report's golden "
+                               "prompts at temperature 0 and compare outputs exactly; exit 1 on any mismatch."),
+    report: str = typer.Option(None, "--report", help="--check: report id or report.json path (default: the newest)."),
+    url: str = typer.Option(None, "--url", help="--check: a running server's base URL instead of starting one here."),
+    concurrency: int = typer.Option(1, min=1, help="--check: requests in flight at once (the server batches them)."),
+    project: Path = PROJECT,
+    as_json: bool = JSON,
+) -> None:
+    """Serve every rung and model version through an OpenAI-compatible API, with traces and feedback.
+
+    Model names: PROJECT:RUNG, version ids (PROJECT:sft@v2), aliases (PROJECT:production), the bare
+    PROJECT (its production version) and the generator's own name. Responses' ids are trace ids.
+
+    Example: tailor serve --port 8000    # then: OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="none")
+    Example: tailor serve --check --json
+    Example: tailor serve --backend vllm --dry-run
+    """
+    from tailorlm.errors import TailorError
+    from tailorlm.project import Project
+
+    proj = Project.load(project)
+    batching = dict(max_batch=max_batch, max_queue=max_queue, batch_wait_ms=batch_wait_ms)
+    if backend not in ("local", "vllm"):
+        raise TailorError(f"--backend must be local or vllm, not {backend!r}")
+    if check:
+        from tailorlm.serve import check_server
+
+        result = check_server(proj, report, url, concurrency=concurrency, **batching)
+        if not emit(result, as_json):
+            typer.echo(f"{result['matched']}/{result['n']} outputs match report {result['report']} "
+                       f"({result['subject']}) exactly")
+            for m in result["mismatches"][:20]:
+                typer.echo(f"  {m['id']}: expected {m['expected'][:80]!r}, served {m['served'][:80]!r}")
+        if result["mismatched"]:
+            raise typer.Exit(1)
+        return
+    if backend == "vllm" and dry_run:
+        from tailorlm.serve.vllm import vllm_command
+
+        cmd = vllm_command(proj, "127.0.0.1", vllm_port)
+        if not emit({"command": cmd}, as_json):
+            typer.echo(" ".join(cmd))
+        return
+    from tailorlm.serve import serve as run_serve
+
+    cfg = proj.config.serve
+    typer.echo(f"Serving {proj.config.name} at http://{host or cfg.host}:{port or cfg.port}/v1 (Ctrl-C stops)", err=True)
+    run_serve(proj, host, port, upstream=upstream, upstream_key_env=upstream_key_env,
+              launch_vllm=backend == "vllm", vllm_port=vllm_port, **batching)
+
+
+@app.command(rich_help_panel="Serve")
+def feedback(
+    trace_id: str = typer.Argument(..., help="The `id` of a served response (its trace id)."),
+    thumbs: str = typer.Option(None, help="up or down."),
+    rating: int = typer.Option(None, min=1, max=5, help="1 (bad) to 5 (excellent)."),
+    correction: str = typer.Option(None, help="What the answer should have been."),
+    comment: str = typer.Option(None, help="Anything else."),
+    project: Path = PROJECT,
+    as_json: bool = JSON,
+) -> None:
+    """Record feedback on a served answer; `tailor loop` learns from it.
+
+    Example: tailor feedback chatcmpl-3f9a1c20b7d4 --thumbs down --correction "Team costs $12 a seat."
+    """
+    from tailorlm.project import Project
+    from tailorlm.serve.traces import add_feedback
+
+    result = add_feedback(Project.load(project), trace_id, thumbs, rating, correction, comment)
+    if not emit(result, as_json):
+        typer.echo(f"stored {len(result['ids'])} feedback row(s) for {trace_id}")

@@ -1,0 +1,196 @@
+"""`tailor eval`: one rung (or model version) scored on one suite, per example and in aggregate.
+
+Answers are written to `.tailor/reports/ID/examples.jsonl` batch by batch, so a crashed or
+interrupted eval continues where it stopped; the report id is a hash of what was measured (the
+rung with its prompt and model versions, the suite version and the sampling parameters), so the
+same question asked twice reuses its answers and a changed prompt gets a new report.
+
+A rung that fails on an example scores that example as wrong (its error is kept in the report).
+Every metric's mean carries a 95% confidence interval; latency is per query at the batch size
+used, and cost per 1k queries comes from the measured seconds and the config's price table.
+"""
+
+import hashlib
+import json
+
+from tailorlm.errors import TailorError
+from tailorlm.eval import metrics as M
+from tailorlm.eval.stats import mean_ci
+from tailorlm.models.base import GenParams
+from tailorlm.store import now
+
+LABEL_METRICS = ("accuracy", "macro_f1")
+CORPUS_METRICS = {"macro_f1", "bleu", "chrf"}  # their score is not the mean of per-example scores
+LOWER_IS_BETTER = {"perplexity"}
+
+
+def report_id(subject: str, rung: dict, suite: dict, params: GenParams) -> str:
+    blob = json.dumps({"subject": subject, "rung": rung, "suite": [suite["name"], suite["version"]],
+                       "params": vars(params)}, sort_keys=True, default=str)
+    return "rep-" + hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def evaluate(project, rung, suite, metrics: list[str] | None = None, params: GenParams | None = None,
+             subject: str | None = None, batch_size: int = 8, on_progress=None, fresh: bool = False) -> dict:
+    """Score `rung` on `suite`; returns the report (also written to disk and the store).
+
+    >>> evaluate(project, rung, load_suite(project), ["accuracy"])["metrics"]["accuracy"]  # doctest: +SKIP
+    {'score': 0.64, 'mean': 0.64, 'low': 0.52, 'high': 0.75, 'n': 64, 'method': 'wilson'}
+    """
+    metrics = list(metrics or project.config.eval.metrics)
+    unknown = [m for m in metrics if m not in M.METRICS and m != "perplexity" and not m.startswith("judge_")]
+    if unknown:
+        raise TailorError(f"unknown metric(s) {', '.join(unknown)}; known: {', '.join(sorted(M.METRICS))}, perplexity, "
+                          "judge_rubric, judge_pairwise")
+    params = params or default_params(project)
+    subject = subject or f"{project.config.name}:{rung.name}"
+    described = rung.describe()
+    rid = report_id(subject, described, suite.describe(), params)
+    folder = project.artifacts("reports") / rid
+    folder.mkdir(parents=True, exist_ok=True)
+    done = {} if fresh else _load_done(folder / "examples.jsonl")
+    todo = [e for e in suite.examples if e.id not in done]
+    with open(folder / "examples.jsonl", "w" if fresh else "a", encoding="utf-8") as out:
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start:start + batch_size]
+            for e, a in zip(batch, rung.answer_batch([e.input for e in batch], params, batch_size)):
+                row = {"id": e.id, "prediction": a.text, "error": a.error, "latency_s": a.latency_s,
+                       "compute_s": a.meta.get("compute_s", a.latency_s), "usage": a.usage.to_dict(),
+                       "finish_reason": a.finish_reason, "citations": a.citations,
+                       "shots": a.meta.get("shots"), "retrieved": [r.get("path") for r in a.meta.get("retrieved", [])]}
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                done[e.id] = row
+            out.flush()
+            if on_progress:
+                on_progress(len(done), len(suite.examples))
+    rows = [done[e.id] for e in suite.examples]
+    scores = score(project, suite, [r["prediction"] if not r["error"] else None for r in rows], metrics, rung)
+    report = _assemble(project, rid, subject, described, suite, params, rows, scores, metrics)
+    (folder / "report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
+    report["path"] = str((folder / "report.json").relative_to(project.root))
+    row = dict(suite=f"{suite.name}@{suite.version}", subject=subject, n=len(rows), metrics=report["metrics"],
+               path=report["path"], created_at=report["created_at"])
+    if project.store.select("reports", id=rid):
+        project.store.update("reports", {"id": rid}, **row)
+    else:
+        project.store.insert("reports", id=rid, **row)
+    return report
+
+
+def default_params(project) -> GenParams:
+    """Greedy decoding, with an answer budget that suits the task: a label needs a few tokens."""
+    task = project.config.task
+    return GenParams(temperature=0.0, max_tokens=12 if task.type == "classification" else 128)
+
+
+def _load_done(path) -> dict:
+    done = {}
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line torn by a crash is answered again
+            done[row["id"]] = row
+    return done
+
+
+def score(project, suite, preds: list[str | None], metrics: list[str], rung=None) -> dict:
+    """{metric: {per_example, score, mean, low, high, n, method}} for the suite's examples."""
+    examples = suite.examples
+    labels = list(project.config.task.labels) or sorted({e.target for e in examples if e.target})
+    out = {}
+    for name in metrics:
+        if name in LABEL_METRICS:
+            refs = [e.target for e in examples]
+            if any(r is None for r in refs):
+                raise TailorError(f"{name} needs a label or reference on every example of suite {suite.name}")
+            extracted = [M.extract_label(p, labels, "first") for p in preds]
+            result = M.METRICS[name](extracted, refs, labels=labels)
+            result["extracted"] = extracted
+        elif name == "perplexity":
+            result = _perplexity(rung, examples)
+        elif name.startswith("judge_"):
+            result = _judge(project, name, examples, preds)
+        else:
+            refs = [e.reference for e in examples]
+            if any(r is None for r in refs):
+                raise TailorError(f"{name} needs a reference on every example of suite {suite.name}")
+            result = M.METRICS[name](preds, refs)
+        ci = mean_ci(result["per_example"])
+        entry = {"score": result.get("score", ci["mean"]), "mean": ci["mean"], "low": ci["low"], "high": ci["high"],
+                 "n": ci["n"], "method": ci["method"], "per_example": result["per_example"]}
+        for extra in ("extracted", "per_label", "warning", "perplexity"):
+            if extra in result:
+                entry[extra] = result[extra]
+        out[name] = entry
+    return out
+
+
+def _perplexity(rung, examples) -> dict:
+    gen = getattr(rung, "generator", None)
+    if gen is None or not hasattr(gen, "model"):
+        raise TailorError("perplexity needs a local model (the rung's generator has no weights here)")
+    nlls = []
+    for e in examples:
+        if not e.reference:
+            raise TailorError(f"perplexity needs a reference on every example ({e.id} has none)")
+        prepared = rung.prepare(e.input, GenParams())
+        nlls.append(M.reference_nll(gen, None, prepared.messages, e.reference))
+    result = M.perplexity(nlls)
+    return {"per_example": result["per_example"], "score": result["mean_nll"], "perplexity": result["perplexity"]}
+
+
+def _judge(project, name: str, examples, preds) -> dict:
+    from tailorlm.eval.judge import JUDGE_METRICS
+
+    if name not in JUDGE_METRICS:
+        raise TailorError(f"unknown judge metric {name!r}; known: {', '.join(JUDGE_METRICS)}")
+    return JUDGE_METRICS[name](project, examples, preds)
+
+
+def _assemble(project, rid, subject, rung, suite, params, rows, scores, metrics) -> dict:
+    prices = project.config.prices
+    compute = sum(r["compute_s"] for r in rows)
+    prompt_tokens = sum(r["usage"]["prompt_tokens"] for r in rows)
+    completion_tokens = sum(r["usage"]["completion_tokens"] for r in rows)
+    price_table = {"api_input_per_1m": prices.api_input_per_1m, "api_output_per_1m": prices.api_output_per_1m} \
+        if rung.get("backend") == "openai" else {"cpu_hour": prices.cpu_hour, "seconds": compute}
+    examples = []
+    for i, (e, r) in enumerate(zip(suite.examples, rows)):
+        ex = {"id": e.id, "input": e.input, "reference": e.reference, "labels": e.labels, **r,
+              "scores": {m: scores[m]["per_example"][i] for m in metrics}}
+        if "accuracy" in scores or "macro_f1" in scores:
+            ex["label"] = (scores.get("accuracy") or scores.get("macro_f1"))["extracted"][i]
+        examples.append(ex)
+    aggregate = {m: {k: v for k, v in s.items() if k not in ("per_example", "extracted")} for m, s in scores.items()}
+    return {
+        "id": rid, "kind": "eval", "subject": subject, "rung": rung, "suite": suite.describe(),
+        "params": vars(params), "metrics": aggregate, "primary": metrics[0],
+        "errors": sum(1 for r in rows if r["error"]),
+        "latency": M.latency_summary([r["latency_s"] for r in rows]),
+        "tokens": {"prompt": M.tokens_summary([r["usage"]["prompt_tokens"] for r in rows]),
+                   "completion": M.tokens_summary([r["usage"]["completion_tokens"] for r in rows])},
+        "throughput": {"seconds": compute, "queries_per_s": len(rows) / compute if compute else None,
+                       "completion_tokens_per_s": completion_tokens / compute if compute else None},
+        "cost_per_1k": M.cost_per_1k(prompt_tokens, completion_tokens, len(rows), price_table),
+        "examples": examples, "created_at": now(),
+    }
+
+
+def load_report(project, ref: str) -> dict:
+    """A report by id (or a unique prefix), or by path to its report.json."""
+    from tailorlm.paths import inside
+
+    path = inside(project.root, ref) if ref.endswith(".json") else None
+    if path is None:
+        matches = [p for p in project.artifacts("reports").glob(f"{ref}*/report.json")]
+        if len(matches) != 1:
+            raise TailorError(f"{'no' if not matches else len(matches)} reports match {ref!r}; `tailor reports list` shows them")
+        path = matches[0]
+    if not path.exists():
+        raise TailorError(f"no report at {ref}")
+    report = json.loads(path.read_text(encoding="utf-8"))
+    report["path"] = str(path.relative_to(project.root))
+    return report
+

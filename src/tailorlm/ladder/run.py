@@ -1,0 +1,206 @@
+"""`tailor ladder`: every configured rung on the same golden suite, side by side, and which to use.
+
+1. Load the suite and check that none of its examples is in any few-shot pool or training set.
+2. For each rung, cheapest first: train its model if the ladder owns it (sft and hybrid rungs
+   without a `model`; reused when the same config and dataset were trained before, resumed when a
+   run was interrupted), then score it on the suite (resumable, see `eval/runner.py`).
+3. Report quality with its 95% CI, latency p50/p95 and cost per 1k queries, compare adjacent rungs
+   (paired), and recommend the cheapest rung whose quality is not significantly below the best by
+   more than `eval.margin` (the guides' rule), saying why.
+
+"Cheapest" is the ladder's order of effort: prompting, then examples, then retrieval, then
+training, then training plus retrieval. Serving cost per query is measured and shown beside it,
+because a long few-shot prompt can cost more per query than a fine-tuned model.
+"""
+
+import json
+
+from tailorlm.errors import TailorError
+from tailorlm.eval.compare import compare, worse_beyond_margin
+from tailorlm.eval.runner import LOWER_IS_BETTER, evaluate
+from tailorlm.eval.suite import load_suite
+from tailorlm.ladder.rungs import LADDER_ALIAS, MODEL_KINDS, build_rung, default_dataset, train_records
+from tailorlm.store import new_id, now
+
+EFFORT = {"zero_shot": 0, "few_shot": 1, "rag": 2, "sft": 3, "dpo": 3, "cpt": 3, "hybrid": 4}
+
+
+def run_ladder(project, only: list[str] | None = None, generator=None, embedder=None, log=print,
+               on_progress=None, batch_size: int = 8) -> dict:
+    """Run the ladder; returns the ladder report (also written to `.tailor/reports/ladder-*/`).
+
+    `on_progress(task, done, total)` is called as examples are answered and training steps pass.
+
+    >>> run_ladder(Project.load("."))["recommendation"]["rung"]  # doctest: +SKIP
+    'sft'
+    """
+    from tailorlm.models.pool import ModelPool
+
+    specs = [s for s in project.config.rungs if not only or s.label in only]
+    if not specs:
+        raise TailorError(f"no rungs to run{' named ' + ', '.join(only) if only else ''}; configure `rungs:` in tailor.yaml")
+    labels = [s.label for s in specs]
+    if len(set(labels)) != len(labels):
+        raise TailorError(f"rung names must be unique, got {labels}; give repeated kinds a `name`")
+    suite = load_suite(project)
+    metrics = list(project.config.eval.metrics)
+    log(f"suite {suite.name}@{suite.version}: {len(suite.examples)} examples ({suite.source}); metrics: {', '.join(metrics)}")
+    pool = ModelPool(project, generator)
+    if embedder is None and any(s.kind in ("rag", "hybrid") or s.selection == "similar" for s in specs):
+        from tailorlm.models import get_embedder
+
+        embedder = get_embedder(project.config.models.embedder)
+    leakage = check_leakage(project, suite, specs)
+    log(f"leakage check: no eval example in {', '.join(leakage['pools']) or 'any pool'} "
+        f"({leakage['records']} records checked)")
+
+    rows, reports = [], []
+    order = sorted(specs, key=lambda s: EFFORT[s.kind])  # stable: configured order within a kind
+    for i, spec in enumerate(order, start=1):
+        version = None
+        if spec.kind in MODEL_KINDS and not spec.model:
+            version = ensure_trained(project, spec, pool, embedder, log, on_progress)
+        log(f"[{i}/{len(order)}] {spec.label}: answering {len(suite.examples)} examples")
+        rung = build_rung(project, spec, pool, embedder, version=version, specs=specs)
+        progress = (lambda done, total, label=spec.label: on_progress(label, done, total)) if on_progress else None
+        report = evaluate(project, rung, suite, metrics, subject=f"{project.config.name}:{spec.label}",
+                          batch_size=batch_size, on_progress=progress)
+        reports.append(report)
+        rows.append(_row(spec, report, metrics[0]))
+        q = rows[-1]["quality"]
+        log(f"      {metrics[0]} {q['mean']:.3f} [{q['low']:.3f}, {q['high']:.3f}]  "
+            f"p50 {rows[-1]['latency']['p50'] * 1000:.0f} ms  errors {report['errors']}")
+    comparisons = [_brief(compare(a, b, metrics)) for a, b in zip(reports, reports[1:])]
+    recommendation = recommend(rows, reports, metrics[0], project.config.eval.margin)
+    ladder = {"id": f"ladder-{now()[:10]}-{new_id()[:6]}", "kind": "ladder", "suite": suite.describe(),
+              "primary": metrics[0], "metrics": metrics, "margin": project.config.eval.margin,
+              "rungs": rows, "comparisons": comparisons, "recommendation": recommendation,
+              "leakage": leakage, "created_at": now()}
+    folder = project.artifacts("reports") / ladder["id"]
+    folder.mkdir(parents=True, exist_ok=True)
+    from tailorlm.ladder.chart import write_charts
+
+    ladder.update(write_charts(ladder, folder, project.root))
+    ladder["path"] = str((folder / "ladder.json").relative_to(project.root))
+    (folder / "ladder.json").write_text(json.dumps(ladder, indent=1, ensure_ascii=False))
+    project.store.insert("reports", id=ladder["id"], suite=f"{suite.name}@{suite.version}", subject="ladder",
+                         n=len(suite.examples), metrics={r["name"]: r["quality"] for r in rows}, path=ladder["path"],
+                         created_at=ladder["created_at"])
+    return ladder
+
+
+def _row(spec, report: dict, primary: str) -> dict:
+    m = report["metrics"][primary]
+    return {"name": spec.label, "kind": spec.kind, "report": report["id"], "subject": report["subject"],
+            "model_version": report["rung"].get("model_version"), "prompt": report["rung"].get("prompt"),
+            "quality": {"mean": m["mean"], "low": m["low"], "high": m["high"], "score": m["score"], "n": m["n"]},
+            "metrics": {k: {"mean": v["mean"], "low": v["low"], "high": v["high"], "score": v["score"]}
+                        for k, v in report["metrics"].items()},
+            "latency": {"p50": report["latency"]["p50"], "p95": report["latency"]["p95"]},
+            "tokens": {"prompt_mean": report["tokens"]["prompt"]["mean"],
+                       "completion_mean": report["tokens"]["completion"]["mean"]},
+            "throughput": report["throughput"], "cost_per_1k": report["cost_per_1k"], "errors": report["errors"]}
+
+
+def _brief(c: dict) -> dict:
+    return {"a": c["a"]["subject"], "b": c["b"]["subject"], "primary": c["primary"], "n_differ": c["n_differ"],
+            "metrics": c["metrics"]}
+
+
+def recommend(rows: list[dict], reports: list[dict], primary: str, margin: float) -> dict:
+    """The cheapest rung whose quality is not significantly below the best (beyond `margin`)."""
+    sign = -1 if primary in LOWER_IS_BETTER else 1
+    best_i = max(range(len(rows)), key=lambda i: (sign * rows[i]["quality"]["mean"], -i))
+    best = rows[best_i]
+    fmt = (lambda x: f"{x:.3f}") if primary in LOWER_IS_BETTER else (lambda x: f"{x:.1%}")
+    skipped = []
+    for i, row in enumerate(rows):
+        if i == best_i:
+            break
+        d = compare(reports[best_i], reports[i], [primary])["metrics"][primary]
+        if not worse_beyond_margin(d["delta"], d["p_value"], margin, primary):
+            reason = (f"{row['name']} is the cheapest rung whose {primary} ({fmt(row['quality']['mean'])}) is not "
+                      f"significantly below the best, {best['name']} ({fmt(best['quality']['mean'])}): difference "
+                      f"{d['delta']:+.3f}, 95% CI [{d['low']:+.3f}, {d['high']:+.3f}], p = {d['p_value']:.3g}, "
+                      f"margin {margin}. Climbing further would not pay on this suite (n = {best['quality']['n']}).")
+            return {"rung": row["name"], "reason": reason, "best": best["name"], "versus_best": d}
+        skipped.append(f"{row['name']} ({fmt(row['quality']['mean'])}, {d['delta']:+.3f}, p = {d['p_value']:.3g})")
+    reason = (f"{best['name']} has the best {primary} ({fmt(best['quality']['mean'])} "
+              f"[{fmt(best['quality']['low'])}, {fmt(best['quality']['high'])}])")
+    reason += (", and every cheaper rung is significantly worse by more than the margin "
+               f"({margin}): " + "; ".join(skipped) + "." if skipped else ", and it is the cheapest rung run.")
+    return {"rung": best["name"], "reason": reason, "best": best["name"]}
+
+
+def check_leakage(project, suite, specs) -> dict:
+    """Refuse to run when an eval example is in a few-shot pool or in the data a model was trained on."""
+    from tailorlm.data.versions import load_records, resolve
+    from tailorlm.ladder.leakage import find_leaks
+    from tailorlm.ladder.rungs import resolve_version
+
+    pools = {}
+    for spec in specs:
+        if spec.kind == "few_shot" or (spec.kind in MODEL_KINDS and not spec.model):
+            try:
+                manifest, records = train_records(project, default_dataset(project, spec))
+            except TailorError:
+                if spec.kind == "few_shot":
+                    raise
+                continue
+            pools[manifest["id"] + ":train"] = records
+        elif spec.kind in MODEL_KINDS and spec.model not in {s.label for s in specs}:  # a shared model is checked once
+            version = resolve_version(project, spec, specs)
+            if version.get("dataset_version"):
+                manifest = resolve(project, version["dataset_version"])
+                pools[manifest["id"]] = load_records(project, manifest, "train" if "train" in manifest["splits"] else None)
+    leaks = find_leaks(suite, pools)
+    if leaks:
+        shown = "; ".join(f"eval {x['eval']} is in {x['pool']} as {x['record']} ({x['how']})" for x in leaks[:5])
+        raise TailorError(f"{len(leaks)} eval example(s) leak into training or few-shot data: {shown}. "
+                          "Re-run `tailor data prepare` (its decontaminate step drops them) or fix the data")
+    return {"pools": sorted(pools), "records": sum(len(v) for v in pools.values()), "leaks": 0}
+
+
+def ensure_trained(project, spec, pool, embedder, log, on_progress) -> dict:
+    """The model version the ladder trains for `spec`: reused if trained with the same config, resumed if cut off."""
+    from tailorlm.ladder.prompts import load_prompt
+    from tailorlm.train import registry
+    from tailorlm.train.config import TrainConfig
+    from tailorlm.train.runs import train
+
+    prompt = load_prompt(project, spec.prompt)
+    dataset = default_dataset(project, spec)
+    if spec.kind == "hybrid" and spec.raft:
+        from tailorlm.ladder.raft import build_raft_dataset
+        from tailorlm.ladder.rungs import build_rung as _build
+        from tailorlm.config import RungConfig
+
+        retriever = _build(project, RungConfig(kind="rag", k=spec.k, prompt=spec.prompt), pool, embedder)
+        manifest = build_raft_dataset(project, retriever, dataset)
+        log(f"      RAFT data: {manifest['id']} ({sum(manifest['splits'].values())} examples with retrieved sources)")
+        dataset = manifest["id"]
+    else:
+        from tailorlm.data.versions import resolve
+
+        dataset = resolve(project, dataset)["id"]
+    settings = {"epochs": 1.0, "eval_steps": 25, "system_prompt": prompt["text"],
+                "rung": "hybrid" if spec.kind == "hybrid" else "sft", **spec.train}
+    cfg = TrainConfig(method="sft", dataset=dataset, name=project.config.name, **settings)
+    wanted = cfg.model_dump(mode="json")
+    alias = LADDER_ALIAS.format(spec.label)
+    target = project.store.get_alias("model", project.config.name, alias)
+    if target:
+        version = registry.resolve(project, target)
+        if version["lineage"].get("config") == wanted:
+            log(f"      {spec.label}: reusing {version['id']} (same data and settings)")
+            return version
+    unfinished = [r for r in project.store.select("runs", order_by="created_at")
+                  if r["status"] in ("running", "failed") and json.loads(r["config"]) == wanted]
+    log(f"      {spec.label}: training a LoRA model on {dataset}"
+        + (f" (resuming {unfinished[-1]['id']})" if unfinished else ""))
+    progress = (lambda step, total, _logs, _tps: on_progress(f"train {spec.label}", step, total)) if on_progress else None
+    result = train(project, None if unfinished else cfg, resume=unfinished[-1]["id"] if unfinished else None,
+                   on_progress=progress, on_message=lambda m: log(f"      {m}"))
+    project.store.set_alias("model", project.config.name, alias, result["model_version"],
+                            reason=f"trained by the ladder for rung {spec.label}")
+    return registry.resolve(project, result["model_version"])

@@ -1,0 +1,1 @@
+"""The feedback loop: feedback -> curated data -> retrain -> gate -> promote (or not)."""

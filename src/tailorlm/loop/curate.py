@@ -1,0 +1,76 @@
+"""Feedback into training data: corrections become SFT examples, contrasts become DPO pairs.
+
+- A correction on a trace: an SFT example (the trace's messages, answered by the correction) and a
+  preference pair (the correction chosen over the answer that was served).
+- Thumbs up and thumbs down on answers to the same prompt: a preference pair (up over down).
+
+The records go through the data pipeline's own steps (exact dedup, PII, decontaminate against the
+eval suites), so feedback can neither leak an eval example into training nor bring PII back in,
+and are written as dataset versions `feedback-sft` and `feedback-dpo` with the trace ids in `meta`.
+"""
+
+import json
+
+from tailorlm.data.record import Record
+
+CURATION_STEPS = ("exact_dedup", "pii", "decontaminate")
+
+
+def _answer(response: dict) -> str | None:
+    choices = response.get("choices") or []
+    if not choices:
+        return None
+    c = choices[0]
+    return (c.get("message") or {}).get("content") if "message" in c else c.get("text")
+
+
+def collect(project) -> tuple[list[Record], list[Record], dict]:
+    """(sft records, preference records, counts) from every feedback row with a chat trace."""
+    traces = {t["id"]: t for t in project.store.select("traces")}
+    by_trace: dict[str, list[dict]] = {}
+    for f in project.store.select("feedback", order_by="created_at"):
+        by_trace.setdefault(f["trace_id"], []).append(f)
+    sft, prefs, thumbs = [], [], {}
+    for trace_id, rows in by_trace.items():
+        t = traces.get(trace_id)
+        if t is None:
+            continue
+        request, response = json.loads(t["request"]), json.loads(t["response"])
+        messages, answer = request.get("messages"), _answer(response)
+        if not messages or answer is None:
+            continue  # embeddings and completions carry no conversation to learn from
+        meta = {"source": "feedback", "trace": trace_id, "model": t["model"], "model_version": t.get("model_version")}
+        for f in rows:
+            if f["kind"] == "correction" and f["value"].strip() and f["value"].strip() != answer.strip():
+                sft.append(Record(f"fb-{trace_id}", "chat", {"messages": messages + [{"role": "assistant", "content": f["value"]}]},
+                                  dict(meta)))
+                prefs.append(Record(f"fbp-{trace_id}", "preference",
+                                    {"prompt": messages, "chosen": f["value"], "rejected": answer}, dict(meta)))
+            elif f["kind"] == "thumbs":
+                key = json.dumps(messages, sort_keys=True)
+                thumbs.setdefault(key, {"up": [], "down": [], "messages": messages})[f["value"]].append((trace_id, answer))
+    for key, group in thumbs.items():
+        for (up_id, up), (down_id, down) in zip(group["up"], group["down"]):
+            if up.strip() != down.strip():
+                prefs.append(Record(f"fbp-{up_id}-{down_id}", "preference",
+                                    {"prompt": group["messages"], "chosen": up, "rejected": down},
+                                    {"source": "feedback", "trace": up_id, "rejected_trace": down_id}))
+    counts = {"feedback": sum(len(v) for v in by_trace.values()), "sft": len(sft), "preference": len(prefs)}
+    return sft, prefs, counts
+
+
+def curate(project, records: list[Record], name: str, kind: str) -> dict | None:
+    """Run the curation steps over `records` and write the dataset version `name`; None when empty."""
+    from tailorlm.data.pipeline import eval_references, finish, run_steps
+    from tailorlm.data.steps import step_class
+
+    if not records:
+        return None
+    steps = []
+    for step in CURATION_STEPS:
+        extra = {"references": eval_references(project, name, [])} if step == "decontaminate" else {}
+        steps.append(step_class(step)(**extra))
+    quarantine: list[dict] = []
+    kept = run_steps(steps, records, quarantine)
+    return finish(project, name, [], kind, {}, len(records), 0, kept, [s.summary() for s in steps], quarantine,
+                  extra={"parents": [], "origin": "feedback"})

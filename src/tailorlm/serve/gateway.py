@@ -1,0 +1,334 @@
+"""What happens to one request between the HTTP layer (`app.py`) and the models.
+
+A chat request finds its rung (`routing.Router`), lets the rung build the conversation its
+generator sees (system prompt, few-shot turns, retrieved sources), and hands the generator's work
+to a backend: local models to the `Batcher`, OpenAI-compatible upstreams to `Direct`. The answer
+goes back whole or as server-sent events, and is stored as a trace whose id is the response id.
+`/v1/completions` continues raw text with the model behind the name, without the rung's prompting.
+"""
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from functools import partial
+
+from tailorlm.errors import TailorError
+from tailorlm.models.base import Chunk, Completion, GenParams, Usage
+from tailorlm.serve.batcher import Batcher, ClientGone, Direct, Job, Overloaded
+from tailorlm.serve.metrics import Metrics
+from tailorlm.serve.routing import ModelNotReady, UnknownModel
+from tailorlm.serve.traces import Traces
+from tailorlm.store import new_id
+
+log = logging.getLogger("tailorlm.serve")
+DEFAULT_MAX_TOKENS = 256
+GREEDY_BELOW = 1e-5  # dividing logits by a smaller temperature overflows; it means greedy anyway
+
+
+class APIError(Exception):
+    """An error the client gets as OpenAI-style JSON: {"error": {"message", "type", "code"}}."""
+
+    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", code: str | None = None,
+                 headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.message, self.type, self.code, self.headers = status, message, type_, code, headers
+
+
+@dataclass
+class Call:
+    """One request in flight: what answered it and what it has produced so far."""
+
+    id: str
+    endpoint: str
+    model: str
+    request: dict
+    rung: object
+    n: int  # answers per prompt
+    rows: int  # prompts x n
+    started: float = field(default_factory=time.perf_counter)
+    prepared: object = None
+    job: Job | None = None
+    first_token_s: float | None = None
+    texts: list = field(default_factory=list)
+    reasons: list = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+
+    def take(self, index: int, chunk: Chunk) -> None:
+        if self.first_token_s is None and chunk.text:
+            self.first_token_s = time.perf_counter() - self.started
+        self.texts[index] += chunk.text
+        if chunk.finish_reason:
+            self.reasons[index] = chunk.finish_reason
+            u = chunk.usage or Usage()
+            # Every answer to one prompt shares its prompt tokens: count them once, as OpenAI does.
+            self.usage.prompt_tokens += u.prompt_tokens if index % self.n == 0 else 0
+            self.usage.completion_tokens += u.completion_tokens
+
+    def tags(self) -> dict:
+        return {"rung": getattr(self.rung, "name", None), "model_version": getattr(self.rung, "meta", {}).get("model_version")}
+
+
+class _Shape:
+    """How chat and text completions differ on the wire."""
+
+    def __init__(self, chat: bool):
+        self.chat = chat
+        self.object = "chat.completion" if chat else "text_completion"
+        self.chunk_object = "chat.completion.chunk" if chat else "text_completion"
+
+    def choice(self, i: int, text: str, reason: str | None) -> dict:
+        if self.chat:
+            return {"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": reason}
+        return {"index": i, "text": text, "finish_reason": reason, "logprobs": None}
+
+    def delta(self, i: int, text: str | None, reason: str | None = None, role: bool = False) -> dict:
+        if self.chat:
+            delta = {"role": "assistant", "content": ""} if role else ({"content": text} if text else {})
+            return {"index": i, "delta": delta, "finish_reason": reason}
+        return {"index": i, "text": text or "", "finish_reason": reason, "logprobs": None}
+
+
+CHAT, TEXT = _Shape(True), _Shape(False)
+
+
+def _is_local(generator) -> bool:
+    return hasattr(generator, "_decode") and hasattr(generator, "encode")
+
+
+def _sse(obj: dict) -> str:
+    return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
+
+
+class Gateway:
+    """The generation endpoints' logic, shared by every route (see `app.create_app`)."""
+
+    def __init__(self, router, traces: Traces, max_batch: int = 16, max_queue: int = 64, batch_wait_ms: float = 5.0):
+        self.router, self.traces = router, traces
+        self.metrics = Metrics(gauges={
+            "tailor_queue_depth": ("Rows waiting for the local decode loop.", lambda: self.batcher.depth),
+            "tailor_rows_decoding": ("Rows in the running decode batch, plus upstream calls in flight.",
+                                     lambda: self.batcher.running + self.direct.running),
+        })
+        self.batcher = Batcher(max_batch, max_queue, batch_wait_ms, on_batch=self.metrics.batch)
+        self.direct = Direct(max_queue)
+        self._encode_lock = threading.Lock()  # one tokenizer shared across request threads
+
+    # -- the endpoints --------------------------------------------------------------------------
+
+    async def chat(self, req, disconnected):
+        call = await self._call("/v1/chat/completions", "chatcmpl-", req, req.n)
+        params = self._params(req)
+        messages = [m.plain() for m in req.messages]
+        call.prepared = await self._blocking(call.rung.prepare, messages, params)
+        gen = call.rung.generator
+        if _is_local(gen):
+            prompt = await self._blocking(self._encode, gen.encode, call.prepared.messages)
+            self._submit_local(call, gen, [prompt] * req.n, params)
+        else:
+            self._submit_direct(call, [partial(gen.stream, call.prepared.messages, params)] * req.n)
+        return await self._answer(call, CHAT, req, disconnected)
+
+    async def complete(self, req, disconnected):
+        prompts = [req.prompt] if isinstance(req.prompt, str) else list(req.prompt)
+        call = await self._call("/v1/completions", "cmpl-", req, req.n, rows=len(prompts) * req.n)
+        params = self._params(req)
+        gen = call.rung.generator
+        if _is_local(gen):
+            ids = await self._blocking(self._encode, lambda texts: [gen.tokenizer(t)["input_ids"] for t in texts], prompts)
+            if not all(ids):
+                raise APIError(400, "prompt: an empty text has nothing to continue", code="invalid_value")
+            self._submit_local(call, gen, [p for p in ids for _ in range(req.n)], params)
+        else:
+            self._submit_direct(call, [partial(_upstream_text, gen, p, params) for p in prompts for _ in range(req.n)])
+        return await self._answer(call, TEXT, req, disconnected)
+
+    async def embed(self, req) -> dict:
+        if req.model != self.router.embedder_name:
+            raise APIError(404, f"unknown embedding model {req.model!r}; this server embeds with "
+                                f"{self.router.embedder_name!r}", code="model_not_found")
+        texts = req.texts()
+        started = time.perf_counter()
+        embedder = await self._blocking(self.router.embedder)
+        vectors = await self._blocking(embedder.embed, texts)
+        tokens = _count_tokens(embedder, texts)
+        trace_id = new_id("emb-")
+        encode = _base64 if req.encoding_format == "base64" else (lambda v: list(map(float, v)))
+        body = {"object": "list", "model": req.model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+                "data": [{"object": "embedding", "index": i, "embedding": encode(v)} for i, v in enumerate(vectors)]}
+        # The trace keeps the texts, not the vectors: they can be recomputed and would dwarf the table.
+        summary = {"object": "list", "model": req.model, "count": len(vectors), "dimensions": len(vectors[0])}
+        await self._blocking(self.traces.record, trace_id, req.model, req.model_dump(exclude_none=True), summary, 200,
+                             time.perf_counter() - started, tokens, 0, "/v1/embeddings")
+        self.metrics.tokens(req.model, tokens, 0)
+        return {"id": trace_id, **body}
+
+    # -- the steps ------------------------------------------------------------------------------
+
+    async def _call(self, endpoint: str, prefix: str, req, n: int, rows: int | None = None) -> Call:
+        try:
+            rung = await self._blocking(self.router.rung, req.model)
+        except UnknownModel as e:
+            raise APIError(404, str(e), code="model_not_found") from None
+        except ModelNotReady as e:
+            raise APIError(503, str(e), "server_error", "model_not_ready") from None
+        rows = rows or n
+        return Call(new_id(prefix), endpoint, req.model, req.model_dump(exclude_none=True), rung, n, rows,
+                    texts=[""] * rows, reasons=[None] * rows)
+
+    def _params(self, req) -> GenParams:
+        temperature = req.temperature if req.temperature >= GREEDY_BELOW else 0.0
+        max_tokens = req.max_tokens or req.max_completion_tokens or DEFAULT_MAX_TOKENS
+        return GenParams(temperature=temperature, top_p=req.top_p, max_tokens=max_tokens, stop=req.stops(),
+                         seed=None if req.seed is None else req.seed % 2**63)  # what torch's generator takes
+
+    def _encode(self, fn, arg):
+        with self._encode_lock:
+            try:
+                return fn(arg)
+            except Exception as e:  # a chat template that refuses the conversation (roles, content)
+                if type(e).__module__.startswith("jinja2"):
+                    raise APIError(400, f"messages: the model's chat template refused them: {e}", code="invalid_value") from None
+                raise
+
+    def _submit_local(self, call: Call, gen, prompts: list[list[int]], params: GenParams) -> None:
+        longest = max(len(p) for p in prompts)
+        if longest >= gen.max_context:
+            raise APIError(400, f"the prompt is {longest} tokens; this model's context is {gen.max_context}",
+                           code="context_length_exceeded")
+        # Never ask for more than fits: the decode loop would stop there anyway, and equal budgets batch together.
+        params = replace(params, max_tokens=min(params.max_tokens, gen.max_context - longest))
+        call.job = Job(call.rows)
+        try:
+            self.batcher.submit(call.job, gen, prompts, params)
+        except Overloaded as e:
+            raise APIError(429, f"server busy: {e}; retry shortly", "rate_limit_error", "queue_full", {"Retry-After": "1"}) from None
+
+    def _submit_direct(self, call: Call, streams: list) -> None:
+        call.job = Job(call.rows)
+        try:
+            self.direct.submit(call.job, streams)
+        except Overloaded as e:
+            raise APIError(429, f"server busy: {e}; retry shortly", "rate_limit_error", "queue_full", {"Retry-After": "1"}) from None
+
+    async def _answer(self, call: Call, shape: _Shape, req, disconnected):
+        if req.stream:
+            include_usage = bool(req.stream_options and req.stream_options.include_usage)
+            return call.id, self._events(call, shape, include_usage)
+        try:
+            async for index, chunk in call.job.results(disconnected):
+                call.take(index, chunk)
+        except ClientGone:
+            await self._blocking(self._record, call, shape, 499)
+            raise APIError(499, "the client closed the request", code="client_closed") from None
+        except Exception as e:
+            status, error = self._failure(e)
+            await self._blocking(self._record, call, shape, status)
+            raise error from None
+        body = await self._blocking(self._record, call, shape, 200)
+        return call.id, body
+
+    async def _events(self, call: Call, shape: _Shape, include_usage: bool):
+        created = int(time.time())
+
+        def event(choices: list, **extra) -> str:
+            return _sse({"id": call.id, "object": shape.chunk_object, "created": created, "model": call.model,
+                         "choices": choices, **extra})
+
+        status = 499  # until the stream completes, a stop means the client went away
+        try:
+            if shape.chat:
+                yield event([shape.delta(i, None, role=True) for i in range(call.rows)])
+            async for index, chunk in call.job.results():
+                call.take(index, chunk)
+                if chunk.text:
+                    yield event([shape.delta(index, chunk.text)])
+                if chunk.finish_reason:
+                    yield event([shape.delta(index, None, chunk.finish_reason)])
+            if include_usage:
+                yield event([], usage=call.usage.to_dict())
+            status = 200
+            await self._blocking(self._record, call, shape, 200)
+            yield "data: [DONE]\n\n"
+        except Exception as e:  # the stream has started, so the error travels as an event
+            status, error = self._failure(e)
+            await self._blocking(self._record, call, shape, status)
+            yield _sse({"error": {"message": error.message, "type": error.type, "code": error.code}})
+            yield "data: [DONE]\n\n"
+        finally:
+            if status == 499:  # cancelled: no awaiting any more, so the trace is written on a thread
+                call.job.cancel()
+                asyncio.get_running_loop().run_in_executor(None, self._record, call, shape, 499)
+
+    def _failure(self, e: Exception) -> tuple[int, APIError]:
+        if isinstance(e, APIError):
+            return e.status, e
+        if isinstance(e, TailorError):  # an upstream that failed or cannot be reached
+            return 502, APIError(502, str(e), "upstream_error", "upstream_failed")
+        log.error("generation failed: %s", type(e).__name__)
+        return 500, APIError(500, f"generation failed ({type(e).__name__})", "server_error", "internal_error")
+
+    def _record(self, call: Call, shape: _Shape, status: int) -> dict:
+        """Store the trace and count the tokens; returns the response body."""
+        body = {"id": call.id, "object": shape.object, "created": int(time.time()), "model": call.model,
+                "choices": [shape.choice(i, t, r) for i, (t, r) in enumerate(zip(call.texts, call.reasons))],
+                "usage": call.usage.to_dict()}
+        tags = call.tags()
+        if shape.chat and call.prepared is not None and status == 200:
+            latency = time.perf_counter() - call.started
+            answer = call.rung.finish(call.prepared, Completion(call.texts[0], call.reasons[0] or "stop", call.usage, call.model), latency)
+            body["tailor"] = {**tags, "citations": answer.citations}
+        latency = time.perf_counter() - call.started
+        self.traces.record(call.id, call.model, call.request, body, status, latency, call.usage.prompt_tokens,
+                           call.usage.completion_tokens, call.endpoint, **tags)
+        self.metrics.tokens(call.model, call.usage.prompt_tokens, call.usage.completion_tokens)
+        if call.first_token_s is not None:
+            self.metrics.first_token(call.model, call.first_token_s)
+        log.info("trace %s: %s status %d, %.0f ms, %d+%d tokens", call.id, call.endpoint, status, latency * 1000,
+                 call.usage.prompt_tokens, call.usage.completion_tokens)
+        return body
+
+    @staticmethod
+    async def _blocking(fn, *args):
+        return await asyncio.to_thread(fn, *args)
+
+
+def _base64(vector) -> str:
+    import base64
+
+    import numpy as np
+
+    return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
+
+
+def _count_tokens(embedder, texts: list[str]) -> int:
+    tokenizer = getattr(getattr(embedder, "model", None), "tokenizer", None)
+    if tokenizer is not None:
+        return sum(len(ids) for ids in tokenizer(texts)["input_ids"])
+    return sum(len(t.split()) for t in texts)
+
+
+def _upstream_text(gen, prompt: str, params: GenParams):
+    """Raw text completion through an OpenAI-compatible upstream's /v1/completions, as Chunks."""
+    from tailorlm.models.openai_compat import _call
+
+    client = getattr(gen, "client", None)
+    if client is None:
+        raise APIError(400, "this model cannot continue raw text; use /v1/chat/completions", code="unsupported")
+    args = dict(model=gen.name, prompt=prompt, temperature=params.temperature, top_p=params.top_p,
+                max_tokens=params.max_tokens, stream=True, stream_options={"include_usage": True})
+    if params.stop:
+        args["stop"] = params.stop
+    if params.seed is not None:
+        args["seed"] = params.seed
+    reason, usage = None, None
+    for event in _call(lambda: client.completions.create(**args), gen.base_url):
+        if event.usage:
+            usage = Usage(event.usage.prompt_tokens, event.usage.completion_tokens)
+        for choice in event.choices:
+            reason = choice.finish_reason or reason
+            if choice.text:
+                yield Chunk(choice.text)
+    yield Chunk("", reason or "stop", usage or Usage())

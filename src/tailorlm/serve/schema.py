@@ -1,0 +1,208 @@
+"""The wire format of `tailor serve`: OpenAI's request and response shapes as pydantic models.
+
+FastAPI validates requests against these models and publishes them in `/openapi.json`, which a
+test fuzzes. Unknown request fields are ignored, as OpenAI-compatible servers do, so clients that
+send newer parameters still work. An omitted `temperature` means 0 (greedy), as everywhere in
+Tailor, so a served answer matches what eval and the ladder measured.
+"""
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+
+
+def _clean(text: str) -> str:
+    # JSON may carry lone surrogates ("\ud800"); tokenizers and SQLite refuse them, so they become U+FFFD.
+    return text if text.isascii() else text.encode("utf-8", "replace").decode("utf-8", "replace")
+
+
+def _integer(value):
+    # JSON Schema counts 2.0 as an integer, so floats pass (when whole); booleans and strings do not.
+    if isinstance(value, (bool, str)):
+        raise ValueError("must be an integer")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_clean)]
+def Int(**limits):
+    """An integer field type; the limits must come before the validator to reach the JSON Schema."""
+    return Annotated[int, Field(strict=False, **limits), BeforeValidator(_integer)]
+
+
+Budget = Int(ge=1, le=1_000_000)
+NonEmpty = Annotated[str, Field(min_length=1), AfterValidator(_clean)]
+
+
+class Lax(BaseModel):
+    # Unknown fields are ignored; known ones must have their documented type ("stream": "yes" is an error).
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+
+class ContentPart(Lax):
+    type: Literal["text"] = Field(..., description="Only text parts are supported.")
+    text: Text
+
+
+class Message(Lax):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: Text | list[ContentPart] | None = None
+    name: Text | None = None
+
+    def plain(self) -> dict:
+        """The message as the chat template wants it: a role and one string."""
+        content = self.content
+        if isinstance(content, list):
+            content = "".join(p.text for p in content)
+        role = "system" if self.role == "developer" else self.role
+        return {"role": role, "content": content or ""}
+
+
+class StreamOptions(Lax):
+    include_usage: bool = Field(False, description="Send a last chunk with the token usage.")
+
+
+class Sampling(Lax):
+    """What chat and text completions share."""
+
+    model: Text = Field(..., description="A name from GET /v1/models.")
+    max_tokens: Budget | None = Field(None, description="Most tokens to generate (default 256).")
+    max_completion_tokens: Budget | None = Field(None, description="Newer name for max_tokens.")
+    temperature: float = Field(0.0, ge=0, le=2, description="0 (the default) is greedy and reproducible.")
+    top_p: float = Field(1.0, gt=0, le=1)
+    stop: Text | Annotated[list[Text], Field(max_length=4)] | None = Field(
+        None, description="Up to 4 strings that end the answer (not included in it).")
+    seed: Int() | None = Field(None, description="Seeds sampling (any integer); a seeded request is decoded alone.")
+    n: Int(ge=1, le=16) = Field(1, description="Answers to generate.")
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    user: Text | None = None
+
+    def stops(self) -> list[str]:
+        if self.stop is None:
+            return []
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop)
+
+
+class ChatRequest(Sampling):
+    messages: list[Message] = Field(..., min_length=1)
+
+
+class CompletionRequest(Sampling):
+    prompt: NonEmpty | Annotated[list[NonEmpty], Field(min_length=1, max_length=64)] = Field(
+        ..., description="Text to continue, as is (no chat template); or a list of texts.")
+
+
+class EmbeddingRequest(Lax):
+    model: Text
+    input: Text | Annotated[list[Text], Field(min_length=1, max_length=2048)] = Field(..., description="A text or up to 2048 texts.")
+    encoding_format: Literal["float", "base64"] = Field("float", description="base64: little-endian float32 bytes.")
+
+    def texts(self) -> list[str]:
+        return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)  # a misspelt field must not be dropped silently
+
+    trace_id: Text = Field(..., description="The `id` of the response being rated.")
+    thumbs: Literal["up", "down"] | None = None
+    rating: Int(ge=1, le=5) | None = None
+    correction: Text | None = Field(None, description="What the answer should have been.")
+    comment: Text | None = None
+
+
+# Responses: documented for clients and checked by the fuzz test.
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"]
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int
+    message: AssistantMessage
+    finish_reason: Literal["stop", "length"]
+
+
+class ChatCompletion(BaseModel):
+    id: str = Field(..., description="The trace id: send it with feedback.")
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage
+    tailor: dict = Field(default_factory=dict, description="The rung, model version and citations behind the answer.")
+
+
+class TextChoice(BaseModel):
+    index: int
+    text: str
+    finish_reason: Literal["stop", "length"]
+    logprobs: None = None
+
+
+class TextCompletion(BaseModel):
+    id: str
+    object: Literal["text_completion"]
+    created: int
+    model: str
+    choices: list[TextChoice]
+    usage: Usage
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"]
+    index: int
+    embedding: list[float] | str
+
+
+class EmbeddingUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class Embeddings(BaseModel):
+    object: Literal["list"]
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage
+
+
+class Model(BaseModel):
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+
+
+class ModelList(BaseModel):
+    object: Literal["list"]
+    data: list[Model]
+
+
+class FeedbackStored(BaseModel):
+    object: Literal["feedback"]
+    trace_id: str
+    ids: list[str] = Field(..., description="One stored row per signal: thumbs, rating, correction, comment.")
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    backend: str
+    queue_depth: int
+
+
+class ErrorBody(BaseModel):
+    message: str
+    type: str
+    code: str | None = None
+
+
+class Error(BaseModel):
+    error: ErrorBody
