@@ -93,6 +93,8 @@ def _advise(project, log) -> dict | None:
     except ImportError:
         return None
     advice = advise(project)
-    rec = advice.get("recommendation") or {}
-    log(f"      next rung: {rec.get('rung', '?')}: {rec.get('reason', '')}"[:400])
+    reasons = "; ".join(advice.get("reasons", [])[:2])
+    log(f"      next rung: {advice.get('rung')}. {reasons}"[:400])
+    for gap in advice.get("missing", [])[:2]:
+        log(f"      still missing: {gap}")
     return advice
