@@ -8,7 +8,7 @@ Tailor, so a served answer matches what eval and the ladder measured.
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 
 def _clean(text: str) -> str:
@@ -101,14 +101,25 @@ class EmbeddingRequest(Lax):
         return [self.input] if isinstance(self.input, str) else list(self.input)
 
 
+SIGNALS = ("thumbs", "rating", "correction", "comment")
+
+
 class FeedbackRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)  # a misspelt field must not be dropped silently
+    # A misspelt field must not be dropped silently; and at least one signal must be given.
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"anyOf": [
+        {"required": [k], "properties": {k: {"not": {"type": "null"}}}} for k in SIGNALS]})
 
     trace_id: Text = Field(..., description="The `id` of the response being rated.")
     thumbs: Literal["up", "down"] | None = None
     rating: Int(ge=1, le=5) | None = None
     correction: Text | None = Field(None, description="What the answer should have been.")
     comment: Text | None = None
+
+    @model_validator(mode="after")
+    def _some_signal(self):
+        if all(getattr(self, k) is None for k in SIGNALS):
+            raise ValueError("give at least one of thumbs, rating, correction or comment")
+        return self
 
 
 # Responses: documented for clients and checked by the fuzz test.
