@@ -17,9 +17,8 @@ def write_project(root: Path, generator: str = "smollm2-135m-instruct", extra: s
     from tailorlm.project import Project
 
     root.mkdir(parents=True, exist_ok=True)
-    (root / "tailor.yaml").write_text(
-        f"name: acme\ntask:\n  description: Answer questions about Acme.\nmodels:\n  generator:\n    model: {json.dumps(str(generator))}\n"
-        + extra)
+    (root / "tailor.yaml").write_text("name: acme\ntask:\n  description: Answer questions about Acme.\n"
+                                      f"models:\n  generator:\n    model: {json.dumps(str(generator))}\n{extra}")
     project = Project.load(root)
     project.store  # creates and migrates the database
     return project

@@ -135,7 +135,7 @@ def test_traces_are_stored_redacted_with_model_latency_and_tokens(start, project
     stored = row["request"] + row["response"]
     assert "jane.doe@example.com" not in stored and "7700 900417" not in stored
     assert "[EMAIL]" in stored and "[PHONE]" in stored
-    assert (row["status"], row["endpoint"], row["rung"], row["model"]) == (200, "/v1/chat/completions", "zero_shot", "acme:zero_shot")
+    assert (row["status"], row["endpoint"], row["rung"]) == (200, "/v1/chat/completions", "zero_shot")
     assert row["latency_ms"] > 0 and row["completion_tokens"] == 6 and row["prompt_tokens"] == r.usage.prompt_tokens
     assert json.loads(row["response"])["choices"][0]["message"]["content"] == r.choices[0].message.content
 
@@ -222,7 +222,8 @@ def test_metrics_are_prometheus_text(start):
     assert 'tailor_tokens_total{model="acme:zero_shot",type="completion"} 10' in text
     assert 'tailor_request_latency_seconds_count{endpoint="/v1/chat/completions"} 3' in text
     assert "tailor_time_to_first_token_seconds_count" in text and "tailor_queue_depth 0" in text
-    buckets = [int(v) for v in re.findall(r'tailor_request_latency_seconds_bucket\{endpoint="/v1/chat/completions",le="[^"]+"\} (\d+)', text)]
+    chat_bucket = r'tailor_request_latency_seconds_bucket\{endpoint="/v1/chat/completions",le="[^"]+"\} (\d+)'
+    buckets = [int(v) for v in re.findall(chat_bucket, text)]
     assert buckets == sorted(buckets) and buckets[-1] == 3
 
 
@@ -260,3 +261,47 @@ def test_the_embedded_model_streams_and_batches_like_it_generates(start, project
     with ThreadPoolExecutor(4) as pool:
         together = [r.choices[0].message.content for r in pool.map(ask, questions)]
     assert together == alone
+
+
+def test_the_tailor_serve_command_serves_until_stopped(tmp_path, tiny_model_dir):
+    """`tailor serve` in its own process, on the configured generator (the tiny model's folder)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import free_port
+    from tests.serve_fixtures import write_project
+
+    project = write_project(tmp_path / "acme", generator=tiny_model_dir)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "tailorlm.cli", "serve", "-p", str(project.root), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        r = client_for(f"http://127.0.0.1:{port}/v1").chat.completions.create(model="acme:zero_shot", messages=ASK, max_tokens=4)
+        assert r.usage.completion_tokens == 4
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert "Serving acme at http://127.0.0.1:" in out and "POST /v1/chat/completions 200" in out
+    assert project.store.select("traces", id=r.id)
+
+
+def test_redaction_can_be_turned_off_and_reaches_nested_fields(project):
+    from tailorlm.serve.traces import Traces, redact_json
+
+    assert redact_json({"model": "a@b.example", "messages": [{"role": "user", "content": ["x@y.example", 3]}]}) == \
+        {"model": "a@b.example", "messages": [{"role": "user", "content": ["[EMAIL]", 3]}]}
+    Traces(project, redact=False).record("t-raw", "m", {"q": "x@y.example"}, {"a": "ok"}, 200, 0.1)
+    Traces(project).record("t-red", "m", {"q": "x@y.example"}, {"a": "ok"}, 200, 0.1)
+    assert "x@y.example" in project.store.select("traces", id="t-raw")[0]["request"]
+    assert "x@y.example" not in project.store.select("traces", id="t-red")[0]["request"]

@@ -113,6 +113,7 @@ def test_a_disconnected_client_stops_its_generation(start, project, slow_steps, 
         with pytest.raises(httpx.ReadTimeout):
             httpx.post(f"{url}/chat/completions", json=body, timeout=0.5)
     _wait_for(lambda: project.store.select("traces", status=499), timeout=10)
+    time.sleep(0.3)  # the worker notices at its next chunk, after the forward pass under way
     stopped_at = len(calls)
     time.sleep(0.5)
     assert len(calls) == stopped_at < 200  # no more forward passes: the row stopped, far short of 400 tokens

@@ -78,3 +78,11 @@ def test_an_upstream_that_fails_is_a_502_not_a_crash(start, project):
     with pytest.raises(openai.APIStatusError) as e:
         client_for(url).chat.completions.create(model="acme:zero_shot", messages=[{"role": "user", "content": "hi"}])
     assert e.value.status_code == 502 and e.value.body["code"] == "upstream_failed"
+
+
+def test_the_upstream_key_comes_from_the_environment(start, project, upstream, monkeypatch):
+    monkeypatch.setenv("VLLM_KEY", "upstream-secret-1")
+    url, _ = start(upstream=upstream.base_url, upstream_key_env="VLLM_KEY")
+    upstream.answers.append("ok")
+    client_for(url).chat.completions.create(model="acme:zero_shot", messages=[{"role": "user", "content": "hi"}])
+    assert upstream.headers[-1]["authorization"] == "Bearer upstream-secret-1"

@@ -21,7 +21,8 @@ def serve(
     dry_run: bool = typer.Option(False, "--dry-run", help="vllm: print the `vllm serve` command and exit."),
     max_batch: int = typer.Option(16, min=1, help="Most rows decoded together (local backend)."),
     max_queue: int = typer.Option(64, min=1, help="Rows allowed to wait; beyond it requests get 429."),
-    batch_wait_ms: float = typer.Option(5.0, min=0, help="How long a new request waits for others to batch with."),
+    batch_wait_ms: float = typer.Option(20.0, min=0, help="How long the batcher waits for more requests after the "
+                                        "latest arrived (at most 8x that in all)."),
     check: bool = typer.Option(False, "--check", help="Train/serve parity: replay the latest eval report's golden "
                                "prompts at temperature 0 and compare outputs exactly; exit 1 on any mismatch."),
     report: str = typer.Option(None, "--report", help="--check: report id or report.json path (default: the newest)."),

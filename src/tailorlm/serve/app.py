@@ -13,6 +13,7 @@ line per request, never with bodies or keys) and the batcher's lifetime.
 import asyncio
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 import anyio
@@ -100,7 +101,7 @@ class _Observe:
 
 
 def create_app(project, pool=None, embedder=None, *, upstream: str | None = None, upstream_key_env: str | None = None,
-               max_batch: int = 16, max_queue: int = 64, batch_wait_ms: float = 5.0, redact: bool | None = None) -> FastAPI:
+               max_batch: int = 16, max_queue: int = 64, batch_wait_ms: float = 20.0, redact: bool | None = None) -> FastAPI:
     """The server for `project`. Tests and benchmarks inject a `pool` (a ModelPool over a loaded
     generator) and an `embedder`; `upstream` puts an OpenAI-compatible server (vLLM) behind the gateway."""
     if pool is None:
@@ -118,6 +119,9 @@ def create_app(project, pool=None, embedder=None, *, upstream: str | None = None
 
     @asynccontextmanager
     async def lifespan(app):
+        # Requests do their blocking steps (prompting, tokenizing, traces) on threads; asyncio's default
+        # pool of cpu+4 threads would queue them behind each other and slow admission into batches.
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max(32, max_queue), "tailor-request"))
         gateway.batcher.start()
         yield
         gateway.batcher.stop()

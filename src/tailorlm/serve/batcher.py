@@ -112,7 +112,7 @@ class Batcher:
     >>> batcher.submit(job, generator, [generator.encode(messages)], GenParams())  # doctest: +SKIP
     """
 
-    def __init__(self, max_batch: int = 16, max_queue: int = 64, wait_ms: float = 5.0, on_batch: Callable | None = None):
+    def __init__(self, max_batch: int = 16, max_queue: int = 64, wait_ms: float = 20.0, on_batch: Callable | None = None):
         self.max_batch, self.max_queue, self.wait_s = max_batch, max_queue, wait_ms / 1000
         self.on_batch = on_batch  # called with each batch's size (metrics)
         self.running = 0
@@ -166,10 +166,13 @@ class Batcher:
         with self._cv:
             while not self._waiting and not self._stopping:
                 self._cv.wait()
-            # Let more requests join: wait until none has arrived for `wait_s`, at most 4 x wait_s in all.
-            cap = time.monotonic() + 4 * self.wait_s
+            # Let more requests join: wait until none has arrived for `wait_s`, counting from when the
+            # worker became free (clients answered at the end of the last batch are about to come back),
+            # and at most 8 x wait_s in all. Starting too early costs a latecomer a whole decode.
+            free = time.monotonic()
+            cap = free + 8 * self.wait_s
             while len(self._waiting) < self.max_batch and not self._stopping:
-                left = min(self._last_arrival + self.wait_s, cap) - time.monotonic()
+                left = min(max(self._last_arrival, free) + self.wait_s, cap) - time.monotonic()
                 if left <= 0:
                     break
                 self._cv.wait(left)

@@ -105,7 +105,7 @@ def _sse(obj: dict) -> str:
 class Gateway:
     """The generation endpoints' logic, shared by every route (see `app.create_app`)."""
 
-    def __init__(self, router, traces: Traces, max_batch: int = 16, max_queue: int = 64, batch_wait_ms: float = 5.0):
+    def __init__(self, router, traces: Traces, max_batch: int = 16, max_queue: int = 64, batch_wait_ms: float = 20.0):
         self.router, self.traces = router, traces
         self.metrics = Metrics(gauges={
             "tailor_queue_depth": ("Rows waiting for the local decode loop.", lambda: self.batcher.depth),
@@ -122,12 +122,13 @@ class Gateway:
         call = await self._call("/v1/chat/completions", "chatcmpl-", req, req.n)
         params = self._params(req)
         messages = [m.plain() for m in req.messages]
-        call.prepared = await self._blocking(call.rung.prepare, messages, params)
         gen = call.rung.generator
         if _is_local(gen):
-            prompt = await self._blocking(self._encode, gen.encode, call.prepared.messages)
+            # One trip to a thread for both: under load, every hop delays admission into the next batch.
+            call.prepared, prompt = await self._blocking(self._prepare_local, call.rung, messages, params)
             self._submit_local(call, gen, [prompt] * req.n, params)
         else:
+            call.prepared = await self._blocking(call.rung.prepare, messages, params)
             self._submit_direct(call, [partial(gen.stream, call.prepared.messages, params)] * req.n)
         return await self._answer(call, CHAT, req, disconnected)
 
@@ -184,6 +185,10 @@ class Gateway:
         return GenParams(temperature=temperature, top_p=req.top_p, max_tokens=max_tokens, stop=req.stops(),
                          seed=None if req.seed is None else req.seed % 2**63)  # what torch's generator takes
 
+    def _prepare_local(self, rung, messages, params):
+        prepared = rung.prepare(messages, params)
+        return prepared, self._encode(rung.generator.encode, prepared.messages)
+
     def _encode(self, fn, arg):
         with self._encode_lock:
             try:
@@ -200,18 +205,18 @@ class Gateway:
                            code="context_length_exceeded")
         # Never ask for more than fits: the decode loop would stop there anyway, and equal budgets batch together.
         params = replace(params, max_tokens=min(params.max_tokens, gen.max_context - longest))
-        call.job = Job(call.rows)
-        try:
-            self.batcher.submit(call.job, gen, prompts, params)
-        except Overloaded as e:
-            raise APIError(429, f"server busy: {e}; retry shortly", "rate_limit_error", "queue_full", {"Retry-After": "1"}) from None
+        self._submit(call, self.batcher.submit, gen, prompts, params)
 
     def _submit_direct(self, call: Call, streams: list) -> None:
+        self._submit(call, self.direct.submit, streams)
+
+    def _submit(self, call: Call, submit, *work) -> None:
         call.job = Job(call.rows)
         try:
-            self.direct.submit(call.job, streams)
+            submit(call.job, *work)
         except Overloaded as e:
-            raise APIError(429, f"server busy: {e}; retry shortly", "rate_limit_error", "queue_full", {"Retry-After": "1"}) from None
+            raise APIError(429, f"server busy: {e}; retry shortly", "rate_limit_error", "queue_full",
+                           {"Retry-After": "1"}) from None
 
     async def _answer(self, call: Call, shape: _Shape, req, disconnected):
         if req.stream:
@@ -275,12 +280,11 @@ class Gateway:
         body = {"id": call.id, "object": shape.object, "created": int(time.time()), "model": call.model,
                 "choices": [shape.choice(i, t, r) for i, (t, r) in enumerate(zip(call.texts, call.reasons))],
                 "usage": call.usage.to_dict()}
-        tags = call.tags()
-        if shape.chat and call.prepared is not None and status == 200:
-            latency = time.perf_counter() - call.started
-            answer = call.rung.finish(call.prepared, Completion(call.texts[0], call.reasons[0] or "stop", call.usage, call.model), latency)
+        tags, latency = call.tags(), time.perf_counter() - call.started
+        if shape.chat and call.prepared is not None and status == 200:  # the rung maps [n] to its sources
+            first = Completion(call.texts[0], call.reasons[0] or "stop", call.usage, call.model)
+            answer = call.rung.finish(call.prepared, first, latency)
             body["tailor"] = {**tags, "citations": answer.citations}
-        latency = time.perf_counter() - call.started
         self.traces.record(call.id, call.model, call.request, body, status, latency, call.usage.prompt_tokens,
                            call.usage.completion_tokens, call.endpoint, **tags)
         self.metrics.tokens(call.model, call.usage.prompt_tokens, call.usage.completion_tokens)

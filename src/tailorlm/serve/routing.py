@@ -72,6 +72,8 @@ class Router:
         from tailorlm.ladder.rungs import rung_for_model, served_names
 
         key = self.resolve(name)
+        if key in self._rungs:
+            return self._rungs[key]
         with self._lock:  # one build at a time: two first requests must not load a model twice
             if key in self._rungs:
                 return self._rungs[key]

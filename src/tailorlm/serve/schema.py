@@ -94,7 +94,8 @@ class CompletionRequest(Sampling):
 
 class EmbeddingRequest(Lax):
     model: Text
-    input: Text | Annotated[list[Text], Field(min_length=1, max_length=2048)] = Field(..., description="A text or up to 2048 texts.")
+    input: Text | Annotated[list[Text], Field(min_length=1, max_length=2048)] = Field(
+        ..., description="A text or up to 2048 texts.")
     encoding_format: Literal["float", "base64"] = Field("float", description="base64: little-endian float32 bytes.")
 
     def texts(self) -> list[str]:

@@ -35,7 +35,10 @@ def serve_forever(app, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Serve until Ctrl-C."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     sock = _bind(host, port)
-    _server(app, sock, "info").run(sockets=[sock])
+    try:
+        _server(app, sock, "info").run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown: a normal stop here
+        pass
 
 
 @contextmanager

@@ -32,8 +32,8 @@ def adapter_versions(project) -> list[dict]:
 def vllm_command(project, host: str = "127.0.0.1", port: int = 8001, extra: list[str] | None = None) -> list[str]:
     """The `vllm serve` command line for the project's base model and all its adapter versions.
 
-    >>> " ".join(vllm_command(project))  # doctest: +SKIP
-    'vllm serve /cache/smollm2-135m-instruct --served-model-name smollm2-135m-instruct --host 127.0.0.1 --port 8001 --enable-lora --lora-modules support-sft-v1=/p/.tailor/runs/r1/model --max-lora-rank 16 --max-loras 1'
+    >>> " ".join(vllm_command(project)[6:])  # doctest: +SKIP
+    '--host 127.0.0.1 --port 8001 --enable-lora --lora-modules support-sft-v1=/p/.tailor/runs/r1/model --max-lora-rank 16 ...'
     """
     from tailorlm.models.local import resolve_model_path
     from tailorlm.train.export import VLLM_DEFAULT_MAX_LORA_RANK, _read_adapter_config
