@@ -152,7 +152,7 @@ def test_raft_data_carries_retrieved_sources_and_distractors_like_the_rag_prompt
     from tailorlm.models.pool import ModelPool
     from tailorlm.rag.documents import index_documents
     from tailorlm.rag.index import RagIndex
-    from tailorlm.rag.rung import GUARD
+    from tailorlm.rag.rung import GUARD, LABEL_GUARD
 
     project = make_project(tmp_path / "p", tiny_model_dir, "  - {kind: zero_shot}\n")
     docs, _ = index_documents(project, None)
@@ -168,7 +168,10 @@ def test_raft_data_carries_retrieved_sources_and_distractors_like_the_rag_prompt
         hits = [h for h in rung.index.chunks() if h.id in after.meta["raft"]["sources"]]
         hits.sort(key=lambda h: after.meta["raft"]["sources"].index(h.id))
         assert msgs[:-1] == rung.prepare([{"role": "user", "content": question}], GenParams(max_tokens=64), hits=hits).messages
-        assert GUARD in msgs[0]["content"] and question in msgs[-2]["content"] and "[2]" in msgs[-2]["content"]
+        assert question in msgs[-2]["content"] and "[2]" in msgs[-2]["content"]
+        # A label task: the sources are background (no call for citations), and the label list comes last.
+        assert LABEL_GUARD in msgs[0]["content"] and GUARD not in msgs[0]["content"]
+        assert msgs[-2]["content"].endswith(f"Question: {question}\n\nReply with the label only, one of: billing, login, bug.")
         assert msgs[-1] == before.content["messages"][-1]  # the answer is unchanged
         assert after.meta["raft"]["oracle"] == 1 and after.meta["raft"]["distractors"] == 1
     top = {h.id for h in rung.retrieve(records[0].content["messages"][0]["content"])}

@@ -96,6 +96,22 @@ def test_sft_learns_changes_only_lora_params_and_registers_a_version(train_proje
     assert steps == list(range(1, 13))
 
 
+def test_lora_layers_adapts_only_the_top_layers_and_they_learn(train_project):
+    import re
+
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    result = train(train_project, TrainConfig(max_steps=4, lora_layers=1, **{**FAST, "learning_rate": 1e-2}))
+    base = AutoModelForCausalLM.from_pretrained(train_project.config.models.generator.model)
+    top = base.config.num_hidden_layers - 1
+    tuned = PeftModel.from_pretrained(base, train_project.root / result["adapter_path"])
+    lora = {n: p for n, p in tuned.named_parameters() if "lora_B" in n}
+    assert {int(re.search(r"\.layers\.(\d+)\.", n).group(1)) for n in lora} == {top}
+    assert len(lora) == 7 and all(p.abs().sum() > 0 for p in lora.values())  # q k v o gate up down, all moved
+    assert result["metrics"]["train_loss_last"] < result["metrics"]["train_loss_first"]
+
+
 def test_full_fine_tuning_memorises_the_facts(train_project):
     result = train(train_project, TrainConfig(adapter="full", max_steps=16, **{**FAST, "learning_rate": 3e-2}))
     m = result["metrics"]

@@ -5,4 +5,9 @@ Heavy libraries (torch, transformers, sentence-transformers) are imported inside
 that need them, so `import tailorlm` and `tailor --help` stay fast.
 """
 
+import warnings
+
 __version__ = "0.1.0"
+
+# peft reads this deprecated transformers property whenever it wraps a model: nothing a user can act on.
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)

@@ -5,6 +5,7 @@ Heavy libraries load inside the commands, so `tailor --help` answers at once.
 """
 
 import json
+import os
 import sys
 
 import click
@@ -60,6 +61,8 @@ register()
 
 
 def main() -> None:
+    # transformers' per-tensor "Loading weights" bars would interleave with Tailor's own progress lines.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     app(prog_name="tailor")
 
 

@@ -50,6 +50,9 @@ def evaluate(project, rung, suite, metrics: list[str] | None = None, params: Gen
     folder.mkdir(parents=True, exist_ok=True)
     done = {} if fresh else _load_done(folder / "examples.jsonl")
     todo = [e for e in suite.examples if e.id not in done]
+    # Batch examples of similar length together: a batch is padded to its longest prompt, and in suite
+    # order the padding was 12-20% of the prefill on the example's golden set. The report keeps suite order.
+    todo.sort(key=lambda e: sum(len(str(m.get("content") or "")) for m in e.input))
     with open(folder / "examples.jsonl", "w" if fresh else "a", encoding="utf-8") as out:
         for start in range(0, len(todo), batch_size):
             batch = todo[start:start + batch_size]

@@ -146,7 +146,7 @@ def build_rung(project, spec, pool, embedder=None, version: dict | None = None, 
                        embedder or (_embedder(project) if spec.selection == "similar" else None), spec.label, meta)
     if spec.kind in ("rag", "hybrid"):
         from tailorlm.rag.index import RagIndex
-        from tailorlm.rag.rung import RagRung, make_reranker
+        from tailorlm.rag.rung import RagRung, label_reminder, make_reranker
 
         cfg = project.config.rag
         index = RagIndex.for_project(project, embedder=embedder)
@@ -154,7 +154,8 @@ def build_rung(project, spec, pool, embedder=None, version: dict | None = None, 
             raise TailorError(f"rung {spec.label!r} needs the retrieval index: run `tailor rag index`")
         meta.update(k=spec.k, search=cfg.search)
         rung = RagRung(index, generator, k=spec.k, mode=cfg.search, system=system, context_tokens=cfg.context_tokens,
-                       reranker=make_reranker(cfg.rerank, generator), name=spec.label, meta=meta)
+                       reranker=make_reranker(cfg.rerank, generator), name=spec.label, meta=meta,
+                       reminder=label_reminder(project.config.task))
         rung.kind = spec.kind
         return rung
     raise TailorError(f"unknown rung kind {spec.kind!r}")

@@ -31,6 +31,9 @@ class TrainConfig(BaseModel):
         0.0, ge=0, lt=1, description="Dropout on the LoRA branch. 0 by default: on CPU, 0.05 made steps ~1.4x slower "
         "(a copy of every adapted layer's input), for little regularisation on small datasets.")
     target_modules: list[str] | str = Field("all-linear", description="Modules that get LoRA adapters; all-linear or a list of names.")
+    lora_layers: int | None = Field(
+        None, ge=1, description="Adapt only the last N decoder layers (null: all). The backward pass then stops below "
+        "them: faster and lighter, and the lower layers' general features are left as they were.")
     learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate (use ~1e-5 for full fine-tuning).")
     epochs: float = Field(1.0, gt=0, description="Passes over the training split.")
     max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1: use epochs).")

@@ -37,20 +37,14 @@ def to_example(content: dict) -> dict:
 
 def dpo_config(cfg: TrainConfig, out: Path, has_eval: bool):
     """Tailor's training arguments (precision, schedule, eval, checkpoints) as a DPOConfig."""
-    import warnings
-
     from trl import DPOConfig
 
-    with warnings.catch_warnings():  # the shared builder still passes the deprecated gradient_checkpointing name
-        warnings.simplefilter("ignore", FutureWarning)
-        base = training_arguments(cfg, out, has_eval)
+    base = training_arguments(cfg, out, has_eval)
     # gradient_checkpointing* are deprecated aliases mirrored from activation_checkpointing*; copying them
     # would warn, and leaving them to DPOConfig's own default (True) would silently turn checkpointing on.
     kwargs = {f.name: getattr(base, f.name) for f in dataclasses.fields(base)
               if f.init and not f.name.startswith("gradient_checkpointing")}
-    # weight_decay again: training_arguments' line for it currently sits inside a comment there.
-    kwargs.update(beta=cfg.beta, max_length=cfg.max_seq_len, weight_decay=cfg.weight_decay,
-                  precompute_ref_log_probs=False)
+    kwargs.update(beta=cfg.beta, max_length=cfg.max_seq_len, precompute_ref_log_probs=False)
     return DPOConfig(**kwargs)
 
 

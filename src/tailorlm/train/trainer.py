@@ -121,6 +121,30 @@ def precision_flags(cfg: TrainConfig) -> dict:
     return {"bf16": p == "bf16", "fp16": p == "fp16"}
 
 
+def lora_targets(model, cfg: TrainConfig):
+    """`cfg.target_modules`, or with `lora_layers` the full names of those linear layers in the last N
+    decoder layers. Nothing below them then needs gradients, so autograd never goes there."""
+    import re
+
+    import torch
+
+    if not cfg.lora_layers:
+        return cfg.target_modules
+    total = model.config.num_hidden_layers
+    kept = set(range(max(0, total - cfg.lora_layers), total))
+    names = []
+    for name, module in model.named_modules():
+        m = re.search(r"\.layers\.(\d+)\.", name)
+        leaf = name.rsplit(".", 1)[-1]
+        if (m and int(m.group(1)) in kept and isinstance(module, torch.nn.Linear)
+                and (cfg.target_modules == "all-linear" or leaf in cfg.target_modules)):
+            names.append(name)
+    if not names:
+        raise TailorError(f"lora_layers={cfg.lora_layers}: no {cfg.target_modules} layers found in decoder layers "
+                          f"{min(kept)}-{max(kept)}")
+    return names
+
+
 def load_model(project, cfg: TrainConfig):
     """(model, tokenizer, base name, parent version) ready for training, with LoRA attached if asked."""
     import torch
@@ -171,7 +195,7 @@ def load_model(project, cfg: TrainConfig):
 
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
         lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                          target_modules=cfg.target_modules, task_type="CAUSAL_LM")
+                          target_modules=lora_targets(model, cfg), task_type="CAUSAL_LM")
         model = get_peft_model(model, lora)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -195,7 +219,7 @@ def training_arguments(cfg: TrainConfig, out: Path, has_eval: bool):
         warmup_steps=cfg.warmup_ratio,  # a float below 1 is a ratio
         lr_scheduler_type="cosine", logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.eval_steps,
         save_total_limit=cfg.save_total_limit, seed=cfg.seed, data_seed=cfg.seed, report_to=list(cfg.report_to),
-        gradient_checkpointing=cfg.gradient_checkpointing,
+        activation_checkpointing=cfg.gradient_checkpointing,  # transformers' new name for it
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         remove_unused_columns=False, dataloader_num_workers=0, dataloader_pin_memory=False, disable_tqdm=True, save_only_model=False,
         prediction_loss_only=True,
