@@ -2,19 +2,26 @@
 
     python benchmarks/serve.py [--requests 32] [--max-tokens 64] [--clients 1,4,16] [--json]
 
-Baseline: the same loaded generator answering the requests one at a time, in-process (no HTTP).
-Then a real uvicorn server on loopback (dynamic batching on) is driven by N threads, each with the
-official openai client, streaming with usage, until all requests are answered. Throughput is
+Baseline: the generator answering the requests one at a time, in-process (no HTTP).
+Then `tailor serve` in its own process, as it is deployed (uvicorn on loopback, dynamic batching on),
+is driven by N threads, each with the official openai client, streaming with usage, until all
+requests are answered. (Clients in the server's own process would share its GIL and slow its decode
+loop with their chunk parsing: a cost no deployment has.) Throughput is
 completion tokens per second of wall time; TTFT is the time from sending a request to its first
 content chunk. Every request is greedy with the same max_tokens, so all settings generate the
 same answers; EOS ends a row early.
 """
 
 import argparse
+import contextlib
 import json
 import platform
 import queue
+import signal
+import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -82,6 +89,31 @@ def concurrent(base_url: str, batch, clients: int, max_tokens: int) -> dict:
             "ttft_p95_s": round(ttft[min(len(ttft) - 1, int(0.95 * len(ttft)))], 3)}
 
 
+@contextlib.contextmanager
+def served(root):
+    """`tailor serve` on a free loopback port, until the block ends."""
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "tailorlm.cli", "serve", "-p", str(root), "--port", str(port),
+                             "--max-batch", "16"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"tailor serve exited with {proc.returncode}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=32)
@@ -90,21 +122,23 @@ def main():
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
+    import gc
+
     import httpx
     import torch
 
-    from tailorlm.models.pool import ModelPool
     from tailorlm.project import init_project
-    from tailorlm.serve.app import create_app
-    from tailorlm.serve.server import running
 
     gen = LocalGenerator.load(MODEL)
     batch = prompts(args.requests)
     gen.generate(batch[0], GenParams(max_tokens=8))  # warm-up: first-call allocations
     base = sequential(gen, batch, args.max_tokens)
+    device = str(gen.device)
+    del gen
+    gc.collect()
     project = init_project(tempfile.mkdtemp(prefix="tailor-bench-"), name="bench", description="Benchmark.")
     runs = []
-    with running(create_app(project, pool=ModelPool(project, generator=gen), max_batch=16)) as url:
+    with served(project.root) as url:
         concurrent(url, batch[:1], 1, 8)  # warm-up through the server
         for c in map(int, args.clients.split(",")):
             run = concurrent(url, batch, c, args.max_tokens)
@@ -112,7 +146,7 @@ def main():
             runs.append(run)
         metrics = httpx.get(url.removesuffix("/v1") + "/metrics").text
     sizes = [ln for ln in metrics.splitlines() if ln.startswith("tailor_batch_size_sum") or ln.startswith("tailor_batch_size_count")]
-    result = {"benchmark": "serve", "model": f"{MODEL} (fp32)", "device": str(gen.device), "threads": torch.get_num_threads(),
+    result = {"benchmark": "serve", "model": f"{MODEL} (fp32)", "device": device, "threads": torch.get_num_threads(),
               "machine": platform.machine(), "requests": args.requests, "max_tokens": args.max_tokens,
               "sequential": base, "served": runs, "batches": sizes}
     if args.json:
