@@ -113,10 +113,15 @@ def test_a_disconnected_client_stops_its_generation(start, project, slow_steps, 
         with pytest.raises(httpx.ReadTimeout):
             httpx.post(f"{url}/chat/completions", json=body, timeout=0.5)
     _wait_for(lambda: project.store.select("traces", status=499), timeout=10)
-    time.sleep(0.3)  # the worker notices at its next chunk, after the forward pass under way
-    stopped_at = len(calls)
-    time.sleep(0.5)
-    assert len(calls) == stopped_at < 200  # no more forward passes: the row stopped, far short of 400 tokens
+    # The worker notices at its next chunk, after the forward pass under way: wait until no forward pass
+    # has happened for 0.5 s (a live decode makes one every ~10 ms, so this never holds while it runs).
+    seen, quiet_since, deadline = len(calls), time.monotonic(), time.monotonic() + 10
+    while time.monotonic() - quiet_since < 0.5:
+        assert time.monotonic() < deadline, "generation did not stop"
+        time.sleep(0.05)
+        if len(calls) != seen:
+            seen, quiet_since = len(calls), time.monotonic()
+    assert len(calls) < 200  # the row stopped, far short of its 400 tokens
     partial = json.loads(project.store.select("traces", status=499)[0]["response"])
     assert partial["choices"][0]["message"]["content"] and partial["choices"][0]["finish_reason"] is None
 
