@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException
 from tailorlm.errors import TailorError
 from tailorlm.serve import schema
 from tailorlm.serve.auth import Guard, load_key_hashes
+from tailorlm.serve.batcher import WAIT_MS
 from tailorlm.serve.gateway import APIError, Gateway
 from tailorlm.serve.routing import Router
 from tailorlm.serve.traces import Traces, UnknownTrace, add_feedback
@@ -101,7 +102,7 @@ class _Observe:
 
 
 def create_app(project, pool=None, embedder=None, *, upstream: str | None = None, upstream_key_env: str | None = None,
-               max_batch: int = 16, max_queue: int = 64, batch_wait_ms: float = 20.0, redact: bool | None = None) -> FastAPI:
+               max_batch: int = 16, max_queue: int = 64, batch_wait_ms: float = WAIT_MS, redact: bool | None = None) -> FastAPI:
     """The server for `project`. Tests and benchmarks inject a `pool` (a ModelPool over a loaded
     generator) and an `embedder`; `upstream` puts an OpenAI-compatible server (vLLM) behind the gateway."""
     if pool is None:

@@ -23,6 +23,10 @@ from typing import AsyncIterator, Callable, Iterator
 
 from tailorlm.models.base import Chunk, GenParams
 
+# How long the batcher waits for more requests after the latest arrived (at most 8x that in all); the
+# server's and `tailor serve`'s default too.
+WAIT_MS = 20.0
+
 POLL_S = 0.25  # how often a waiting request checks whether its client is still there
 
 
@@ -112,7 +116,7 @@ class Batcher:
     >>> batcher.submit(job, generator, [generator.encode(messages)], GenParams())  # doctest: +SKIP
     """
 
-    def __init__(self, max_batch: int = 16, max_queue: int = 64, wait_ms: float = 20.0, on_batch: Callable | None = None):
+    def __init__(self, max_batch: int = 16, max_queue: int = 64, wait_ms: float = WAIT_MS, on_batch: Callable | None = None):
         self.max_batch, self.max_queue, self.wait_s = max_batch, max_queue, wait_ms / 1000
         self.on_batch = on_batch  # called with each batch's size (metrics)
         self.running = 0

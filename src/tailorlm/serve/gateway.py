@@ -17,7 +17,7 @@ from functools import partial
 
 from tailorlm.errors import TailorError
 from tailorlm.models.base import Chunk, Completion, GenParams, Usage
-from tailorlm.serve.batcher import Batcher, ClientGone, Direct, Job, Overloaded
+from tailorlm.serve.batcher import WAIT_MS, Batcher, ClientGone, Direct, Job, Overloaded
 from tailorlm.serve.metrics import Metrics
 from tailorlm.serve.routing import ModelNotReady, UnknownModel
 from tailorlm.serve.traces import Traces
@@ -105,7 +105,7 @@ def _sse(obj: dict) -> str:
 class Gateway:
     """The generation endpoints' logic, shared by every route (see `app.create_app`)."""
 
-    def __init__(self, router, traces: Traces, max_batch: int = 16, max_queue: int = 64, batch_wait_ms: float = 20.0):
+    def __init__(self, router, traces: Traces, max_batch: int = 16, max_queue: int = 64, batch_wait_ms: float = WAIT_MS):
         self.router, self.traces = router, traces
         self.metrics = Metrics(gauges={
             "tailor_queue_depth": ("Rows waiting for the local decode loop.", lambda: self.batcher.depth),
