@@ -46,6 +46,54 @@ def test_packed_batches_give_the_same_loss_as_padded_ones(tiny_model, tokenizer)
     assert torch.allclose(packed, padded, atol=1e-5), (packed, padded)
 
 
+def test_a_shared_prefix_is_run_once_with_the_same_loss_and_gradients(tiny_model, tokenizer):
+    from tailorlm.train.data import shared_prefix
+    from tailorlm.train.trainer import make_trainer_class
+
+    system = {"role": "system", "content": "You answer questions about the Keelbox backup agent."}
+    examples = [encode_chat(tokenizer, [system, {"role": "user", "content": q}, {"role": "assistant", "content": a}])
+                for q, a in [("Where are logs kept?", "In /var/log/keel."), ("Is there a Linux agent?", "Yes."),
+                             ("Can restores run at night?", "Yes, schedule them in the console.")]]
+    cut = shared_prefix(examples)
+    # The system turn and the user turn's opening: everything up to where the questions differ.
+    assert tokenizer.decode(examples[0]["input_ids"][:cut]) == (
+        "<|im_start|>system\nYou answer questions about the Keelbox backup agent.<|im_end|>\n<|im_start|>user\n")
+    shared = PaddedCollator(tokenizer.pad_token_id, share_prefix=True)(examples)
+    plain = PaddedCollator(tokenizer.pad_token_id)(examples)
+    assert shared["prefix_ids"].shape == (1, cut) and shared["input_ids"].shape[1] == plain["input_ids"].shape[1] - cut
+
+    trainer = make_trainer_class().__new__(make_trainer_class())
+    trainer.tokens_seen = 0
+    results = []
+    for batch in (plain, shared):
+        tiny_model.zero_grad(set_to_none=True)
+        loss = trainer.compute_loss(tiny_model, dict(batch))
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad.clone() for n, p in tiny_model.named_parameters() if p.grad is not None}))
+    tiny_model.zero_grad(set_to_none=True)
+    (loss_a, grads_a), (loss_b, grads_b) = results
+    assert torch.allclose(loss_a, loss_b, atol=1e-5), (loss_a, loss_b)
+    assert grads_a.keys() == grads_b.keys() and len(grads_a) > 10
+    for name in grads_a:
+        assert torch.allclose(grads_a[name], grads_b[name], atol=1e-5, rtol=1e-4), name
+
+
+def test_no_prefix_is_shared_where_labels_start_early_or_sequences_differ(tokenizer):
+    from tailorlm.train.data import shared_prefix
+
+    text = [{"input_ids": [5, 6, 7, 8, 9, 10], "labels": [5, 6, 7, 8, 9, 10]},  # cpt: every token is labelled
+            {"input_ids": [5, 6, 7, 8, 9, 11], "labels": [5, 6, 7, 8, 9, 11]}]
+    assert shared_prefix(text) == 0
+    chat = [encode_chat(tokenizer, [{"role": "system", "content": s}, {"role": "user", "content": "Hi"},
+                                    {"role": "assistant", "content": "Hello"}]) for s in ("Be brief.", "Speak French.")]
+    # They share only `<|im_start|>system\n`, 3 tokens: too short to be worth a second forward pass.
+    assert len(tokenizer("<|im_start|>system\n", add_special_tokens=False)["input_ids"]) == 3
+    assert shared_prefix(chat) == 0
+    assert shared_prefix(chat[:1]) == 0  # one sequence: nothing to share
+    batch = PaddedCollator(tokenizer.pad_token_id, share_prefix=True)(chat)
+    assert "prefix_ids" not in batch
+
+
 MEMORISE = [(f"What is the access code for vault {name}?", f"The code for {name} is {code}.")
             for name, code in [("alpha", "7731"), ("bravo", "2208"), ("charlie", "9154"), ("delta", "4470"),
                                ("echo", "3862"), ("foxtrot", "5519"), ("golf", "1047"), ("hotel", "6685")]]

@@ -39,12 +39,19 @@ class TrainConfig(BaseModel):
     max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1: use epochs).")
     batch_size: int = Field(8, ge=1, description="Sequences per optimizer step (per device).")
     micro_batch_size: int = Field(
-        2, ge=1, description="Sequences per forward pass; batch_size is reached by accumulating micro-batches: "
-        "the same updates for a fraction of the activation memory.")
+        4, ge=1, description="Sequences per forward pass; batch_size is reached by accumulating micro-batches: "
+        "the same updates for a fraction of the activation memory. 4 measured fastest within 0.6x the naive loop's "
+        "memory on CPU (docs/benchmarks.md).")
     grad_accum: int = Field(1, ge=1, description="Steps whose gradients are accumulated before an update.")
     max_seq_len: int = Field(1024, ge=16, description="Longest sequence in tokens.")
     overlength: Literal["truncate", "reject"] = Field("truncate", description="What to do with longer sequences; both are counted.")
-    packing: bool = Field(True, description="Padding-free batches: sequences concatenated, attention kept within each.")
+    packing: bool = Field(
+        False, description="Padding-free batches: sequences concatenated into one row, attention kept within each. Off by "
+        "default: on CPU, length-grouped padded batches with share_prefix measured faster (docs/benchmarks.md).")
+    share_prefix: bool = Field(
+        True, description="Run the unlabelled prefix that all sequences of a micro-batch share (the system prompt) once "
+        "per micro-batch instead of once per sequence. Same loss and gradients. Padded batches only; off with "
+        "gradient_checkpointing.")
     group_by_length: bool = Field(True, description="Batch sequences of similar length together.")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass: less memory, ~30% slower.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto: bf16 where the GPU supports it, else fp32.")

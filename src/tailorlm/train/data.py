@@ -6,9 +6,18 @@ after it (so the model learns to stop). Everything else is -100. The masking is 
 spans of the rendered text, mapped to tokens through the tokenizer's offsets, so it works for any
 template whose rendering of a conversation prefix is a prefix of the whole.
 
-`PackedCollator` is padding-free: a batch is one row of concatenated sequences whose position ids
-restart at each sequence, which transformers turns into a block-diagonal causal mask. No compute
-or memory goes to padding.
+Two ways to batch:
+- `PaddedCollator` (the default, with length-grouped sampling so that little is padding) right-pads
+  a micro-batch. With `share_prefix`, the longest token prefix that every sequence of the micro-batch
+  shares and that carries no label (in practice the system prompt and the chat template's opening)
+  is cut off and returned once as `prefix_ids`: the trainer runs it once and lets every sequence
+  attend to its keys and values. The loss and the gradients are the same as without sharing (a
+  test compares them); the prefix's compute is paid once per micro-batch instead of once per
+  sequence.
+- `PackedCollator` is padding-free: a batch is one row of concatenated sequences whose position ids
+  restart at each sequence, which transformers turns into a block-diagonal causal mask. On CPU its
+  attention over the whole row measured slower than length-grouped padding (docs/benchmarks.md);
+  with varlen attention kernels on a GPU it is the usual choice.
 """
 
 from dataclasses import dataclass
@@ -93,16 +102,38 @@ class PackedCollator:
                 "position_ids": torch.tensor([positions])}
 
 
+MIN_SHARED_PREFIX = 4  # below this, a second forward pass costs more than it saves
+
+
+def shared_prefix(features: list[dict]) -> int:
+    """Length of the token prefix all `features` share, stopping before the first labelled token of
+    any of them (the token at the cut must not need a prediction from inside the prefix)."""
+    if len(features) < 2:
+        return 0
+    limit = min(next((j for j, lab in enumerate(f["labels"]) if lab != IGNORE), len(f["labels"])) - 1
+                for f in features)
+    first = features[0]["input_ids"]
+    n = 0
+    while n < limit and all(f["input_ids"][n] == first[n] for f in features):
+        n += 1
+    return n if n >= MIN_SHARED_PREFIX else 0
+
+
 @dataclass
 class PaddedCollator:
-    """Right-padded batches with an attention mask: the baseline, and the path for models whose
-    attention cannot take packed sequences."""
+    """Right-padded batches with an attention mask; with `share_prefix`, the shared unlabelled prefix
+    comes out once as `prefix_ids` (see the module docstring)."""
 
     pad_id: int
+    share_prefix: bool = False
 
     def __call__(self, features: list[dict]) -> dict:
         import torch
 
+        cut = shared_prefix(features) if self.share_prefix else 0
+        if cut:
+            prefix = features[0]["input_ids"][:cut]
+            features = [{"input_ids": f["input_ids"][cut:], "labels": f["labels"][cut:]} for f in features]
         longest = max(len(f["input_ids"]) for f in features)
         ids = torch.full((len(features), longest), self.pad_id)
         labels = torch.full((len(features), longest), IGNORE)
@@ -112,4 +143,7 @@ class PaddedCollator:
             ids[i, :n] = torch.tensor(f["input_ids"])
             labels[i, :n] = torch.tensor(f["labels"])
             mask[i, :n] = 1
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+        batch = {"input_ids": ids, "labels": labels, "attention_mask": mask}
+        if cut:
+            batch["prefix_ids"] = torch.tensor([prefix])
+        return batch

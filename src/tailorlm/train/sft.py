@@ -1,7 +1,7 @@
 """Supervised fine-tuning (`sft`) on chat datasets, and continued pre-training (`cpt`) on documents.
 
-Both go through the same engine: LoRA (or full) on the base model, padding-free batches,
-length-grouped sampling, validation loss at every eval interval with early stopping, the best
+Both go through the same engine: LoRA (or full) on the base model, length-grouped batches whose
+shared prompt prefix is computed once (or packed, padding-free rows), validation loss at every eval interval with early stopping, the best
 checkpoint kept, and loss only where there are labels (assistant turns for sft, every token for cpt).
 """
 
@@ -58,7 +58,9 @@ def run_sft(project, cfg: TrainConfig, run_id: str, out: Path, checkpoint: Path 
         on_message(f"over {cfg.max_seq_len} tokens: {counts['truncated']} truncated, {counts['rejected']} rejected")
     if not train_ex:
         raise TailorError(f"no trainable examples in {manifest['id']} after the length policy: {counts}")
-    collator = PackedCollator() if cfg.packing else PaddedCollator(tokenizer.pad_token_id)
+    # Gradient checkpointing drops KV caches inside the layers, so the shared prefix needs it off.
+    collator = (PackedCollator() if cfg.packing else
+                PaddedCollator(tokenizer.pad_token_id, share_prefix=cfg.share_prefix and not cfg.gradient_checkpointing))
     args = training_arguments(cfg, out / "checkpoints", has_eval=bool(eval_ex))
     trainer_ref, callback, callbacks = standard_callbacks(project, run_id, cfg, bool(eval_ex), on_progress)
     trainer = make_trainer_class()(model=model, args=args, train_dataset=Dataset.from_list(train_ex),

@@ -37,11 +37,15 @@ def make_trainer_class():
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             labels = inputs.pop("labels")
+            prefix = inputs.pop("prefix_ids", None)
             base = model.get_base_model() if hasattr(model, "get_base_model") else model
             decoder, head = base.model, base.get_output_embeddings()
-            # use_cache=False matters: with a KV cache object present, transformers does not turn the
-            # restarting position ids of a packed row into a block-diagonal mask (test_train.py checks).
-            hidden = decoder(**inputs, use_cache=False).last_hidden_state
+            if prefix is not None:
+                hidden = shared_prefix_forward(decoder, prefix, inputs)
+            else:
+                # use_cache=False matters: with a KV cache object present, transformers does not turn the
+                # restarting position ids of a packed row into a block-diagonal mask (test_train.py checks).
+                hidden = decoder(**inputs, use_cache=False).last_hidden_state
             target = labels[:, 1:]
             keep = target != IGNORE
             # Project to the vocabulary only where there is a label: the answer tokens.
@@ -51,8 +55,11 @@ def make_trainer_class():
             if torch.is_tensor(count):
                 count = count.to(loss.device)
             if model.training:  # tokens/s is a training figure; evaluation batches do not count
+                # Every example's own tokens, its copy of a shared prefix included: the data consumed.
                 self.tokens_seen += int(inputs["input_ids"].numel() if "attention_mask" not in inputs
                                         else inputs["attention_mask"].sum())
+                if prefix is not None:
+                    self.tokens_seen += prefix.shape[1] * labels.shape[0]
             loss = loss / count
             return (loss, {"loss": loss}) if return_outputs else loss
 
@@ -69,6 +76,25 @@ def make_trainer_class():
                                   f"the previous checkpoint is intact: {prev or 'none yet'}") from e
 
     return TailorTrainer
+
+
+def shared_prefix_forward(decoder, prefix, inputs: dict):
+    """The decoder's hidden states for a right-padded batch whose sequences all begin with `prefix`
+    (1, P), which is run once: its keys and values, still attached to the autograd graph, are repeated
+    for each sequence, and the batch attends to them as a KV cache. Gradients flow back through the
+    cache into the single prefix pass, summed over the sequences, as they would be over B copies."""
+    import torch
+    from transformers import DynamicCache
+
+    ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    batch, length, cut = ids.shape[0], ids.shape[1], prefix.shape[1]
+    cache = DynamicCache(config=decoder.config)
+    decoder(input_ids=prefix, past_key_values=cache, use_cache=True)
+    cache.batch_repeat_interleave(batch)
+    full_mask = torch.cat([mask.new_ones(batch, cut), mask], dim=1)
+    positions = torch.arange(cut, cut + length, device=ids.device).unsqueeze(0).expand(batch, -1)
+    return decoder(input_ids=ids, attention_mask=full_mask, position_ids=positions, past_key_values=cache,
+                   use_cache=True).last_hidden_state
 
 
 def last_checkpoint(folder: Path) -> Path | None:
