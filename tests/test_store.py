@@ -23,6 +23,28 @@ def test_migrations_create_every_table_once(tmp_path):
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def _open_store_at(args) -> list[str]:
+    url, barrier = args
+    barrier.wait()  # every process opens the new database at the same moment
+    return Store(url).migrate()
+
+
+def test_processes_opening_a_new_store_at_once_migrate_it_exactly_once(tmp_path):
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    for attempt in range(3):  # a race: give it several chances to show
+        url = f"sqlite:///{tmp_path / f'tailor{attempt}.db'}"
+        barrier = ctx.Barrier(6)
+        procs = [ctx.Process(target=_open_store_at, args=((url, barrier),)) for _ in range(6)]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join(60)
+        assert [proc.exitcode for proc in procs] == [0] * 6
+        assert Store(url).applied() == [name for name, _ in MIGRATIONS]
+
+
 def test_migration_names_are_numbered_in_order():
     names = [name for name, _ in MIGRATIONS]
     assert names == sorted(names)

@@ -42,18 +42,37 @@ class Store:
         sa = self._sa
         done = []
         try:
-            with self.engine.begin() as conn:
-                conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
-                applied = {r[0] for r in conn.exec_driver_sql("SELECT name FROM _migrations")}
-                for name, statements in MIGRATIONS:
-                    if name in applied:
-                        continue
-                    for sql in statements:
-                        conn.exec_driver_sql(sql)
-                    conn.execute(sa.text("INSERT INTO _migrations (name, applied_at) VALUES (:n, :t)"), {"n": name, "t": now()})
-                    done.append(name)
+            if self.engine.dialect.name == "sqlite":
+                # Several processes may open a new project's store at once (the data executors' workers do).
+                # The Python driver runs DDL outside any transaction, so two of them could both see no
+                # migrations and both create the tables; take SQLite's write lock first, explicitly.
+                with self.engine.connect() as raw:
+                    conn = raw.execution_options(isolation_level="AUTOCOMMIT")
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                    try:
+                        done = self._apply_migrations(conn)
+                    except BaseException:
+                        conn.exec_driver_sql("ROLLBACK")
+                        raise
+                    conn.exec_driver_sql("COMMIT")
+            else:
+                with self.engine.begin() as conn:
+                    done = self._apply_migrations(conn)
         except sa.exc.OperationalError as e:
             raise StateError(f"cannot use the state database {self.url}: {e.orig}") from e
+        return done
+
+    def _apply_migrations(self, conn) -> list[str]:
+        done = []
+        conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+        applied = {r[0] for r in conn.exec_driver_sql("SELECT name FROM _migrations")}
+        for name, statements in MIGRATIONS:
+            if name in applied:
+                continue
+            for sql in statements:
+                conn.exec_driver_sql(sql)
+            conn.execute(self._sa.text("INSERT INTO _migrations (name, applied_at) VALUES (:n, :t)"), {"n": name, "t": now()})
+            done.append(name)
         return done
 
     def applied(self) -> list[str]:
