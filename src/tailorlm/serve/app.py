@@ -103,7 +103,7 @@ class _Observe:
 
 def create_app(project, pool=None, embedder=None, *, upstream: str | None = None, upstream_key_env: str | None = None,
                max_batch: int = 16, max_queue: int = 64, batch_wait_ms: float = WAIT_MS, redact: bool | None = None) -> FastAPI:
-    """The server for `project`. Tests and benchmarks inject a `pool` (a ModelPool over a loaded
+    """The server for `project`. Tests inject a `pool` (a ModelPool over a loaded
     generator) and an `embedder`; `upstream` puts an OpenAI-compatible server (vLLM) behind the gateway."""
     if pool is None:
         if upstream:

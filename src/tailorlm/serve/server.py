@@ -1,5 +1,6 @@
 """Running the app: in the foreground for `tailor serve`, or on a background thread on loopback
-for `tailor serve --check`, the tests and the benchmark (a real uvicorn server, real HTTP)."""
+for `tailor serve --check` and the tests (a real uvicorn server, real HTTP). The serving benchmark
+runs `tailor serve` itself, in its own process."""
 
 import logging
 import socket

@@ -1,8 +1,9 @@
 """Supervised fine-tuning (`sft`) on chat datasets, and continued pre-training (`cpt`) on documents.
 
 Both go through the same engine: LoRA (or full) on the base model, length-grouped batches whose
-shared prompt prefix is computed once (or packed, padding-free rows), validation loss at every eval interval with early stopping, the best
-checkpoint kept, and loss only where there are labels (assistant turns for sft, every token for cpt).
+shared prompt prefix is computed once (or packed, padding-free rows), validation loss at every eval
+interval with early stopping, the best checkpoint kept, and loss only where there are labels
+(assistant turns for sft, every token for cpt).
 """
 
 from pathlib import Path
