@@ -1,6 +1,6 @@
 """Tailor's default SFT path against a naive padded Hugging Face training loop, in the same run.
 
-    python benchmarks/train.py [--steps 12] [--batch-size 8] [--repeats 3] [--micro-batch-size N] [--json]
+    python benchmarks/train.py [--steps 12] [--batch-size 8] [--repeats 3] [--micro-batch-size N] [--no-fused] [--json]
 
 Both sides fine-tune the embedded SmolLM2-135M-Instruct (fp32, CPU) with the same LoRA (Tailor's
 defaults: r=16, alpha=32, dropout 0, all linear layers), AdamW at 2e-4 and batches of 8 conversations from the train split
@@ -9,12 +9,15 @@ of the shipped Keelbox example's `tickets` dataset, labels on assistant tokens o
   standard loop from the transformers docs;
 - tailor: `tailor train sft` as a user runs it (length-grouped padded micro-batches of 4
   accumulated to 8, the prompt prefix they share run once per micro-batch, loss projected to the
-  vocabulary only at labelled positions).
+  vocabulary only at labelled positions, and the fused LoRA forward of train/fastpath.py, which
+  `--no-fused` turns off to measure what it adds).
 
 Each side runs in its own process so its peak RSS is its own; the sides alternate `--repeats`
 times and the median run of each is reported. Throughput counts each example's own tokens
 (padding excluded; a shared prefix counted once per example, as the data holds it) per second of
-training-loop wall time, model loading excluded.
+training-loop wall time: model loading excluded, and on Tailor's side its end-of-run validation pass
+and checkpoint write too (the naive loop does neither; Tailor reports them apart as `seconds` less
+`train_seconds`).
 """
 
 import argparse
@@ -83,9 +86,10 @@ def tailor(args) -> dict:
     project = Project.load(args.project)
     micro = {"micro_batch_size": args.micro_batch_size} if args.micro_batch_size else {}
     result = train(project, TrainConfig(dataset="tickets", max_steps=args.steps, batch_size=args.batch_size,
-                                        eval_steps=10_000, early_stopping_patience=None, warmup_ratio=0.0, **micro))
+                                        eval_steps=10_000, early_stopping_patience=None, warmup_ratio=0.0,
+                                        fused_lora=not args.no_fused, **micro))
     m = result["metrics"]
-    return {"side": "tailor", "steps": m["steps"], "tokens": m["tokens_seen"], "seconds": m["seconds"],
+    return {"side": "tailor", "steps": m["steps"], "tokens": m["tokens_seen"], "seconds": m["train_seconds"],
             "tokens_per_s": m["tokens_per_s"], "last_loss": round(m["train_loss_last"], 4)}
 
 
@@ -100,6 +104,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--micro-batch-size", type=int, help="Tailor's micro-batch (default: Tailor's default)")
+    ap.add_argument("--no-fused", action="store_true", help="Tailor without its fused LoRA forward")
     ap.add_argument("--repeats", type=int, default=3, help="runs per side, alternating; medians are reported")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--side", choices=["naive", "tailor"], help=argparse.SUPPRESS)
@@ -116,7 +121,8 @@ def main() -> None:
             for side in runs:
                 proc = subprocess.run([sys.executable, __file__, "--side", side, "--project", str(tmp / "keelbox"),
                                        "--steps", str(args.steps), "--batch-size", str(args.batch_size),
-                                       *(["--micro-batch-size", str(args.micro_batch_size)] if args.micro_batch_size else [])],
+                                       *(["--micro-batch-size", str(args.micro_batch_size)] if args.micro_batch_size else []),
+                                       *(["--no-fused"] if args.no_fused else [])],
                                       capture_output=True, text=True, check=True)
                 runs[side].append(json.loads(proc.stdout.strip().splitlines()[-1]))
     finally:
@@ -125,7 +131,7 @@ def main() -> None:
     pairs = [b["tokens_per_s"] / a["tokens_per_s"] for a, b in zip(runs["naive"], runs["tailor"])]
     report = {"benchmark": "train", "date": time.strftime("%Y-%m-%d"), "machine": platform.machine(),
               "model": "smollm2-135m-instruct fp32 + LoRA r16 all-linear", "data": "Keelbox tickets train split",
-              "repeats": args.repeats, "naive": n, "tailor": t, "runs": runs,
+              "repeats": args.repeats, "fused_lora": not args.no_fused, "naive": n, "tailor": t, "runs": runs,
               "speedup_tokens_per_s": round(t["tokens_per_s"] / n["tokens_per_s"], 2),
               "speedup_per_pair": [round(r, 2) for r in pairs],
               "peak_rss_ratio": round(t["peak_rss_mb"] / n["peak_rss_mb"], 2)}

@@ -160,6 +160,48 @@ def test_lora_layers_adapts_only_the_top_layers_and_they_learn(train_project):
     assert result["metrics"]["train_loss_last"] < result["metrics"]["train_loss_first"]
 
 
+def test_split_rows_keeps_every_row_once_trimmed_to_its_group(tokenizer):
+    from tailorlm.train.data import split_rows
+
+    examples = [encode_chat(tokenizer, [{"role": "user", "content": q}, {"role": "assistant", "content": a}])
+                for q, a in MEMORISE[:5]]
+    batch = PaddedCollator(tokenizer.pad_token_id)(examples)
+    rows, length = batch["input_ids"].shape
+    parts = split_rows(batch, max_tokens=2 * length)
+    assert [p["input_ids"].shape[0] for p in parts] == [2, 2, 1]
+    for part, start in zip(parts, (0, 2, 4)):
+        n = part["input_ids"].shape[0]
+        longest = int(batch["attention_mask"][start : start + n].sum(1).max())
+        assert part["input_ids"].shape[1] == longest  # trimmed to the group's own longest row
+        for key in ("input_ids", "labels", "attention_mask"):
+            assert torch.equal(part[key], batch[key][start : start + n, :longest])
+    assert split_rows(batch, max_tokens=rows * length) == [batch] and split_rows(batch, None) == [batch]
+
+
+def test_micro_batches_over_the_token_limit_are_split_with_the_same_updates(train_project, monkeypatch):
+    from safetensors.torch import load_file
+
+    from tailorlm.train import data
+
+    passes, real = [], data.split_rows
+
+    def counted(batch, limit):  # the real split, with the number of passes it makes recorded
+        parts = real(batch, limit)
+        passes.append(len(parts))
+        return parts
+
+    monkeypatch.setattr(data, "split_rows", counted)
+    results = [train(train_project, TrainConfig(max_steps=3, micro_batch_tokens=limit, **FAST)) for limit in (None, 16)]
+    assert passes[:3] == [1, 1, 1] and passes[3:] == [6, 6, 6]  # 16 tokens: one sequence per pass
+    curves = [[r["value"] for r in train_project.store.select("run_metrics", run_id=res["run_id"], name="loss")]
+              for res in results]
+    assert len(curves[0]) == 3 and curves[0] == pytest.approx(curves[1], abs=1e-5)
+    weights = [load_file(train_project.root / res["adapter_path"] / "adapter_model.safetensors") for res in results]
+    assert weights[0].keys() == weights[1].keys()
+    for name in weights[0]:
+        assert torch.allclose(weights[0][name], weights[1][name], atol=1e-6), name
+
+
 def test_full_fine_tuning_memorises_the_facts(train_project):
     result = train(train_project, TrainConfig(adapter="full", max_steps=16, **{**FAST, "learning_rate": 3e-2}))
     m = result["metrics"]

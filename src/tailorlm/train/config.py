@@ -39,9 +39,12 @@ class TrainConfig(BaseModel):
     max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1: use epochs).")
     batch_size: int = Field(8, ge=1, description="Sequences per optimizer step (per device).")
     micro_batch_size: int = Field(
-        4, ge=1, description="Sequences per forward pass; batch_size is reached by accumulating micro-batches: "
-        "the same updates for a fraction of the activation memory. 4 measured fastest within 0.6x the naive loop's "
-        "memory on CPU (docs/benchmarks.md).")
+        8, ge=1, description="Sequences per forward pass; batch_size is reached by accumulating micro-batches: "
+        "the same updates for a fraction of the activation memory. With micro_batch_tokens, 8 measured fastest within "
+        "0.6x the naive loop's memory on CPU (docs/benchmarks.md).")
+    micro_batch_tokens: int | None = Field(
+        512, ge=16, description="Largest forward pass in tokens (sequences x padded length): a micro-batch above it runs "
+        "as several passes with the same gradients, so memory stays bounded on long sequences. null: never split.")
     grad_accum: int = Field(1, ge=1, description="Steps whose gradients are accumulated before an update.")
     max_seq_len: int = Field(1024, ge=16, description="Longest sequence in tokens.")
     overlength: Literal["truncate", "reject"] = Field("truncate", description="What to do with longer sequences; both are counted.")
@@ -52,6 +55,11 @@ class TrainConfig(BaseModel):
         True, description="Run the unlabelled prefix that all sequences of a micro-batch share (the system prompt) once "
         "per micro-batch instead of once per sequence. Same loss and gradients. Padded batches only; off with "
         "gradient_checkpointing.")
+    fused_lora: bool = Field(
+        True, description="Llama-family models with LoRA in fp32: Tailor's fused forward (q/k/v and gate/up as single "
+        "products, hand-written LoRA gradients, the shared prefix inside the same products; train/fastpath.py). Same loss "
+        "and gradients; on CPU 1.18x the tokens/s with less memory (docs/benchmarks.md). Off, or for other models: "
+        "transformers' forward.")
     group_by_length: bool = Field(True, description="Batch sequences of similar length together.")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass: less memory, ~30% slower.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto: bf16 where the GPU supports it, else fp32.")

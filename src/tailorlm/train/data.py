@@ -147,3 +147,23 @@ class PaddedCollator:
         if cut:
             batch["prefix_ids"] = torch.tensor([prefix])
         return batch
+
+
+def split_rows(batch: dict, max_tokens: int | None) -> list[dict]:
+    """A padded batch as consecutive groups of rows of at most `max_tokens` (rows × padded length)
+    each, every group trimmed to its own longest row and given the shared prefix. Rows arrive grouped
+    by length, so the groups are near-uniform; one row is never split."""
+    rows, length = batch["input_ids"].shape
+    if not max_tokens or "attention_mask" not in batch or rows * length <= max_tokens:
+        return [batch]
+    per = max(1, max_tokens // length)
+    groups = []
+    for start in range(0, rows, per):
+        part = {k: v[start : start + per] for k, v in batch.items() if k != "prefix_ids"}
+        longest = int(part["attention_mask"].sum(1).max())
+        part = {k: v[:, :longest] for k, v in part.items()}
+        if "prefix_ids" in batch:
+            part["prefix_ids"] = batch["prefix_ids"]
+        groups.append(part)
+    return groups
+

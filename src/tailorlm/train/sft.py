@@ -1,7 +1,8 @@
 """Supervised fine-tuning (`sft`) on chat datasets, and continued pre-training (`cpt`) on documents.
 
 Both go through the same engine: LoRA (or full) on the base model, length-grouped batches whose
-shared prompt prefix is computed once (or packed, padding-free rows), validation loss at every eval
+shared prompt prefix is computed once (or packed, padding-free rows), the fused LoRA forward where
+the model allows (train/fastpath.py), validation loss at every eval
 interval with early stopping, the best checkpoint kept, and loss only where there are labels
 (assistant turns for sft, every token for cpt).
 """
@@ -67,6 +68,8 @@ def run_sft(project, cfg: TrainConfig, run_id: str, out: Path, checkpoint: Path 
     trainer = make_trainer_class()(model=model, args=args, train_dataset=Dataset.from_list(train_ex),
                                    eval_dataset=Dataset.from_list(eval_ex) if eval_ex else None,
                                    data_collator=collator, processing_class=tokenizer, callbacks=callbacks)
+    trainer.fused_lora = cfg.fused_lora and not cfg.gradient_checkpointing  # the fused forward keeps every activation
+    trainer.micro_batch_tokens = cfg.micro_batch_tokens
     trainer_ref.append(trainer)
     seconds = fit(trainer, callback, checkpoint, out, "Lower --learning-rate or check the data")
     return save_and_summarise(project, trainer, tokenizer, cfg, out, manifest, base, parent, seconds, len(train_ex), counts)

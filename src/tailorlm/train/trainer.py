@@ -2,10 +2,11 @@
 data, loss, checkpoints, metrics and model registration.
 
 Why a Trainer subclass and not TRL's SFTTrainer: Tailor tokenizes and masks itself (so the labels
-are inspectable and identical to what serving renders), batches are padding-free, and the loss
-projects to the vocabulary only at supervised positions. With a 49k vocabulary and short answers,
-most of the LM head's compute and memory would otherwise go to tokens that carry no loss; see
-docs/benchmarks.md for the measured effect. DPO uses TRL's DPOTrainer (train/dpo.py).
+are inspectable and identical to what serving renders), batches share their prompt prefix, the
+forward is Tailor's fused one where the model allows (train/fastpath.py), and the loss projects to
+the vocabulary only at supervised positions. With a 49k vocabulary and short answers, most of the LM
+head's compute and memory would otherwise go to tokens that carry no loss; see docs/benchmarks.md for
+the measured effects. DPO uses TRL's DPOTrainer (train/dpo.py).
 """
 
 import json
@@ -34,13 +35,50 @@ def make_trainer_class():
 
     class TailorTrainer(Trainer):
         tokens_seen = 0
+        fused_lora = True  # set from TrainConfig.fused_lora
+        micro_batch_tokens = None  # and TrainConfig.micro_batch_tokens
+        fast_plan = None
+
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            # A micro-batch over micro_batch_tokens runs as several forward/backward passes: the loss is
+            # normalised by the whole batch's labelled tokens, so the gradients add up to the same.
+            from tailorlm.train.data import split_rows
+
+            parts = split_rows(inputs, self.micro_batch_tokens)
+            loss = super().training_step(model, parts[0], num_items_in_batch)
+            for part in parts[1:]:
+                loss = loss + super().training_step(model, part, num_items_in_batch)
+            return loss
+
+        def floating_point_ops(self, inputs):
+            # transformers recounts the model's parameters for every micro-batch (~30 ms each on the 135M model)
+            if not hasattr(self, "_param_count"):
+                self._param_count = sum(p.numel() for p in self.model.parameters())
+            return 6 * self._param_count * int(inputs["input_ids"].numel())
+
+        def fast_groups(self, model, inputs):
+            """The fast forward's plan when this batch and model can use it (train/fastpath.py)."""
+            from tailorlm.train import fastpath
+
+            args = getattr(self, "args", None)
+            if (not self.fused_lora or "position_ids" in inputs or (args is not None and (args.bf16 or args.fp16))
+                    or not fastpath.right_padded(inputs.get("attention_mask"))):
+                return None
+            if self.fast_plan is None or (self.fast_plan and not self.fast_plan[0][0].current()):
+                self.fast_plan = fastpath.plan(model) or []  # [] remembers "not supported"
+            return self.fast_plan or None
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             labels = inputs.pop("labels")
             prefix = inputs.pop("prefix_ids", None)
             base = model.get_base_model() if hasattr(model, "get_base_model") else model
             decoder, head = base.model, base.get_output_embeddings()
-            if prefix is not None:
+            groups = self.fast_groups(model, inputs)
+            if groups:
+                from tailorlm.train.fastpath import hidden_states
+
+                hidden = hidden_states(decoder, groups, inputs["input_ids"], prefix)
+            elif prefix is not None:
                 hidden = shared_prefix_forward(decoder, prefix, inputs)
             else:
                 # use_cache=False matters: with a KV cache object present, transformers does not turn the
@@ -111,6 +149,9 @@ def metrics_callback(project, run_id: str, trainer_ref: list, on_progress):
         started = time.perf_counter()
         nan_step = None
 
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.started = time.perf_counter()
+
         def on_log(self, args, state, control, logs=None, **kwargs):
             if not state.is_world_process_zero:  # one writer per run, however many processes train
                 return
@@ -126,7 +167,7 @@ def metrics_callback(project, run_id: str, trainer_ref: list, on_progress):
                         continue  # the store keeps finite numbers only
                     project.store.upsert_metric(run_id, step, key, float(value))
             trainer = trainer_ref[0]
-            elapsed = time.perf_counter() - self.started
+            elapsed = time.perf_counter() - self.started - getattr(trainer, "paused_seconds", 0.0)
             tps = trainer.tokens_seen / elapsed if elapsed > 0 else 0.0
             project.store.upsert_metric(run_id, step, "tokens_per_s", tps)
             if on_progress:
@@ -276,6 +317,10 @@ def fit(trainer, callback, checkpoint: Path | None, out: Path, hint: str) -> flo
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # Tailor reports progress itself
+    # Validation passes and checkpoint writes are timed apart, so that tokens/s is a training figure.
+    trainer.paused_seconds = 0.0
+    for name in ("evaluate", "_save_checkpoint"):
+        setattr(trainer, name, paused(trainer, getattr(trainer, name)))
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     if callback.nan_step is not None:
@@ -283,6 +328,19 @@ def fit(trainer, callback, checkpoint: Path | None, out: Path, hint: str) -> flo
                           f"checkpoint is {last_checkpoint(out / 'checkpoints') or 'none (the run had not saved yet)'}. "
                           f"{hint}")
     return time.perf_counter() - started
+
+
+def paused(trainer, method):
+    """`method`, with its time added to `trainer.paused_seconds`."""
+
+    def timed(*args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            trainer.paused_seconds += time.perf_counter() - started
+
+    return timed
 
 
 def save_and_summarise(project, trainer, tokenizer, cfg: TrainConfig, out: Path, manifest: dict, base: str, parent,
@@ -294,6 +352,7 @@ def save_and_summarise(project, trainer, tokenizer, cfg: TrainConfig, out: Path,
     else:
         trainer.model.save_pretrained(final)
     tokenizer.save_pretrained(final)  # the chat template and EOS training used travel with the model
+    train_seconds = seconds - getattr(trainer, "paused_seconds", 0.0)
     history = trainer.state.log_history
     losses = [h["loss"] for h in history if "loss" in h]
     evals = [h["eval_loss"] for h in history if "eval_loss" in h]
@@ -301,7 +360,9 @@ def save_and_summarise(project, trainer, tokenizer, cfg: TrainConfig, out: Path,
     metrics = {"steps": trainer.state.global_step, "train_loss_first": losses[0] if losses else None,
                "train_loss_last": losses[-1] if losses else None, "eval_loss_best": min(evals) if evals else None,
                "examples": examples, "tokens_seen": trainer.tokens_seen, "seconds": round(seconds, 1),
-               "tokens_per_s": round(trainer.tokens_seen / seconds, 1) if seconds else None, **extra}
+               # training time: the run's wall time less its validation passes and checkpoint writes
+               "train_seconds": round(train_seconds, 1),
+               "tokens_per_s": round(trainer.tokens_seen / train_seconds, 1) if train_seconds > 0 else None, **extra}
     return {"base": base, "parent": parent["id"] if parent else None, "dataset_version": manifest["id"],
             "adapter_path": rel if cfg.adapter != "full" else None, "weights_path": rel if cfg.adapter == "full" else None,
             "metrics": metrics, "best_checkpoint": trainer.state.best_model_checkpoint}
