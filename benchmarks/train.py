@@ -57,12 +57,12 @@ def naive(args) -> dict:
     records = load_records(project, resolve(project, "tickets"), "train")
     path = ensure("smollm2-135m-instruct")
     tok = AutoTokenizer.from_pretrained(path)
+    torch.manual_seed(0)  # the LoRA initialisation too, so that repeats see the same losses
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32),
                            LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM"))
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-4)
     examples = [encode_chat(tok, r.content["messages"]) for r in records]
-    torch.manual_seed(0)
     collate = PaddedCollator(tok.pad_token_id)  # right padding to the longest in the batch
     tokens, started = 0, time.perf_counter()
     for step in range(args.steps):
