@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -200,6 +201,42 @@ def test_micro_batches_over_the_token_limit_are_split_with_the_same_updates(trai
     assert weights[0].keys() == weights[1].keys()
     for name in weights[0]:
         assert torch.allclose(weights[0][name], weights[1][name], atol=1e-6), name
+
+
+def tensorboard_scalars(path) -> dict[str, list[tuple[int, float]]]:
+    """The scalars of a TensorBoard event file: TFRecord framing (length, its CRC, the Event, its CRC)."""
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event
+
+    data, scalars, i = path.read_bytes(), {}, 0
+    while i < len(data):
+        (length,) = struct.unpack("<Q", data[i : i + 8])
+        event = Event.FromString(data[i + 12 : i + 12 + length])
+        i += 12 + length + 4
+        for value in event.summary.value:
+            scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return scalars
+
+
+def test_report_to_tensorboard_writes_the_loss_curve_into_the_run_folder(train_project):
+    result = train(train_project, TrainConfig(max_steps=3, report_to=["tensorboard"], **FAST))
+    events = list((Path(result["run_dir"]) / "tensorboard").glob("events.out.tfevents.*"))
+    assert len(events) == 1
+    logged = tensorboard_scalars(events[0])["train/loss"]
+    stored = train_project.store.select("run_metrics", run_id=result["run_id"], name="loss")
+    assert [step for step, _ in logged] == [r["step"] for r in stored] == [1, 2, 3]
+    assert [v for _, v in logged] == pytest.approx([r["value"] for r in stored], rel=1e-6)
+
+
+def test_a_tracker_that_is_not_installed_fails_before_the_run_starts(train_project):
+    import importlib.util
+
+    if importlib.util.find_spec("mlflow"):
+        pytest.skip("mlflow is installed here")
+    with pytest.raises(TailorError, match=r"report_to: mlflow is not installed; pip install mlflow"):
+        train(train_project, TrainConfig(max_steps=1, report_to=["mlflow"], **FAST))
+    assert train_project.store.select("runs") == []
 
 
 def test_full_fine_tuning_memorises_the_facts(train_project):

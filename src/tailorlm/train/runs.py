@@ -49,7 +49,13 @@ def train(project, cfg: TrainConfig | None = None, resume: str | bool | None = N
     >>> train(project, TrainConfig(dataset="tickets", max_steps=20))["model_version"]  # doctest: +SKIP
     'keelbox-support:sft@v1'
     """
+    from tailorlm.train.trainer import check_trackers
+
+    if cfg is not None and not resume:
+        check_trackers(cfg.report_to)  # before the run is recorded
     run_id, cfg, resuming = start_or_resume(project, cfg, resume)
+    if resuming:
+        check_trackers(cfg.report_to)
     if cfg.launcher == "accelerate" and not launched:
         raise TailorError("runs with --launcher accelerate are started by `tailor train ... --launcher accelerate`")
     out = project.artifacts("runs") / run_id

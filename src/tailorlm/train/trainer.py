@@ -312,11 +312,31 @@ def standard_callbacks(project, run_id: str, cfg: TrainConfig, has_eval: bool, o
     return trainer_ref, callback, callbacks
 
 
+TRACKERS = {"tensorboard": (("tensorboard", "tensorboardX"), "pip install tensorboard"),
+            "mlflow": (("mlflow",), "pip install mlflow")}
+
+
+def check_trackers(report_to) -> None:
+    """Fail before the model loads when a tracker named in `report_to` is not installed."""
+    import importlib.util
+
+    for name in report_to:
+        modules, install = TRACKERS[name]
+        if not any(importlib.util.find_spec(m) for m in modules):
+            raise TailorError(f"report_to: {name} is not installed; {install}, or remove it from report_to")
+
+
 def fit(trainer, callback, checkpoint: Path | None, out: Path, hint: str) -> float:
     """Train (resuming from `checkpoint`), stop with a clear message on a NaN loss; returns seconds."""
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # Tailor reports progress itself
+    if "tensorboard" in trainer.args.report_to:
+        from transformers.integrations import TensorBoardCallback
+
+        board = trainer.pop_callback(TensorBoardCallback)
+        board.logging_dir = str(out / "tensorboard")  # the run's folder: `tensorboard --logdir` it
+        trainer.add_callback(board)
     # Validation passes and checkpoint writes are timed apart, so that tokens/s is a training figure.
     trainer.paused_seconds = 0.0
     for name in ("evaluate", "_save_checkpoint"):
