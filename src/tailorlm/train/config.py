@@ -74,8 +74,9 @@ class TrainConfig(BaseModel):
     compute_flops: float | None = Field(None, gt=0, description="pretrain: training budget in FLOPs; sizes the model the Chinchilla way.")
     params: int | None = Field(None, ge=1000, description="pretrain: model size in parameters (instead of a FLOP budget).")
     vocab_size: int = Field(8000, ge=256, description="pretrain: BPE vocabulary trained on the corpus.")
-    report_to: list[Literal["tensorboard", "mlflow"]] = Field(default_factory=list, description="Also log to these trackers: tensorboard (events in the run's "
-        "tensorboard/ folder; needs tensorboard or tensorboardX) or mlflow (needs mlflow; MLFLOW_TRACKING_URI says where).")
+    report_to: list[Literal["tensorboard", "mlflow"]] = Field(
+        default_factory=list, description="Also log to these trackers: tensorboard (events in the run's tensorboard/ "
+        "folder; needs tensorboard or tensorboardX) or mlflow (needs mlflow; MLFLOW_TRACKING_URI says where).")
     launcher: Literal["none", "accelerate"] = Field("none", description="none: this process; accelerate: multi-GPU / multi-node.")
     gpus: int = Field(1, ge=1, description="accelerate: GPUs per node.")
     nodes: int = Field(1, ge=1, description="accelerate: machines.")

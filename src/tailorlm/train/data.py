@@ -102,7 +102,7 @@ class PackedCollator:
                 "position_ids": torch.tensor([positions])}
 
 
-MIN_SHARED_PREFIX = 4  # below this, a second forward pass costs more than it saves
+MIN_SHARED_PREFIX = 4  # below this, sharing saves less than transformers' separate prefix pass costs
 
 
 def shared_prefix(features: list[dict]) -> int:
@@ -166,4 +166,3 @@ def split_rows(batch: dict, max_tokens: int | None) -> list[dict]:
             part["prefix_ids"] = batch["prefix_ids"]
         groups.append(part)
     return groups
-

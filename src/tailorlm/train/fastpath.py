@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
 GROUPS = (("self_attn", ("q_proj", "k_proj", "v_proj")), ("self_attn", ("o_proj",)),
           ("mlp", ("gate_proj", "up_proj")), ("mlp", ("down_proj",)))
@@ -206,11 +207,6 @@ def stack(modules: list, adapted: bool) -> Group:
     return Group(modules, weight, [lin.out_features for lin in linears], adapted)
 
 
-def rope(t, cos, sin):
-    half = t.shape[-1] // 2
-    return t * cos + torch.cat([-t[..., half:], t[..., :half]], dim=-1) * sin
-
-
 def attend(attn, q, k, v, cos, sin, batch: int, length: int, cut: int, mask):
     """Attention output rows (prefix rows first) for projections laid out as cut + batch·length rows."""
     hd = attn.head_dim
@@ -221,12 +217,12 @@ def attend(attn, q, k, v, cos, sin, batch: int, length: int, cut: int, mask):
                 t[cut:].reshape(batch, length, heads, hd).transpose(1, 2))
 
     (qp, qb), (kp, kb), (vp, vb) = split(q), split(k), split(v)
-    qb, kb = rope(qb, cos[cut:], sin[cut:]), rope(kb, cos[cut:], sin[cut:])
+    qb, kb = apply_rotary_pos_emb(qb, kb, cos[cut:], sin[cut:], unsqueeze_dim=0)  # cos, sin: (positions, hd)
     sdpa = F.scaled_dot_product_attention
     if not cut:
         out = sdpa(qb, kb, vb, is_causal=True, scale=attn.scaling, enable_gqa=True)
         return out.transpose(1, 2).reshape(batch * length, -1)
-    qp, kp = rope(qp, cos[:cut], sin[:cut]), rope(kp, cos[:cut], sin[:cut])
+    qp, kp = apply_rotary_pos_emb(qp, kp, cos[:cut], sin[:cut], unsqueeze_dim=0)
     out_p = sdpa(qp, kp, vp, is_causal=True, scale=attn.scaling, enable_gqa=True)
     keys = torch.cat([kp.expand(batch, -1, -1, -1), kb], dim=2)
     values = torch.cat([vp.expand(batch, -1, -1, -1), vb], dim=2)
