@@ -45,6 +45,36 @@ def test_processes_opening_a_new_store_at_once_migrate_it_exactly_once(tmp_path)
         assert Store(url).applied() == [name for name, _ in MIGRATIONS]
 
 
+def _probe_state(args) -> None:
+    root, barrier = args
+    from tailorlm.project import Project
+
+    project = Project.load(root)
+    barrier.wait()
+    for _ in range(300):
+        project.ensure_state()
+
+
+def test_processes_checking_the_state_folder_at_once_do_not_trip_on_each_other(tmp_path):
+    import multiprocessing
+
+    from tailorlm.project import Project
+
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "tailor.yaml").write_text("name: p\ntask: {description: Test.}\n")
+    Project.load(root)  # the config parses
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(6)
+    procs = [ctx.Process(target=_probe_state, args=((root, barrier),)) for _ in range(6)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(120)
+    assert [proc.exitcode for proc in procs] == [0] * 6
+    assert not [p.name for p in (root / ".tailor").iterdir() if p.name.startswith(".write-test")]  # no probe left
+
+
 def test_migration_names_are_numbered_in_order():
     names = [name for name, _ in MIGRATIONS]
     assert names == sorted(names)

@@ -6,6 +6,7 @@ git, or take it from `--project` / `TAILOR_PROJECT`.
 """
 
 import os
+import tempfile
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
@@ -45,9 +46,9 @@ class Project:
         try:
             for kind in ARTIFACTS:
                 (self.state_dir / kind).mkdir(parents=True, exist_ok=True)
-            probe = self.state_dir / ".write-test"
-            probe.write_text("ok")
-            probe.unlink()
+            # A probe of its own: several processes (the data executors' workers) may check at once.
+            with tempfile.NamedTemporaryFile("w", dir=self.state_dir, prefix=".write-test-") as probe:
+                probe.write("ok")
         except OSError as e:
             raise StateError(f"cannot write to the state folder {self.state_dir}: {e.strerror or e}") from e
 
