@@ -23,6 +23,21 @@ def test_migrations_create_every_table_once(tmp_path):
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def exit_codes_of_six_at_once(target, arg, timeout: float) -> list[int]:
+    """Run `target((arg, barrier))` in 6 forked processes that wait on one barrier, so they start the
+    racy part at the same moment; their exit codes."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(6)
+    procs = [ctx.Process(target=target, args=((arg, barrier),)) for _ in range(6)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout)
+    return [proc.exitcode for proc in procs]
+
+
 def _open_store_at(args) -> list[str]:
     url, barrier = args
     barrier.wait()  # every process opens the new database at the same moment
@@ -30,18 +45,9 @@ def _open_store_at(args) -> list[str]:
 
 
 def test_processes_opening_a_new_store_at_once_migrate_it_exactly_once(tmp_path):
-    import multiprocessing
-
-    ctx = multiprocessing.get_context("fork")
     for attempt in range(3):  # a race: give it several chances to show
         url = f"sqlite:///{tmp_path / f'tailor{attempt}.db'}"
-        barrier = ctx.Barrier(6)
-        procs = [ctx.Process(target=_open_store_at, args=((url, barrier),)) for _ in range(6)]
-        for proc in procs:
-            proc.start()
-        for proc in procs:
-            proc.join(60)
-        assert [proc.exitcode for proc in procs] == [0] * 6
+        assert exit_codes_of_six_at_once(_open_store_at, url, timeout=60) == [0] * 6
         assert Store(url).applied() == [name for name, _ in MIGRATIONS]
 
 
@@ -56,22 +62,13 @@ def _probe_state(args) -> None:
 
 
 def test_processes_checking_the_state_folder_at_once_do_not_trip_on_each_other(tmp_path):
-    import multiprocessing
-
     from tailorlm.project import Project
 
     root = tmp_path / "p"
     root.mkdir()
     (root / "tailor.yaml").write_text("name: p\ntask: {description: Test.}\n")
     Project.load(root)  # the config parses
-    ctx = multiprocessing.get_context("fork")
-    barrier = ctx.Barrier(6)
-    procs = [ctx.Process(target=_probe_state, args=((root, barrier),)) for _ in range(6)]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join(120)
-    assert [proc.exitcode for proc in procs] == [0] * 6
+    assert exit_codes_of_six_at_once(_probe_state, root, timeout=120) == [0] * 6
     assert not [p.name for p in (root / ".tailor").iterdir() if p.name.startswith(".write-test")]  # no probe left
 
 
