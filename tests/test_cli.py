@@ -126,3 +126,38 @@ def test_no_project_means_a_hint_to_init(cli):
     result = cli("config", "show")
     assert result.exit_code == 2
     assert "tailor init" in result.output
+
+
+def test_json_errors_are_one_object_on_stdout(cli):
+    cli("init", "acme")
+    result = cli("data", "show", "nosuch", "-p", "acme", "--json")
+    assert result.exit_code == 2
+    err = json.loads(result.stdout)["error"]
+    assert err["message"].startswith("no dataset named 'nosuch'") and err["exit_code"] == 2
+    assert result.stderr.startswith("error: no dataset named 'nosuch'")
+    usage = cli("data", "show", "-p", "acme", "--json")  # the argument is missing
+    assert usage.exit_code == 2
+    assert json.loads(usage.stdout)["error"]["type"] == "usage_error"
+
+
+def test_os_errors_and_bugs_are_one_line_and_debug_shows_them(cli):
+    # A full disk: the user's to fix, so a message and exit 2, not a traceback.
+    full = subprocess.run(f"{sys.executable} -m tailorlm.cli config schema > /dev/full", shell=True,
+                          capture_output=True, text=True)
+    assert full.returncode == 2
+    assert full.stderr.strip() == "error: No space left on device"
+
+    @app.command("boom", hidden=True)
+    def boom() -> None:
+        """Example: tailor boom"""
+        raise KeyError("retrieved")
+
+    try:
+        result = cli("boom")
+        assert result.exit_code == 1
+        assert result.output.strip().startswith("error: internal error (KeyError: 'retrieved'); this is a bug")
+        assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+        with pytest.raises(KeyError):
+            cli("--debug", "boom")
+    finally:
+        app.registered_commands.pop()
