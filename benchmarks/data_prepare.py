@@ -15,7 +15,7 @@ from both, after a warm-up run of both on the first `--warmup-docs` documents, b
 `--repeats` runs each (runs alternate between the two). Both sides run in one process:
 - Tailor: the library's steps chained as generators: normalize -> exact_dedup -> near_dedup
   (MinHash LSH, word 5-grams, Jaccard 0.8, candidates verified exactly) -> line_dedup ->
-  quality -> pii, over `Record`s of kind `text`.
+  quality -> pii (regex-only, as datatrove's PIIFormatter), over `Record`s of kind `text`.
 - datatrove (`_datatrove_baseline.py`): ExactDedupSignature/ExactFindDedups/ExactDedupFilter,
   MinhashDedupSignature/Buckets/Cluster/Filter (stock MinhashConfig: 5-grams, 14 bands x 8),
   SentenceDedup* configured line-level (spans of one line), GopherRepetitionFilter,
@@ -32,6 +32,9 @@ first, as the pipeline does), every pair's exact Jaccard of word 5-gram sets (Ta
 `shingles`) is computed; pairs at >= 0.8 are the truth. Tailor's `NearDedup(threshold=0.8).pairs`
 and datatrove's band collisions are scored against it, pair by pair and by co-membership of
 clusters, with 95% Wilson intervals.
+
+`--pii-ner N` also times the pii step alone on the first N documents, regex-only against the
+same step finding names with each embedded NER model (`benchmarks/pii_names.py` measures how well).
 
 If the ratio is under 1.5 or Tailor's F1 under 0.95 (or with `--profile`), Tailor's run is
 profiled with cProfile and the top functions by cumulative time are printed.
@@ -67,13 +70,18 @@ def tailor_steps(line_dedup: bool) -> list[str]:
     return ["normalize", "exact_dedup", "near_dedup", *(["line_dedup"] if line_dedup else []), "quality", "pii"]
 
 
+# datatrove's PIIFormatter is regex-only, so the comparison runs Tailor's pii step without its NER
+# model (`--pii-ner` measures what the names cost).
+STEP_PARAMS = {"pii": {"names": "off"}}
+
+
 def records(docs) -> list[Record]:
     # Fresh each run: steps write to record.meta (duplicate_of ...).
     return [Record(doc_id, "text", {"text": text}, {"source": "bench"}) for doc_id, text in docs]
 
 
 def run_tailor(recs: list[Record], names: list[str]) -> tuple[list[Record], list]:
-    steps = [step_class(n)() for n in names]
+    steps = [step_class(n)(**STEP_PARAMS.get(n, {})) for n in names]
     stream = iter(recs)
     for s in steps:
         stream = s(stream)
@@ -106,6 +114,30 @@ def speed(docs, line_dedup: bool, repeats: int, warmup: int) -> dict:
                  "kept": len(d_kept), "per_step": d_dropped}
     return {"documents": n, "repeats": repeats, "warmup_docs": warmup, "tailor": tailor, "datatrove": datatrove,
             "ratio_tailor_over_datatrove": round(min(d_runs) / min(t_runs), 2)}
+
+
+def pii_ner_cost(docs, n_docs: int, repeats: int) -> dict:
+    """The pii step alone on the same documents: regex-only against regex plus each NER model."""
+    sample = docs[:n_docs]
+    chars = sum(len(t) for _, t in sample)
+    sides = {"regex only": {"names": "off"}, "ner en-core-web-sm": {"names": "ner", "ner_model": "en-core-web-sm"},
+             "ner en-core-web-md (default)": {"names": "ner", "ner_model": "en-core-web-md"}}
+    out = {"documents": len(sample), "chars": chars}
+    for label, params in sides.items():
+        list(step_class("pii")(**params)(records(sample[:20])))  # warm-up: model load
+        runs = []
+        for _ in range(repeats):
+            step = step_class("pii")(**params)
+            start = time.perf_counter()
+            list(step(records(sample)))
+            runs.append(time.perf_counter() - start)
+        best = min(runs)
+        out[label] = {"seconds": round(best, 3), "docs_per_s": round(len(sample) / best, 1),
+                      "chars_per_s": round(chars / best), "found": dict(step.stats)}
+    base = out["regex only"]["seconds"]
+    for label in list(sides)[1:]:
+        out[label]["times_slower_than_regex"] = round(out[label]["seconds"] / base, 1)
+    return out
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> list[float]:
@@ -207,6 +239,15 @@ def report(out: dict) -> None:
                   f"{m['recall_ci95']}  F1 {m['f1']:.4f}  (predicted {m['predicted_pairs']}, true {m['true_pairs']})")
     verdict = "meets" if q["tailor"]["pairs"]["f1"] >= GOAL_F1 else "BELOW"
     print(f"  Tailor pair F1 {verdict} the >= {GOAL_F1} goal. datatrove: {q['datatrove']['note']}")
+    if out.get("pii_ner"):
+        p = out["pii_ner"]
+        print(f"pii step alone on the first {p['documents']} documents ({p['chars'] / 1e6:.2f} M chars), best of "
+              f"{s['repeats']}:")
+        for label, side in p.items():
+            if isinstance(side, dict):
+                slower = f"  {side['times_slower_than_regex']}x the regex-only time" if "times_slower_than_regex" in side else ""
+                print(f"  {label:<30} {side['docs_per_s']:>8.1f} docs/s {side['chars_per_s']:>10,} chars/s{slower}  "
+                      f"found {side['found']}")
     if out.get("profile"):
         print(f"profile of Tailor's run (cProfile, top {len(out['profile'])} by cumulative time):")
         for row in out["profile"]:
@@ -223,6 +264,8 @@ def main():
     ap.add_argument("--seed", type=int, default=0, help="Seed of the corpus shuffle and of the sample.")
     ap.add_argument("--no-line-dedup", action="store_true", help="Leave line-level dedup out of both sides.")
     ap.add_argument("--profile", action="store_true", help="Profile Tailor's run even when the goals are met.")
+    ap.add_argument("--pii-ner", type=int, default=0, metavar="N",
+                    help="Also time the pii step alone on the first N documents: regex-only, and with each NER model.")
     ap.add_argument("--json", action="store_true", help="Print one JSON object instead of text.")
     args = ap.parse_args()
 
@@ -247,6 +290,8 @@ def main():
     }
     out["speed"] = speed(docs, not args.no_line_dedup, args.repeats, args.warmup_docs)
     out["near_dup"] = near_dup_quality(docs, args.sample, args.seed)
+    if args.pii_ner:
+        out["pii_ner"] = pii_ner_cost(docs, args.pii_ner, args.repeats)
     below = (out["speed"]["ratio_tailor_over_datatrove"] < GOAL_RATIO or out["near_dup"]["tailor"]["pairs"]["f1"] < GOAL_F1)
     out["goals"] = {"ratio": GOAL_RATIO, "tailor_pair_f1": GOAL_F1, "met": not below}
     if below or args.profile:

@@ -1,5 +1,7 @@
 """The `pii` step: every planted PII string in the example project is redacted, checksummed types
-are only redacted when the checksum holds, and ordinary numbers, hashes and paths are left alone."""
+are only redacted when the checksum holds, and ordinary numbers, hashes and paths are left alone.
+Person names are found by the embedded NER model (en-core-web-md, fetched on first use), in data
+through the real pipeline, in traces through a real server on loopback, and in feedback."""
 
 import json
 import time
@@ -9,8 +11,10 @@ import pytest
 from pydantic import ValidationError
 
 from tailorlm.data.record import Record
-from tailorlm.data.steps.pii import Pii, find_pii, redact
+from tailorlm.data.steps.ner import plausible_name
+from tailorlm.data.steps.pii import Pii, Redactor, find_pii, redact
 from tailorlm.quickstart import example_dir
+from tests.serve_fixtures import project, start  # noqa: F401  (a real server on loopback)
 
 SUPPORT = example_dir("support")
 PLANTED = json.loads((SUPPORT / "planted.json").read_text())
@@ -166,7 +170,7 @@ def test_step_keeps_clean_records_as_they_are():
 
 def test_drop_mode_quarantines_with_the_first_type_and_accounts_for_every_record():
     records = [chat(id_, t["messages"][0]["content"]) for id_, t in TICKETS.items()]
-    step = Pii(mode="drop")
+    step = Pii(mode="drop", names="off")  # the planted structured kinds; names have their own tests
     quarantined = []
     step.sink = lambda record, name, reason: quarantined.append((record.id, name, reason))
     kept = list(step(records))
@@ -180,7 +184,10 @@ def test_drop_mode_quarantines_with_the_first_type_and_accounts_for_every_record
 
 
 def test_params_are_checked():
-    assert Pii(types=["EMAIL"]).params == {"mode": "redact", "types": ["EMAIL"]}
+    assert Pii(types=["EMAIL"]).params == {"mode": "redact", "types": ["EMAIL"], "names": "ner", "entities": ["PERSON"],
+                                           "pseudonyms": False, "allow": [], "ner_model": "en-core-web-md"}
+    with pytest.raises(ValidationError):
+        Pii(entities=["PASSPORT"])
     with pytest.raises(ValidationError):
         Pii(types=["PASSPORT"])
     with pytest.raises(ValidationError):
@@ -196,3 +203,119 @@ def test_a_megabyte_is_redacted_in_well_under_a_second():
     out, counts = redact(text)
     assert time.perf_counter() - start < 1.0
     assert "4111 1111 1111 1111" not in out and counts["EMAIL"] > 0
+
+
+# --- names: the NER model -------------------------------------------------------------------------
+
+def test_names_are_redacted_and_structured_kinds_still_win():
+    out, counts = Redactor(names="ner").redact(["Hello, I am Johanna Mertens, mail johanna.mertens@example.com"])
+    assert out == ["Hello, I am [PERSON], mail [EMAIL]"]
+    assert counts == Counter(PERSON=1, EMAIL=1)
+    assert Redactor(names="off").redact(["Hello, I am Johanna Mertens"])[0] == ["Hello, I am Johanna Mertens"]
+
+
+def test_a_name_found_once_is_redacted_wherever_it_stands_in_the_document():
+    # The reply was cut off mid-name: the model alone does not find "Johanna Mert".
+    out, _ = Redactor(names="ner").redact(["Hello, I am Johanna Mertens", "Hello Johanna! I am Johanna Mert"])
+    assert out == ["Hello, I am [PERSON]", "Hello [PERSON]! I am [PERSON]"]
+
+
+def test_pseudonyms_are_consistent_within_a_document_and_start_over_in_the_next():
+    r = Redactor(names="ner", pseudonyms=True)
+    out, counts = r.redact(["Hi, I am Johanna Mertens and my colleague is Piet de Vries.", "Thanks Johanna. Piet will call."])
+    assert out == ["Hi, I am Person 1 and my colleague is Person 2.", "Thanks Person 1. Person 2 will call."]
+    assert counts == Counter(PERSON=4)
+    assert r.redact(["Piet de Vries wrote back."])[0] == ["Person 1 wrote back."]
+
+
+def test_allowlist_keeps_the_support_address_and_product_names():
+    r = Redactor(names="ner", entities=["PERSON", "ORG"], allow=["support@keelbox.io", "Keelbox"])
+    text = "Dear Keelbox team, I am Johanna Mertens from Siemens; write to support@keelbox.io or jm@siemens.example"
+    [out], counts = r.redact([text])
+    assert out == "Dear Keelbox team, I am [PERSON] from [ORG]; write to support@keelbox.io or [EMAIL]"
+    assert "support@keelbox.io" not in Redactor(names="ner").redact([text])[0][0]  # without the allowlist
+
+
+def test_organisations_and_places_are_opt_in():
+    text = ["Johanna Mertens works for Siemens in Munich."]
+    assert Redactor(names="ner").redact(text)[0] == ["[PERSON] works for Siemens in Munich."]
+    assert Redactor(names="ner", entities=["PERSON", "ORG", "LOCATION"]).redact(text)[0] == \
+        ["[PERSON] works for [ORG] in [LOCATION]."]
+
+
+@pytest.mark.parametrize("text,ok", [("Johanna Mertens", True), ("O'Brien", True), ("Björn Stenberg", True),
+                                     ("gcloud", False), ("INDEX_ENDPOINT", False), ("DESCRIPTION", False),
+                                     ("Python3", False)])
+def test_what_the_model_mistakes_for_people_in_technical_text_is_not_a_name(text, ok):
+    assert plausible_name(text) is ok
+
+
+def test_greetings_and_sign_offs_stay_beside_the_name():
+    out, _ = Redactor(names="ner").redact(["Cheers, Yuki", "Dear Sir or Madam, the sync fails. BR Ingrid Holm"])
+    assert out == ["Cheers, [PERSON]", "Dear Sir or Madam, the sync fails. BR [PERSON]"]
+
+
+def test_a_missing_model_says_what_to_install_or_fetch(tmp_path, monkeypatch):
+    from tailorlm.data.steps import ner
+    from tailorlm.errors import ModelNotAvailable
+
+    with pytest.raises(ModelNotAvailable, match="unknown NER model 'nope'.*en-core-web-md"):
+        ner.load("nope")
+    ner.load.cache_clear()
+    monkeypatch.setitem(__import__("sys").modules, "spacy", None)  # as if spaCy were not installed
+    with pytest.raises(ModelNotAvailable, match=r"pip install 'spacy>=3.8,<3.9'.*tailor models pull en-core-web-md.*names: off"):
+        Redactor(names="ner").redact(["Hello, I am Johanna Mertens"])
+    ner.load.cache_clear()
+
+
+def test_names_are_redacted_in_data_through_the_real_pipeline(tmp_path):
+    from tailorlm.data.pipeline import prepare
+    from tailorlm.data.versions import load_records
+    from tailorlm.project import Project
+
+    root = tmp_path / "p"
+    root.mkdir()
+    rows = [{"messages": [{"role": "user", "content": f"Hello, my name is {name} and the sync of folder {i} fails. "
+                                                      "Please write to support@keelbox.io about it."},
+                          {"role": "assistant", "content": f"Thanks {name.split()[0]}, Keelbox support will look at it."}]}
+            for i, name in enumerate(["Johanna Mertens", "Marek Novak", "Priya Raman", "Piet de Vries"])]
+    (root / "tickets.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (root / "tailor.yaml").write_text(
+        "name: p\ntask: {description: Triage tickets.}\nsources:\n  - {name: tickets, path: tickets.jsonl, kind: chat}\n"
+        "data:\n  pii: {pseudonyms: true, allow: [support@keelbox.io, Keelbox]}\n"
+        "  steps: [validate: {}, pii: {}]\n")
+    [manifest] = prepare(Project.load(root))
+    records = load_records(Project.load(root), manifest)
+    assert len(records) == 4
+    for record, row in zip(sorted(records, key=lambda r: r.joined()), sorted(rows, key=lambda r: json.dumps(r))):
+        user, assistant = (m["content"] for m in record.content["messages"])
+        assert "Person 1" in user and assistant.startswith("Thanks Person 1, Keelbox support")
+        assert "support@keelbox.io" in user
+        assert record.meta["pii"] == {"PERSON": 2}
+    text = "\n".join(r.joined() for r in records)
+    for name in ("Johanna", "Mertens", "Marek", "Novak", "Priya", "Raman", "Piet", "Vries"):
+        assert name not in text
+    step = next(s for s in manifest["steps"] if s["step"] == "pii")
+    assert step["params"]["pseudonyms"] is True and step["params"]["ner_model"] == "en-core-web-md"
+    assert step["stats"] == {"PERSON": 8}
+
+
+def test_names_are_redacted_in_traces_and_feedback_on_a_real_server(tmp_path, start):
+    import httpx
+
+    from tests.serve_fixtures import client_for, write_project
+
+    project = write_project(tmp_path / "acme", extra="data:\n  pii: {allow: [support@acme.example]}\n")
+    url, _ = start(project=project)
+    r = client_for(url).chat.completions.create(model="acme:zero_shot", max_tokens=4, messages=[
+        {"role": "user", "content": "Hello, I am Johanna Mertens. Please answer to support@acme.example, not jm@web.example"}])
+    row = project.store.select("traces", id=r.id)[0]
+    request = json.loads(row["request"])["messages"][0]["content"]
+    assert request == "Hello, I am [PERSON]. Please answer to support@acme.example, not [EMAIL]"
+    sent = httpx.post(f"{url}/feedback", json={"trace_id": r.id, "thumbs": "down",
+                                               "correction": "Tell Johanna Mertens to mail support@acme.example",
+                                               "comment": "Johanna Mertens was not helped"})
+    assert sent.status_code == 200, sent.text
+    rows = {f["kind"]: f for f in project.store.select("feedback", trace_id=r.id)}
+    assert rows["correction"]["value"] == "Tell [PERSON] to mail support@acme.example"
+    assert rows["thumbs"]["comment"] == "[PERSON] was not helped"

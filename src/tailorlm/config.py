@@ -163,7 +163,27 @@ class ServeConfig(Strict):
     max_request_bytes: int = Field(1_000_000, ge=1024, description="Larger request bodies are refused with 413.")
 
 
+class PiiConfig(Strict):
+    """What the pii step and trace redaction find besides the structured kinds (e-mails, cards...)."""
+
+    names: Literal["ner", "off"] = Field(
+        "ner", description="ner: find person names (and `entities`) with the pinned offline NER model "
+        "(`tailor models pull en-core-web-md`); off: structured kinds only (regexes).")
+    entities: list[Literal["PERSON", "ORG", "LOCATION"]] = Field(
+        default_factory=lambda: ["PERSON"], description="NER entity types to redact; ORG and LOCATION are opt-in.")
+    pseudonyms: bool = Field(
+        False, description="Replace each distinct name with `Person 1`, `Person 2`... consistently within one record "
+        "or trace, instead of `[PERSON]`, so a conversation still reads.")
+    allow: list[str] = Field(
+        default_factory=list, description="Strings never redacted (case-insensitive), e.g. the company's own support "
+        "address and product names; a match inside one is kept.")
+    ner_model: str = Field("en-core-web-md", description="The NER model: an embedded one (en-core-web-md, or the "
+                           "smaller, less accurate en-core-web-sm; see `tailor models list`) or a spaCy pipeline folder.")
+
+
 class DataConfig(Strict):
+    pii: PiiConfig = Field(default_factory=PiiConfig,
+                           description="PII settings shared by the pii step (its own params win) and trace redaction.")
     steps: list[dict[str, dict | None]] | None = Field(
         None,
         description="Pipeline steps in order, each `name: {params}`, e.g. `- near_dedup: {threshold: 0.85}`. "

