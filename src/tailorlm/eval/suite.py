@@ -2,7 +2,7 @@
 
 A suite comes from a golden JSONL file in the project (`eval.path`, or any path given), from the
 test split that `tailor data prepare` registers for a dataset (`tickets`, `tickets@3f9a1c`), or
-from the general-capability suite that ships with Tailor (`general`). Each example has input
+from the suites that ship with Tailor (`general`; `redteam`, see `redteam.py`). Each example has input
 messages and optionally a reference and labels. A suite's version is the hash of its examples,
 so a report always says exactly what it was measured on.
 """
@@ -64,8 +64,13 @@ def load_suite(project, ref: str | None = None) -> Suite:
         from tailorlm.eval.general import general_suite_path
 
         return _from_file(general_suite_path(), "general", "tailorlm: general-capability suite")
+    from tailorlm.eval import redteam
+
+    if ref == "redteam":
+        return redteam.load(redteam.suite_path(), "redteam", "tailorlm: red-team suite")
     if ref.endswith((".jsonl", ".json")) or (project.root / ref).is_file():
-        return _from_file(inside(project.root, ref), name, ref)
+        path = inside(project.root, ref)
+        return redteam.load(path, name, ref) if redteam.is_redteam_file(path) else _from_file(path, name, ref)
     return _from_dataset(project, ref)
 
 
