@@ -119,6 +119,11 @@ CASES = [
     ("synthetic-over-the-cap", facts(examples={"real": 100, "synthetic": 300}), "zero_shot", "measure",
      "300 synthetic examples exceed the 30% cap"),
     ("empty-ladder", facts(ladder={**ladder(ZS), "rungs": []}), "zero_shot", "measure", "holds no scored rung"),
+    ("golden-suite-too-small-to-tell", facts(examples={"real": 600}, ladder=ladder(ZS, FS, SFT_TIE, tests=[
+        {"a": "few_shot", "b": "sft", "delta": 0.03, "p_value": 0.6, "test": "mcnemar", "n": 40, "discordance": 0.25,
+         "n_needed": 850, "power_delta": 0.05}])),
+     "few_shot", "stay", "a larger golden suite: telling sft from few_shot apart by 5 points at 80% power takes about "
+                         "850 examples (they disagree on 25% of the 40; McNemar sample size, Connor 1987); you have 40"),
 ]
 
 
@@ -311,3 +316,7 @@ def test_gather_runs_paired_tests_on_the_ladders_eval_reports(advised_project):
     assert tests[("few_shot", "sft")]["p_value"] > 0.05  # 2 more right answers of 40 prove nothing
     assert advice["rung"] == "rag"  # sft did not beat few_shot; RAG (documents exist) was skipped
     assert any("paired mcnemar: delta +0.050" in r for r in advice["reasons"])
+    # 2 of 40 answers differ between few_shot and sft: far too few examples to detect 5 points.
+    assert tests[("few_shot", "sft")]["discordance"] == pytest.approx(0.05)
+    assert tests[("few_shot", "sft")]["n_needed"] > 40
+    assert any("a larger golden suite: telling sft from few_shot apart" in m for m in advice["missing"])

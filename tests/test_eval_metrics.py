@@ -2,11 +2,12 @@
 
 import math
 
+import numpy as np
 import pytest
 
-from tailorlm.eval.metrics import (METRICS, accuracy, bleu, chrf, cost_per_1k, exact_match, extract_label,
-                                   latency_summary, macro_f1, normalize_answer, normalized_match, perplexity,
-                                   reference_nll, rouge_l, tokens_summary)
+from tailorlm.eval.metrics import (METRICS, accuracy, bleu, chrf, cost_per_1k, exact_match, expected_calibration_error,
+                                   extract_label, latency_summary, macro_f1, micro_f1, normalize_answer,
+                                   normalized_match, perplexity, reference_nll, rouge_l, tokens_summary)
 
 LABELS = ["billing", "login_sso", "shipping"]
 
@@ -57,6 +58,51 @@ def test_accuracy_and_macro_f1_by_hand():
     assert f1["per_example"] == acc["per_example"]
 
 
+def test_accuracy_macro_and_micro_f1_differ_and_match_sklearn():
+    from sklearn.metrics import f1_score
+
+    refs = ["a"] * 4 + ["b"] * 4 + ["c"] * 2
+    preds = ["a", "a", "a", None, "a", "b", "b", "b", "c", "c"]
+    # a: tp 3, fp 1, fn 1 -> 6/8.  b: tp 3, fp 0, fn 1 -> 6/7.  c: tp 2 -> 1.  Macro = (.75 + 6/7 + 1) / 3.
+    # Micro: tp 8, fp 1 (a b ticket answered a), fn 2 (that one and the None) -> 16/19. Accuracy 8/10.
+    acc, ma, mi = accuracy(preds, refs)["score"], macro_f1(preds, refs)["score"], micro_f1(preds, refs)["score"]
+    assert (acc, ma, mi) == pytest.approx((0.8, (0.75 + 6 / 7 + 1) / 3, 16 / 19))
+    assert len({round(acc, 4), round(ma, 4), round(mi, 4)}) == 3
+    sk = [p or "none" for p in preds]
+    assert ma == pytest.approx(f1_score(refs, sk, labels=["a", "b", "c"], average="macro", zero_division=0))
+    assert mi == pytest.approx(f1_score(refs, sk, labels=["a", "b", "c"], average="micro", zero_division=0))
+    # The corpus value from per-example counts is the same number, which is what the bootstrap resamples.
+    for fn in (macro_f1, micro_f1):
+        r = fn(preds, refs)
+        assert r["from_stats"](r["stats"].sum(axis=0)) == pytest.approx(r["score"])
+
+
+def test_a_label_nobody_uses_scores_zero_like_sklearn():
+    from sklearn.metrics import f1_score
+
+    refs, preds = ["a", "a", "b"], ["a", "b", "b"]
+    r = macro_f1(preds, refs, labels=["a", "b", "c"])
+    assert r["per_label"]["c"] == 0.0
+    assert r["score"] == pytest.approx(f1_score(refs, preds, labels=["a", "b", "c"], average="macro", zero_division=0))
+
+
+def test_expected_calibration_error_by_hand():
+    conf = [0.95, 0.92, 0.85, 0.81, 0.55, 0.3, 1.0]
+    hit = [1, 1, 0, 1, 1, 0, 1]
+    # Bins of width 0.1. [0.9, 1.0]: 0.95, 0.92, 1.0, all right: |1 - 0.9567| = 0.0433, weight 3/7.
+    # [0.8, 0.9): 0.85 wrong, 0.81 right: |0.5 - 0.83| = 0.33, weight 2/7. [0.5, 0.6): |1 - 0.55|, 1/7.
+    # [0.3, 0.4): |0 - 0.3|, 1/7. ECE = (3 * 0.04333 + 2 * 0.33 + 0.45 + 0.3) / 7 = 0.22
+    r = expected_calibration_error(conf, hit)
+    assert r["ece"] == pytest.approx((3 * (1 - (0.95 + 0.92 + 1.0) / 3) + 2 * 0.33 + 0.45 + 0.3) / 7)
+    assert r["ece"] == pytest.approx(0.22)
+    assert r["n_bins"] == 10 and [b["n"] for b in r["bins"]] == [0, 0, 0, 1, 0, 1, 0, 0, 2, 3]
+    assert r["bins"][8]["accuracy"] == 0.5 and r["bins"][8]["confidence"] == pytest.approx(0.83)
+    assert r["from_stats"](r["stats"].sum(axis=0)) == pytest.approx(r["ece"])
+    assert expected_calibration_error([0.7, 0.7], [1, 0])["ece"] == pytest.approx(0.2)  # acc 0.5 at conf 0.7
+    with pytest.raises(ValueError, match="probabilities"):
+        expected_calibration_error([1.2], [1])
+
+
 def test_classification_metrics_extract_from_free_text():
     preds = ["It is billing.", "Rambling with no label at all", "login sso, clearly"]
     refs = ["billing", "shipping", "login_sso"]
@@ -79,6 +125,10 @@ def test_bleu_and_chrf_bounds_and_sacrebleu_agreement():
     assert result["per_example"] == pytest.approx([sacrebleu.sentence_bleu(p, [r]).score for p, r in zip(preds, refs)])
     assert 0 < result["score"] < 100
     assert bleu([None], ["text"])["per_example"] == [0.0]  # a failed generation scores 0
+    # The corpus score is rebuilt from summed per-sentence statistics, which is what the bootstrap resamples.
+    for fn in (bleu, chrf):
+        r = fn(preds, refs)
+        assert r["from_stats"](np.asarray(r["stats"]).sum(axis=0)) == pytest.approx(r["score"])
 
 
 def test_rouge_l_on_a_hand_computed_lcs():

@@ -198,3 +198,48 @@ def test_hybrid_rung_with_raft_trains_on_retrieval_prompts_and_is_served_with_re
     assert row["dataset_version"].startswith("tickets-raft@")
     rung = rung_for_model(project, version, ModelPool(project))
     assert rung.kind == "hybrid" and rung.index is not None  # served the way it was trained: with sources
+
+
+def _row(name, mean, low, high, p50, p95, cost, ece=None):
+    return {"name": name, "kind": "zero_shot", "quality": {"mean": mean, "low": low, "high": high, "n": 320},
+            "metrics": {"accuracy": {"mean": mean, "low": low, "high": high}}, "latency": {"p50": p50, "p95": p95},
+            "cost_per_1k": {"usd_per_1k": cost}, "errors": 0,
+            "calibration": None if ece is None else {"ece": ece, "low": 0.0, "high": 1.0}}
+
+
+def test_the_ladder_table_fits_80_columns_without_cutting_names_or_intervals():
+    from rich.console import Console
+
+    from tailorlm.cli.eval import print_ladder
+
+    names = ["classic", "zero_shot", "few_shot_static", "few_shot_similar", "rag", "sft", "hybrid"]
+    rows = [_row(n, 0.734, 0.683, 0.780, 1.234, 12.345, 0.0123, 0.081) for n in names]
+    ladder = {"suite": {"name": "golden", "version": "1c0e9b2a", "n": 320}, "primary": "accuracy",
+              "metrics": ["accuracy"], "rungs": rows, "comparisons": [], "path": "ladder.json", "chart_png": "l.png",
+              "chart_html": "l.html", "recommendation": {"rung": "few_shot_similar", "reason": "the cheapest that holds"}}
+    console = Console(width=80, record=True)
+    print_ladder(ladder, console=console)
+    text = console.export_text()
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    for n in names:
+        row = next(line for line in lines if line.split() and line.split()[0] == n)
+        assert "0.734 [0.683, 0.780]" in row and "1234/12345" in row and "0.081" in row, text
+    assert "few_shot_similar *" in text and "…" not in text
+    console = Console(width=80, record=True)
+    print_ladder(ladder, console=console, short=True)
+    assert "Recommended: few_shot_similar" in console.export_text() and "chart:" not in console.export_text()
+
+
+def test_eval_power_pairs_with_the_other_rungs_report(tmp_path, tiny_model_dir, cli):
+    project = make_project(tmp_path / "p", tiny_model_dir, "  - {kind: zero_shot}\n  - {kind: few_shot, k: 2}\n")
+    first = json.loads(cli("eval", "zero_shot", "--project", project.root, "--json").stdout)
+    assert "power" not in first
+    out = json.loads(cli("eval", "few_shot", "--power", "--delta", "0.2", "--project", project.root, "--json").stdout)
+    power = out["power"]
+    assert power["delta"] == 0.2 and power["n"] == 12 and [p["against"] for p in power["pairs"]] == ["shop:zero_shot"]
+    from tailorlm.eval.stats import paired_sample_size
+
+    assert power["pairs"][0]["n_needed"] == paired_sample_size(power["pairs"][0]["discordance"], 0.2)
+    text = cli("eval", "few_shot", "--power", "--project", project.root).stdout
+    assert "power: examples needed to detect 5 points of accuracy at 80% power" in text and "vs shop:zero_shot" in text

@@ -115,16 +115,31 @@ def beats(facts: dict, b: dict, a: dict) -> tuple[bool, str]:
     """Whether rung `b` is significantly better than rung `a`, and on what basis: a paired test
     from the ladder's reports when there is one, else non-overlapping 95% intervals."""
     sign = _sign(facts)
-    for t in facts["ladder"].get("tests", []):
-        if {t["a"], t["b"]} == {a["name"], b["name"]}:
-            delta = t["delta"] if t["b"] == b["name"] else -t["delta"]
-            won = t["p_value"] < ALPHA and sign * delta > 0
-            return won, f"paired {t.get('test', 'test')}: delta {delta:+.3f}, p = {t['p_value']:.3g}, n = {t.get('n', '?')}"
+    t = _test_between(facts, a, b)
+    if t:
+        delta = t["delta"] if t["b"] == b["name"] else -t["delta"]
+        won = t["p_value"] < ALPHA and sign * delta > 0
+        return won, f"paired {t.get('test', 'test')}: delta {delta:+.3f}, p = {t['p_value']:.3g}, n = {t.get('n', '?')}"
     qa, qb = a["quality"], b["quality"]
     won = qb["low"] > qa["high"] if sign > 0 else qb["high"] < qa["low"]
     overlap = "do not overlap" if won else "overlap"
     return won, (f"{qb['mean']:.3f} [{qb['low']:.3f}, {qb['high']:.3f}] vs {qa['mean']:.3f} "
                  f"[{qa['low']:.3f}, {qa['high']:.3f}]: the 95% intervals {overlap}")
+
+
+def _test_between(facts: dict, a: dict, b: dict) -> dict | None:
+    return next((t for t in facts["ladder"].get("tests", []) if {t["a"], t["b"]} == {a["name"], b["name"]}), None)
+
+
+def _power_line(facts: dict, a: dict, b: dict) -> str | None:
+    """What the golden suite lacks to tell `a` from `b`, when the ladder's paired test says it is too small."""
+    n, t = facts["eval"]["n"], _test_between(facts, a, b) or {}
+    need = t.get("n_needed")
+    if need is not None and need > n:
+        return (f"a larger golden suite: telling {b['name']} from {a['name']} apart by {t['power_delta'] * 100:g} "
+                f"points at 80% power takes about {need} examples (they disagree on {t['discordance']:.0%} of "
+                f"the {t.get('n', n)}; McNemar sample size, Connor 1987); you have {n}")
+    return None
 
 
 def violations(rung: dict, limits: dict) -> list[str]:
@@ -259,6 +274,9 @@ def _climb(facts: dict, rows: dict, out: dict) -> None:
         cheaper = max(below, key=lambda r: sign * r["quality"]["mean"])
         skipped = next((k for k in ORDER[:ORDER.index(top_kind)] if k not in measured and rows[k]["applicable"]), None)
         out["reasons"].append(f"{LABEL[top_kind]} ({top['name']}) did not beat {cheaper['name']} significantly ({basis}).")
+        short = _power_line(facts, cheaper, top)
+        if short:
+            out["missing"].append(short)
         if skipped:
             out.update(rung=skipped, action="climb" if rows[skipped]["ready"] else "collect_data")
             out["reasons"].append(f"{LABEL[skipped]} was skipped; measure it before climbing further.")

@@ -106,7 +106,8 @@ def latest_ladder(project) -> dict | None:
 
 
 def _paired_tests(project, ladder: dict) -> list[dict]:
-    """Paired significance tests between every two rungs whose eval reports are on disk."""
+    """Paired significance tests between every two rungs whose eval reports are on disk, with the
+    examples each pair would need to detect 5 points at 80% power (`eval.compare.power`)."""
     from tailorlm.errors import TailorError
     from tailorlm.eval.compare import compare
     from tailorlm.eval.runner import load_report
@@ -126,7 +127,11 @@ def _paired_tests(project, ladder: dict) -> list[dict]:
             except TailorError:
                 continue
             d = m["metrics"][m["primary"]]
-            tests.append({"a": a, "b": b, "delta": d["delta"], "p_value": d["p_value"], "test": d["test"], "n": m["n"]})
+            test = {"a": a, "b": b, "delta": d["delta"], "p_value": d["p_value"], "test": d["test"], "n": m["n"]}
+            if d.get("power"):  # how many examples this pair needs for a 5-point difference, at its disagreement
+                test.update(discordance=d["power"]["discordance"], n_needed=d["power"]["n_needed"],
+                            power_delta=d["power"]["delta"])
+            tests.append(test)
     return tests
 
 

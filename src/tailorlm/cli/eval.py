@@ -27,8 +27,49 @@ def _progress(as_json: bool):
     return progress, update
 
 
+SHORT = typer.Option(False, "--short", help="Only the headline numbers.")
+DELTA = typer.Option(0.05, "--delta", min=0.001, max=1.0,
+                     help="Difference the power analysis asks about, in metric units (0.05 = 5 points).")
+
+
 def _metric_line(name: str, m: dict) -> str:
-    return f"{name:<18} {m['mean']:.4f}  95% CI [{m['low']:.4f}, {m['high']:.4f}]  n={m['n']} ({m['method']})"
+    return f"{name:<14} {m['mean']:.4f}  95% CI [{m['low']:.4f}, {m['high']:.4f}]  n={m['n']} ({m['method']})"
+
+
+def _calibration_line(c: dict) -> str:
+    return (f"{'ECE':<14} {c['ece']:.4f}  95% CI [{c['low']:.4f}, {c['high']:.4f}]  n={c['n']} "
+            f"(expected calibration error, {c['method']}; mean confidence {c['mean_confidence']:.3f}, "
+            f"accuracy {c['accuracy']:.3f})")
+
+
+def _power_lines(p: dict) -> list[str]:
+    head = (f"power: examples needed to detect {p['delta'] * 100:g} points of {p['metric']} at {p['power']:.0%} power "
+            f"(two-sided McNemar, alpha {p['alpha']}; Connor 1987), at the disagreement observed; this suite has {p['n']}")
+    if p.get("note"):
+        return [head, "  " + p["note"]]
+    return [head] + [f"  vs {x['against']}: disagree on {x['discordance']:.1%} -> n = {x['n_needed']}"
+                     + ("" if x["n_needed_observed"] is None or x["significant"] else
+                        f"; {x['delta'] * 100:+.1f} points (observed, not significant) needs {x['n_needed_observed']}")
+                     for x in p["pairs"]]
+
+
+def print_report(r: dict, short: bool = False, power: dict | None = None, echo=typer.echo) -> None:
+    """An eval report's metrics with their intervals (what `tailor eval` and `tailor reports show` print)."""
+    s = r["suite"]
+    echo(f"{r['subject']} on {s['name']}@{s['version']} (n={s['n']}): report {r['id']}")
+    for m, v in r["metrics"].items():
+        echo("  " + (f"{m:<14} {v['mean']:.4f} [{v['low']:.4f}, {v['high']:.4f}]" if short else _metric_line(m, v)))
+        for cat, c in v.get("per_category", {}).items():  # the red-team suite's pass rate by category
+            echo(f"    {cat:<20} {c['mean']:.4f} [{c['low']:.4f}, {c['high']:.4f}] (n={c['n']})")
+    if r.get("calibration"):
+        c = r["calibration"]
+        echo("  " + (f"{'ECE':<14} {c['ece']:.4f} [{c['low']:.4f}, {c['high']:.4f}]" if short else _calibration_line(c)))
+    if power:
+        for line in _power_lines(power):
+            echo("  " + line)
+    if not short:
+        echo(f"  latency p50 {r['latency']['p50'] * 1000:.0f} ms, p95 {r['latency']['p95'] * 1000:.0f} ms; "
+             f"errors {r['errors']}; saved to {r['path']}")
 
 
 @app.command("eval", rich_help_panel="Evaluate")
@@ -39,12 +80,17 @@ def eval_cmd(
     max_tokens: int = typer.Option(None, min=1, help="Answer budget (default: 12 for classification, else 128)."),
     batch_size: int = typer.Option(8, min=1, help="Prompts per generation batch."),
     fresh: bool = typer.Option(False, "--fresh", help="Answer every example again instead of reusing saved answers."),
+    power: bool = typer.Option(False, "--power", help="Also say how many examples are needed to detect --delta "
+                               "against each other report on this suite, at 80% power."),
+    delta: float = DELTA,
+    short: bool = SHORT,
     project: Path = PROJECT,
     as_json: bool = JSON,
 ) -> None:
     """Score one rung or model version on a suite: every metric with its 95% CI, latency, cost.
 
-    Example: tailor eval few_shot --suite golden.jsonl --metrics accuracy,macro_f1
+    Corpus metrics (macro_f1, micro_f1, bleu, chrf) are their corpus value with a bootstrap interval.
+    Example: tailor eval few_shot --suite golden.jsonl --metrics accuracy,macro_f1 --power
     """
     from tailorlm.eval.runner import default_params, evaluate
     from tailorlm.eval.suite import load_suite
@@ -63,21 +109,22 @@ def eval_cmd(
     with progress:
         report = evaluate(proj, rung, s, metrics.split(",") if metrics else None, params, subject=name,
                           batch_size=batch_size, fresh=fresh, on_progress=lambda d, t: update(name, d, t))
-    summary = {k: report[k] for k in ("id", "subject", "suite", "metrics", "latency", "cost_per_1k", "errors", "path")}
+    summary = {k: report[k] for k in ("id", "subject", "suite", "metrics", "calibration", "latency", "cost_per_1k",
+                                      "errors", "path")}
+    if power:
+        from tailorlm.eval.compare import power_against
+
+        summary["power"] = power_against(proj, report, delta)
     if emit(summary, as_json):
         return
-    typer.echo(f"{report['subject']} on {s.name}@{s.version} (n={len(s.examples)}): report {report['id']}")
-    for m, v in report["metrics"].items():
-        typer.echo("  " + _metric_line(m, v))
-    typer.echo(f"  latency p50 {report['latency']['p50'] * 1000:.0f} ms, p95 {report['latency']['p95'] * 1000:.0f} ms; "
-               f"errors {report['errors']}; saved to {report['path']}")
+    print_report(report, short, summary.get("power"))
 
 
 @app.command("compare", rich_help_panel="Evaluate")
 def compare_cmd(
     baseline: str = typer.Argument(..., help="Report id (or prefix) or path of the baseline (A)."),
     candidate: str = typer.Argument(..., help="Report id (or prefix) or path of the candidate (B)."),
-    show: int = typer.Option(10, min=0, help="Differing examples to list."),
+    show: int = typer.Option(10, "--show", "-n", min=0, help="Differing examples to list."),
     project: Path = PROJECT,
     as_json: bool = JSON,
 ) -> None:
@@ -143,12 +190,15 @@ def gate_cmd(
 def ladder_cmd(
     rungs: str = typer.Option(None, help="Only these rungs (comma-separated names)."),
     batch_size: int = typer.Option(8, min=1, help="Prompts per generation batch."),
+    delta: float = DELTA,
+    short: bool = SHORT,
     project: Path = PROJECT,
     as_json: bool = JSON,
 ) -> None:
     """Every configured rung on the same golden suite: quality with CIs, latency, cost, and a recommendation.
 
-    Example: tailor ladder
+    It also says how many golden examples would be needed to tell adjacent rungs apart (--delta).
+    Example: tailor ladder --short
     """
     from tailorlm.ladder.run import run_ladder
     from tailorlm.project import Project
@@ -158,32 +208,78 @@ def ladder_cmd(
     log = (lambda m: None) if as_json else progress.console.print
     with progress:
         ladder = run_ladder(proj, rungs.split(",") if rungs else None, log=log, on_progress=update, batch_size=batch_size)
+    ladder = {**ladder, "power": _ladder_power(ladder, delta)}
     if emit(ladder, as_json):
         return
-    print_ladder(ladder)
+    print_ladder(ladder, short=short, delta=delta)
 
 
-def print_ladder(ladder: dict, echo=typer.echo) -> None:
-    from rich.console import Console
+def _ladder_power(ladder: dict, delta: float) -> dict:
+    from tailorlm.eval.compare import ladder_power
+
+    return ladder["power"] if ladder.get("power", {}).get("delta") == delta else ladder_power(ladder, delta)
+
+
+def ladder_table(ladder: dict):
+    """The ladder as a rich Table that fits 80 columns: names and intervals never wrap."""
+    from rich import box
     from rich.table import Table
 
     s, primary = ladder["suite"], ladder["primary"]
-    table = Table(title=f"Ladder on {s['name']}@{s['version']} (n={s['n']})")
-    for col in ("rung", primary, "95% CI", "p50 ms", "p95 ms", "cost/1k", "errors"):
-        table.add_column(col, justify="left" if col == "rung" else "right")
+    calibrated = any(r.get("calibration") for r in ladder["rungs"])
+    table = Table(title=f"Ladder on {s['name']}@{s['version']} (n={s['n']})", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("rung", no_wrap=True)
+    table.add_column(f"{primary} [95% CI]", justify="right", no_wrap=True)
+    table.add_column("ms p50/p95", justify="right", no_wrap=True)
+    table.add_column("cost/1k", justify="right", no_wrap=True)
+    if calibrated:
+        table.add_column("ECE", justify="right", no_wrap=True)
+    red = any(r.get("redteam") for r in ladder["rungs"])
+    if red:
+        table.add_column("red-team", justify="right", no_wrap=True)
+    table.add_column("err", justify="right", no_wrap=True)
     for r in ladder["rungs"]:
-        q, c = r["quality"], r["cost_per_1k"]
+        q, c, lat = r["quality"], r["cost_per_1k"], r["latency"]
         name = r["name"] + (" *" if r["name"] == ladder["recommendation"]["rung"] else "")
-        table.add_row(name, f"{q['mean']:.3f}", f"[{q['low']:.3f}, {q['high']:.3f}]", f"{r['latency']['p50'] * 1000:.0f}",
-                      f"{r['latency']['p95'] * 1000:.0f}", "n/a" if c["usd_per_1k"] is None else f"{c['usd_per_1k']:.4f}",
-                      str(r["errors"]))
-    Console().print(table)
-    for c in ladder["comparisons"]:
-        d = c["metrics"][primary]
-        echo(f"  {c['a']} -> {c['b']}: {primary} {d['delta']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}], "
-             f"p={d['p_value']:.3g} ({d['test']})")
+        cells = [name, f"{q['mean']:.3f} [{q['low']:.3f}, {q['high']:.3f}]",
+                 f"{lat['p50'] * 1000:.0f}/{lat['p95'] * 1000:.0f}",
+                 "n/a" if c["usd_per_1k"] is None else f"{c['usd_per_1k']:.4f}"]
+        if calibrated:
+            cells.append(f"{r['calibration']['ece']:.3f}" if r.get("calibration") else "-")
+        if red:  # pass rate; a critical case failed is flagged
+            rt = r.get("redteam")
+            cells.append(f"{rt['mean']:.0%}{'!' if rt['critical_failed'] else ''}" if rt else "-")
+        table.add_row(*cells, str(r["errors"]))
+    return table
+
+
+def print_ladder(ladder: dict, echo=None, console=None, short: bool = False, delta: float = 0.05) -> None:
+    """The ladder table, its paired comparisons, power warnings and recommendation, wrapped to the terminal.
+
+    `--short` keeps the table, the recommendation and the power summary.
+    """
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = console or Console()
+    echo = echo or (lambda text: console.print(escape(text), soft_wrap=False))
+    primary = ladder["primary"]
+    console.print(ladder_table(ladder))
+    if not short:
+        others = [m for m in ladder.get("metrics", [primary]) if m != primary]
+        for r in ladder["rungs"] if others else []:
+            echo(f"  {r['name']}: " + ", ".join(f"{m} {v['mean']:.3f} [{v['low']:.3f}, {v['high']:.3f}]"
+                                               for m, v in r["metrics"].items() if m in others))
+        for c in ladder["comparisons"]:
+            d = c["metrics"][primary]
+            echo(f"  {c['a'].partition(':')[2] or c['a']} -> {c['b'].partition(':')[2] or c['b']}: {d['delta']:+.3f} "
+                 f"[{d['low']:+.3f}, {d['high']:+.3f}] p={d['p_value']:.2g} {d['test']}")
+    power = _ladder_power(ladder, delta)
+    for warning in power["warnings"][:1] if short else power["warnings"]:
+        echo(f"warning: {warning}")
     echo(f"\nRecommended: {ladder['recommendation']['rung']}. {ladder['recommendation']['reason']}")
-    echo(f"Report: {ladder['path']}  chart: {ladder['chart_png']}, {ladder['chart_html']}")
+    if not short:
+        echo(f"Report: {ladder['path']}  chart: {ladder['chart_png']}, {ladder['chart_html']}")
 
 
 @reports_app.command("list")
@@ -205,8 +301,8 @@ def reports_list(project: Path = PROJECT, as_json: bool = JSON) -> None:
 
 
 @reports_app.command("show")
-def reports_show(report: str = typer.Argument(..., help="Report id or prefix."), project: Path = PROJECT,
-                 as_json: bool = JSON) -> None:
+def reports_show(report: str = typer.Argument(..., help="Report id or prefix."), delta: float = DELTA,
+                 short: bool = SHORT, project: Path = PROJECT, as_json: bool = JSON) -> None:
     """One report: its metrics with CIs (or, for a ladder, its table and recommendation).
 
     Example: tailor reports show ladder-2026
@@ -221,14 +317,13 @@ def reports_show(report: str = typer.Argument(..., help="Report id or prefix."),
     ladders = list(proj.artifacts("reports").glob(f"{report}*/ladder.json"))
     if len(ladders) == 1:
         ladder = json.loads(ladders[0].read_text())
+        ladder["power"] = _ladder_power(ladder, delta)
         if not emit(ladder, as_json):
-            print_ladder(ladder)
+            print_ladder(ladder, short=short, delta=delta)
         return
     if len(ladders) > 1:
         raise TailorError(f"{len(ladders)} ladder reports match {report!r}; give more of the id")
     r = load_report(proj, report)
     if emit(r, as_json):
         return
-    typer.echo(f"{r['id']}: {r['subject']} on {r['suite']['name']}@{r['suite']['version']} (n={r['suite']['n']})")
-    for m, v in r["metrics"].items():
-        typer.echo("  " + _metric_line(m, v))
+    print_report(r, short)

@@ -1,13 +1,18 @@
-"""Answer-quality metrics for `tailor eval` and the ladder: match, labels, overlap, perplexity, cost.
+"""Answer-quality metrics for `tailor eval` and the ladder: match, labels, overlap, calibration, perplexity, cost.
 
 Every metric returns per-example scores next to its aggregate, because the ladder compares rungs on
-the same examples (`paired_bootstrap`, `mcnemar` in `stats.py`) and `tailor eval` reports a mean
-with `mean_ci`. `METRICS` maps the names used in tailor.yaml to functions with one signature,
-`(preds, refs, **kw) -> {"per_example": [...], "score": float}`.
+the same examples (`stats.py`). `METRICS` maps the names used in tailor.yaml to functions with one
+signature, `(preds, refs, **kw) -> {"per_example": [...], "score": float}`. Two kinds:
+
+- mean metrics (accuracy, exact match, ROUGE-L): `score` is the mean of `per_example`;
+- corpus metrics (macro-F1, micro-F1, BLEU, chrF): `score` is computed from counts pooled over the
+  suite and is not the mean of `per_example`. They also return `stats` (one row of counts per
+  example) and `from_stats` (counts summed over any set of examples -> the metric), so intervals and
+  paired deltas bootstrap the corpus value itself (`stats.corpus_ci`, `stats.paired_corpus_bootstrap`).
 
 A prediction that failed or never names a label arrives as None (or an unmatched string) and
-scores as wrong; nothing is dropped. sacrebleu, rouge-score, numpy and torch are imported inside
-the functions that use them, so `tailor --help` stays fast.
+scores as wrong; nothing is dropped. scikit-learn, sacrebleu, rouge-score, numpy and torch are
+imported inside the functions that use them, so `tailor --help` stays fast.
 """
 
 from __future__ import annotations
@@ -128,53 +133,191 @@ def accuracy(preds, refs, labels: list[str] | None = None, extract: str | None =
     return _result([p is not None and p == r for p, r in zip(preds, refs)])
 
 
-def macro_f1(preds, refs, labels: list[str] | None = None, extract: str | None = None) -> dict:
-    """Unweighted mean of per-label F1 over `labels` (default: the labels seen in refs).
+_NO_LABEL = "\x00no label"  # stands for a None prediction in scikit-learn, which wants one type of label
 
-    A None (or unknown) prediction is a class of its own: it is a false negative for the true label
-    and a false positive for no label, and it is not averaged in. As in scikit-learn
-    (zero_division=0), a label with no true and no predicted examples has F1 0. `per_example` is
-    0/1 correctness, so two systems can still be compared pairwise (McNemar).
+
+def label_stats(preds, refs, labels: list[str]):
+    """Per-example counts behind the F1 scores: one row of [tp per label, fp per label, fn per label].
+
+    A prediction that is None or not in `labels` is a false negative for the true label and a false
+    positive for no label; a reference outside `labels` makes a correct answer count for nothing.
+    Summed over any set of examples, the rows give that set's confusion counts, which is what the
+    bootstrap resamples.
     """
+    import numpy as np
+
+    index = {label: i for i, label in enumerate(labels)}
+    k = len(labels)
+    out = np.zeros((len(preds), 3 * k))
+    for row, (p, r) in enumerate(zip(preds, refs)):
+        ip, ir = index.get(p), index.get(r)
+        if ip is not None and p == r:
+            out[row, ip] = 1
+            continue
+        if ip is not None:
+            out[row, k + ip] = 1
+        if ir is not None:
+            out[row, 2 * k + ir] = 1
+    return out
+
+
+def _split(summed):
+    k = summed.shape[-1] // 3
+    return summed[..., :k], summed[..., k:2 * k], summed[..., 2 * k:]
+
+
+def _f1(tp, fp, fn):
+    import numpy as np
+
+    denom = 2 * tp + fp + fn
+    return np.divide(2 * tp, denom, out=np.zeros(np.broadcast(tp, denom).shape), where=denom > 0)
+
+
+def macro_f1_from_stats(summed):
+    """Macro-F1 from summed `label_stats` rows, shape (..., 3L) -> (...); a label with no support scores 0."""
+    tp, fp, fn = _split(summed)
+    return _f1(tp, fp, fn).mean(axis=-1)
+
+
+def micro_f1_from_stats(summed):
+    """Micro-F1 (pooled counts over the labels) from summed `label_stats` rows, shape (..., 3L) -> (...)."""
+    tp, fp, fn = _split(summed)
+    return _f1(tp.sum(axis=-1), fp.sum(axis=-1), fn.sum(axis=-1))
+
+
+def _f1_metric(preds, refs, labels, extract, average: str) -> dict:
+    from sklearn.metrics import f1_score
+
     _check_pair(preds, refs)
     labels = sorted(set(refs)) if labels is None else list(labels)
     preds = _maybe_extract(preds, labels, extract)
-    f1s = []
-    for label in labels:
-        tp = sum(p == label and r == label for p, r in zip(preds, refs))
-        fp = sum(p == label and r != label for p, r in zip(preds, refs))
-        fn = sum(p != label and r == label for p, r in zip(preds, refs))
-        f1s.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
-    per_label = dict(zip(labels, f1s))
-    return {**_result([p is not None and p == r for p, r in zip(preds, refs)], sum(f1s) / len(f1s)),
-            "per_label": per_label}
+    # scikit-learn scores over `labels` only, so the stand-in for None is a wrong answer for the true
+    # label and a false positive for nothing, as `label_stats` counts it.
+    y_pred = [_NO_LABEL if p is None else p for p in preds]
+    score = f1_score(list(refs), y_pred, labels=labels, average=average, zero_division=0)
+    out = {**_result([p is not None and p == r for p, r in zip(preds, refs)], float(score)),
+           "stats": label_stats(preds, refs, labels),
+           "from_stats": macro_f1_from_stats if average == "macro" else micro_f1_from_stats, "labels": labels}
+    if average == "macro":
+        per = f1_score(list(refs), y_pred, labels=labels, average=None, zero_division=0)
+        out["per_label"] = {label: float(f) for label, f in zip(labels, per)}
+    return out
+
+
+def macro_f1(preds, refs, labels: list[str] | None = None, extract: str | None = None) -> dict:
+    """Unweighted mean of per-label F1 over `labels` (default: the labels seen in refs).
+
+    scikit-learn's `f1_score(average="macro", labels=labels, zero_division=0)`. A None (or unknown)
+    prediction is a class of its own: a false negative for the true label and a false positive for
+    no label, and it is not averaged in. A label with no true and no predicted examples has F1 0.
+    `per_example` is 0/1 correctness (for listing differences); `stats` and `from_stats` give the
+    corpus value on any resample of the examples (`stats.corpus_ci`).
+
+    >>> round(macro_f1(["a", "a", None, "b"], ["a", "b", "b", "b"])["score"], 4)  # F1 a = 2/3, b = 1/2
+    0.5833
+    """
+    return _f1_metric(preds, refs, labels, extract, "macro")
+
+
+def micro_f1(preds, refs, labels: list[str] | None = None, extract: str | None = None) -> dict:
+    """F1 of the counts pooled over `labels` (scikit-learn's average="micro").
+
+    Equal to accuracy when every prediction and reference is one of `labels`; lower when some
+    predictions name no label (they are misses but no label's false positive).
+
+    >>> round(micro_f1(["a", "a", None, "b"], ["a", "b", "b", "b"])["score"], 4)  # tp 2, fp 1, fn 2
+    0.5714
+    """
+    return _f1_metric(preds, refs, labels, extract, "micro")
+
+
+def expected_calibration_error(confidences, correct, n_bins: int = 10) -> dict:
+    """Expected calibration error over `n_bins` equal-width confidence bins (Guo et al. 2017).
+
+    ECE = sum over bins of (examples in bin / n) * |accuracy in bin - mean confidence in bin|. Bin b
+    holds confidences in [b/n_bins, (b+1)/n_bins), the last bin includes 1.0. `bins` lists every bin
+    (empty ones with n 0) for a reliability diagram; `stats` and `from_stats` give the ECE of any
+    resample (a row per example: its (correct - confidence) in its bin's column, then 1).
+
+    >>> r = expected_calibration_error([0.9, 0.8, 0.3], [1, 0, 0])
+    >>> round(r["ece"], 4)  # bin 0.8-0.9: |0 - 0.8| / 3; bin 0.9-1: |1 - 0.9| / 3; bin 0.3-0.4: |0 - 0.3| / 3
+    0.4
+    """
+    import numpy as np
+
+    conf = np.asarray(confidences, dtype=float)
+    hit = np.asarray(correct, dtype=float)
+    if conf.size == 0 or conf.size != hit.size:
+        raise ValueError(f"need one confidence per correctness value, at least one ({conf.size} vs {hit.size})")
+    if np.any((conf < 0) | (conf > 1)) or not np.all(np.isfinite(conf)):
+        raise ValueError("confidences must be probabilities in [0, 1]")
+    which = np.minimum((conf * n_bins).astype(int), n_bins - 1)
+    stats = np.zeros((conf.size, n_bins + 1))
+    stats[np.arange(conf.size), which] = hit - conf
+    stats[:, n_bins] = 1
+    bins = []
+    for b in range(n_bins):
+        inside = which == b
+        count = int(inside.sum())
+        bins.append({"low": b / n_bins, "high": (b + 1) / n_bins, "n": count,
+                     "confidence": float(conf[inside].mean()) if count else None,
+                     "accuracy": float(hit[inside].mean()) if count else None})
+    return {"ece": float(ece_from_stats(stats.sum(axis=0))), "bins": bins, "n": int(conf.size), "n_bins": n_bins,
+            "stats": stats, "from_stats": ece_from_stats}
+
+
+def ece_from_stats(summed):
+    """ECE from summed `expected_calibration_error` rows, shape (..., bins + 1) -> (...)."""
+    import numpy as np
+
+    return np.abs(summed[..., :-1]).sum(axis=-1) / summed[..., -1]
 
 
 def _texts(preds) -> list[str]:
     return ["" if p is None else p for p in preds]  # a failed generation is an empty answer: scores 0
 
 
-def bleu(preds, refs, **kw) -> dict:
-    """sacrebleu BLEU (0-100): `score` is corpus-level, `per_example` sentence-level (smoothed) for pairing.
+def _sacrebleu(metric_cls, preds, refs, kw) -> dict:
+    _check_pair(preds, refs)
+    metric = metric_cls(**kw)
+    preds = _texts(preds)
+    # The per-sentence sufficient statistics and the score from their sum are sacrebleu's own
+    # (its paired bootstrap in sacrebleu/significance.py resamples them the same way).
+    stats = metric._extract_corpus_statistics(preds, [list(refs)])
+    return {"score": metric.corpus_score(preds, [list(refs)]).score, "stats": stats,
+            "from_stats": lambda summed: _from_sacre_stats(metric, summed)}
 
-    Corpus BLEU is not the mean of the sentence scores; bootstrap it by resampling examples.
+
+def _from_sacre_stats(metric, summed):
+    import numpy as np
+
+    summed = np.asarray(summed)
+    rows = summed.reshape(-1, summed.shape[-1])
+    scores = [metric._compute_score_from_stats([int(round(x)) for x in row]).score for row in rows]
+    return np.asarray(scores).reshape(summed.shape[:-1])
+
+
+def bleu(preds, refs, **kw) -> dict:
+    """sacrebleu BLEU (0-100): `score` is corpus-level, `per_example` sentence-level (smoothed) for listing.
+
+    Corpus BLEU is not the mean of the sentence scores; `stats`/`from_stats` bootstrap the corpus value.
     """
     import sacrebleu
+    from sacrebleu.metrics import BLEU
 
-    _check_pair(preds, refs)
-    preds = _texts(preds)
-    per = [sacrebleu.sentence_bleu(p, [r], **kw).score for p, r in zip(preds, refs)]
-    return _result(per, sacrebleu.corpus_bleu(preds, [list(refs)], **kw).score)
+    out = _sacrebleu(BLEU, preds, refs, kw)
+    out["per_example"] = [float(sacrebleu.sentence_bleu(p, [r], **kw).score) for p, r in zip(_texts(preds), refs)]
+    return out
 
 
 def chrf(preds, refs, **kw) -> dict:
-    """sacrebleu chrF (0-100): corpus-level `score`, sentence-level `per_example`."""
+    """sacrebleu chrF (0-100): corpus-level `score`, sentence-level `per_example`, `stats` for the bootstrap."""
     import sacrebleu
+    from sacrebleu.metrics import CHRF
 
-    _check_pair(preds, refs)
-    preds = _texts(preds)
-    per = [sacrebleu.sentence_chrf(p, [r], **kw).score for p, r in zip(preds, refs)]
-    return _result(per, sacrebleu.corpus_chrf(preds, [list(refs)], **kw).score)
+    out = _sacrebleu(CHRF, preds, refs, kw)
+    out["per_example"] = [float(sacrebleu.sentence_chrf(p, [r], **kw).score) for p, r in zip(_texts(preds), refs)]
+    return out
 
 
 def rouge_l(preds, refs, use_stemmer: bool = False, **kw) -> dict:
@@ -305,6 +448,7 @@ METRICS = {
     "contains": _per_pair(contains_match),
     "accuracy": accuracy,
     "macro_f1": macro_f1,
+    "micro_f1": micro_f1,
     "bleu": bleu,
     "chrf": chrf,
     "rouge_l": rouge_l,

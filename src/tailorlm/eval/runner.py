@@ -6,8 +6,14 @@ rung with its prompt and model versions, the suite version and the sampling para
 same question asked twice reuses its answers and a changed prompt gets a new report.
 
 A rung that fails on an example scores that example as wrong (its error is kept in the report).
-Every metric's mean carries a 95% confidence interval; latency is per query at the batch size
-used, and cost per 1k queries comes from the measured seconds and the config's price table.
+Every metric's point value carries a 95% confidence interval: for a mean metric the mean and its
+Wilson or bootstrap interval, for a corpus metric (macro-F1, micro-F1, BLEU, chrF) the corpus value
+and a bootstrap of that corpus value over examples (`mean` is the point value either way, so
+readers need not tell them apart). When a classification rung's answers carry a confidence (the
+chosen label's probability, `answer.meta["confidence"]`), the report adds its expected calibration
+error with a bootstrap interval and the bins for a reliability diagram. Latency is per query at
+the batch size used, and cost per 1k queries comes from the measured seconds and the config's
+price table.
 """
 
 import hashlib
@@ -15,12 +21,13 @@ import json
 
 from tailorlm.errors import TailorError
 from tailorlm.eval import metrics as M
-from tailorlm.eval.stats import mean_ci
+from tailorlm.eval.stats import corpus_ci, mean_ci
 from tailorlm.models.base import GenParams
 from tailorlm.store import now
 
-LABEL_METRICS = ("accuracy", "macro_f1")
-CORPUS_METRICS = {"macro_f1", "bleu", "chrf"}  # their score is not the mean of per-example scores
+LABEL_METRICS = ("accuracy", "macro_f1", "micro_f1")
+CORPUS_METRICS = {"macro_f1", "micro_f1", "bleu", "chrf"}  # their score is not the mean of per-example scores
+ECE_BINS = 10
 LOWER_IS_BETTER = {"perplexity"}
 
 
@@ -60,7 +67,8 @@ def evaluate(project, rung, suite, metrics: list[str] | None = None, params: Gen
                 row = {"id": e.id, "prediction": a.text, "error": a.error, "latency_s": a.latency_s,
                        "compute_s": a.meta.get("compute_s", a.latency_s), "usage": a.usage.to_dict(),
                        "finish_reason": a.finish_reason, "citations": a.citations,
-                       "shots": a.meta.get("shots"), "retrieved": [r.get("path") for r in a.meta.get("retrieved", [])]}
+                       "shots": a.meta.get("shots"), "retrieved": [r.get("path") for r in a.meta.get("retrieved", [])],
+                       "confidence": a.meta.get("confidence"), "raw": a.meta.get("raw")}
                 out.write(json.dumps(row, ensure_ascii=False) + "\n")
                 done[e.id] = row
             out.flush()
@@ -120,10 +128,14 @@ def score(project, suite, preds: list[str | None], metrics: list[str], rung=None
             if any(r is None for r in refs):
                 raise TailorError(f"{name} needs a reference on every example of suite {suite.name}")
             result = M.METRICS[name](preds, refs)
-        ci = mean_ci(result["per_example"])
+        if "stats" in result:
+            ci = corpus_ci(result["stats"], result["from_stats"])
+            ci["method"] = "bootstrap (corpus)"
+        else:
+            ci = mean_ci(result["per_example"])
         entry = {"score": result.get("score", ci["mean"]), "mean": ci["mean"], "low": ci["low"], "high": ci["high"],
                  "n": ci["n"], "method": ci["method"], "per_example": result["per_example"]}
-        for extra in ("extracted", "per_label", "warning", "perplexity"):
+        for extra in ("extracted", "per_label", "labels", "warning", "perplexity"):
             if extra in result:
                 entry[extra] = result[extra]
         out[name] = entry
@@ -159,12 +171,13 @@ def _assemble(project, rid, subject, rung, suite, params, rows, scores, metrics)
     completion_tokens = sum(r["usage"]["completion_tokens"] for r in rows)
     price_table = {"api_input_per_1m": prices.api_input_per_1m, "api_output_per_1m": prices.api_output_per_1m} \
         if rung.get("backend") == "openai" else {"cpu_hour": prices.cpu_hour, "seconds": compute}
+    label = next((scores[m] for m in LABEL_METRICS if m in scores), None)
     examples = []
     for i, (e, r) in enumerate(zip(suite.examples, rows)):
         ex = {"id": e.id, "input": e.input, "reference": e.reference, "labels": e.labels, **r,
               "scores": {m: scores[m]["per_example"][i] for m in metrics}}
-        if "accuracy" in scores or "macro_f1" in scores:
-            ex["label"] = (scores.get("accuracy") or scores.get("macro_f1"))["extracted"][i]
+        if label is not None:
+            ex["label"] = label["extracted"][i]
         examples.append(ex)
     aggregate = {m: {k: v for k, v in s.items() if k not in ("per_example", "extracted")} for m, s in scores.items()}
     return {
@@ -177,8 +190,28 @@ def _assemble(project, rid, subject, rung, suite, params, rows, scores, metrics)
         "throughput": {"seconds": compute, "queries_per_s": len(rows) / compute if compute else None,
                        "completion_tokens_per_s": completion_tokens / compute if compute else None},
         "cost_per_1k": M.cost_per_1k(prompt_tokens, completion_tokens, len(rows), price_table),
-        "examples": examples, "created_at": now(),
+        "calibration": calibration(rows, scores), "examples": examples, "created_at": now(),
     }
+
+
+def calibration(rows: list[dict], scores: dict) -> dict | None:
+    """Expected calibration error of the answers' confidences against label correctness, or None.
+
+    Over the examples whose answer carries `confidence` (a failed one has none), in 10 equal-width
+    bins, with a percentile bootstrap interval of the ECE over those examples.
+    """
+    label = next((scores[m] for m in LABEL_METRICS if m in scores), None)
+    if label is None:
+        return None
+    pairs = [(r["confidence"], hit) for r, hit in zip(rows, label["per_example"]) if r.get("confidence") is not None]
+    if not pairs:
+        return None
+    confidences, correct = zip(*pairs)
+    result = M.expected_calibration_error(confidences, correct, ECE_BINS)
+    ci = corpus_ci(result["stats"], result["from_stats"])
+    return {"ece": result["ece"], "low": ci["low"], "high": ci["high"], "n": result["n"], "n_bins": ECE_BINS,
+            "bins": result["bins"], "mean_confidence": sum(confidences) / len(confidences),
+            "accuracy": sum(correct) / len(correct), "method": f"{ECE_BINS} equal-width bins, bootstrap interval"}
 
 
 def load_report(project, ref: str) -> dict:

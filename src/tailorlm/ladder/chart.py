@@ -1,7 +1,9 @@
 """The ladder chart: quality with its 95% CI per rung, beside latency, as PNG and as HTML.
 
 The PNG is drawn with matplotlib (Agg, no display needed); the HTML is one self-contained file
-with an inline SVG and the full table, so it opens anywhere without a network.
+with an inline SVG, the full table, every metric with its interval, the power analysis and, for
+rungs whose answers carry a confidence, a reliability diagram (matplotlib, embedded as a base64
+PNG), so it opens anywhere without a network.
 """
 
 import html
@@ -44,6 +46,81 @@ def _png(ladder: dict, path) -> None:
     plt.close(fig)
 
 
+def reliability_png(rows: list[dict]) -> str | None:
+    """A reliability diagram per calibrated rung (accuracy against mean confidence in each bin), as base64 PNG."""
+    import base64
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in rows if r.get("calibration")]
+    if not rows:
+        return None
+    cols = min(4, len(rows))  # four diagrams a row keep the page inside 960 px
+    lines = -(-len(rows) // cols)
+    fig, axes = plt.subplots(lines, cols, figsize=(2.6 * cols + 0.4, 2.9 * lines), squeeze=False)
+    for ax in axes.flat[len(rows):]:
+        ax.set_visible(False)
+    for ax, r in zip(axes.flat, rows):
+        c = r["calibration"]
+        filled = [b for b in c["bins"] if b["n"]]
+        width = 1 / c["n_bins"]
+        ax.bar([b["low"] for b in filled], [b["accuracy"] for b in filled], width=width, align="edge",
+               color="#1f77b4", edgecolor="white", label="accuracy")
+        ax.plot([0, 1], [0, 1], "--", color="#888888", linewidth=1)
+        ax.plot([b["confidence"] for b in filled], [b["accuracy"] for b in filled], "o", color="#ff7f0e", markersize=3)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_title(f"{r['name']}\nECE {c['ece']:.3f} [{c['low']:.3f}, {c['high']:.3f}]", fontsize=8)
+        ax.set_xlabel("confidence", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for row in axes:
+        row[0].set_ylabel("accuracy", fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _ci(m: dict) -> str:
+    return f"{m['mean']:.3f} [{m['low']:.3f}, {m['high']:.3f}]"
+
+
+def _extras(ladder: dict) -> str:
+    """The metrics table, the power analysis and the reliability diagrams, as HTML."""
+    from tailorlm.eval.compare import ladder_power
+
+    rows, e = ladder["rungs"], html.escape
+    names = list(ladder.get("metrics") or [ladder["primary"]])
+    head = "".join(f"<th>{e(m)} [95% CI]</th>" for m in names)
+    body = "".join(f"<tr><td>{e(r['name'])}</td>" + "".join(
+        f"<td>{_ci(r['metrics'][m]) if m in r.get('metrics', {}) else '-'}</td>" for m in names) + "</tr>" for r in rows)
+    out = [f"<h2>Metrics</h2><table><tr><th>rung</th>{head}</tr>{body}</table>",
+           "<p>Corpus metrics (macro_f1, micro_f1, bleu, chrf) are the value on the whole suite, with a percentile "
+           "bootstrap over examples of that value (10,000 resamples); 0/1 metrics carry a Wilson interval.</p>"]
+    power = ladder.get("power") or ladder_power(ladder)
+    if power.get("pairs"):
+        items = "".join(
+            f"<li>{e(p['a'])} → {e(p['b'])}: disagree on {p['discordance']:.1%}; {p['n_needed']} examples to detect "
+            f"{power['delta'] * 100:g} points</li>" for p in power["pairs"])
+        warns = "".join(f"<p><b>Warning:</b> {e(w)}</p>" for w in power["warnings"])
+        out.append(f"<h2>Power</h2><p>Golden examples needed to detect a difference of {power['delta'] * 100:g} points "
+                   f"of {e(power['metric'])} at {power['power']:.0%} power (two-sided McNemar, alpha {power['alpha']}; "
+                   f"Connor 1987, with continuity correction), from the disagreement observed between adjacent rungs; "
+                   f"the suite has {power['n']}.</p><ul>{items}</ul>{warns}")
+    png = reliability_png(rows)
+    if png:
+        out.append("<h2>Calibration</h2><p>Expected calibration error of each answer's confidence (the chosen label's "
+                   "probability), 10 equal-width bins, with a bootstrap 95% interval. Bars: accuracy per bin; dots: "
+                   f"mean confidence per bin; dashed: perfect calibration.</p><img alt=\"reliability diagrams\" "
+                   f"src=\"data:image/png;base64,{png}\">")
+    return "".join(out)
+
+
 def _html(ladder: dict) -> str:
     rows, primary, rec = ladder["rungs"], ladder["primary"], ladder["recommendation"]
     width, bar_h, left = 420, 26, 130
@@ -83,6 +160,7 @@ tr:nth-child(even){{background:#f4f4f4}}</style></head><body>
 <table><tr><th>rung</th><th>kind</th><th>{primary}</th><th>95% CI</th><th>p50 ms</th><th>p95 ms</th>
 <th>cost / 1k queries ({html.escape(ladder.get('currency', 'USD'))})</th><th>errors</th></tr>{table}</table>
 <h2>Adjacent rungs</h2><ul>{comps}</ul>
+{_extras(ladder)}
 <p>Leakage check: no eval example in {html.escape(', '.join(ladder['leakage']['pools']) or 'any pool')}.
 Latency is per query at the eval batch size; cost comes from the measured seconds and the project's price table.</p>
 </body></html>

@@ -16,7 +16,7 @@ because a long few-shot prompt can cost more per query than a fine-tuned model.
 import json
 
 from tailorlm.errors import TailorError
-from tailorlm.eval.compare import compare, worse_beyond_margin
+from tailorlm.eval.compare import compare, ladder_power, worse_beyond_margin
 from tailorlm.eval.runner import LOWER_IS_BETTER, evaluate
 from tailorlm.eval.suite import load_suite
 from tailorlm.ladder.rungs import LADDER_ALIAS, MODEL_KINDS, build_rung, default_dataset, train_records
@@ -76,6 +76,7 @@ def run_ladder(project, only: list[str] | None = None, generator=None, embedder=
               "primary": metrics[0], "metrics": metrics, "margin": project.config.eval.margin,
               "rungs": rows, "comparisons": comparisons, "recommendation": recommendation,
               "leakage": leakage, "created_at": now()}
+    ladder["power"] = ladder_power(ladder)
     folder = project.artifacts("reports") / ladder["id"]
     folder.mkdir(parents=True, exist_ok=True)
     from tailorlm.ladder.chart import write_charts
@@ -99,7 +100,8 @@ def _row(spec, report: dict, primary: str) -> dict:
             "latency": {"p50": report["latency"]["p50"], "p95": report["latency"]["p95"]},
             "tokens": {"prompt_mean": report["tokens"]["prompt"]["mean"],
                        "completion_mean": report["tokens"]["completion"]["mean"]},
-            "throughput": report["throughput"], "cost_per_1k": report["cost_per_1k"], "errors": report["errors"]}
+            "throughput": report["throughput"], "cost_per_1k": report["cost_per_1k"], "errors": report["errors"],
+            "calibration": report.get("calibration")}
 
 
 def _brief(c: dict) -> dict:
