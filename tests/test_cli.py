@@ -161,3 +161,36 @@ def test_os_errors_and_bugs_are_one_line_and_debug_shows_them(cli):
             cli("--debug", "boom")
     finally:
         app.registered_commands.pop()
+
+
+def _options():
+    """{command path: [its options' names]} for every `tailor` command."""
+    import typer
+
+    from tailorlm.cli import app
+
+    out = {}
+
+    def walk(cmd, path):
+        if hasattr(cmd, "commands"):
+            for name, sub in cmd.commands.items():
+                walk(sub, [*path, name])
+        else:
+            out[" ".join(path)] = [o for p in cmd.params if getattr(p, "param_type_name", "") == "option"
+                                   for o in p.opts + p.secondary_opts]
+
+    walk(typer.main.get_command(app), [])
+    return out
+
+
+def test_short_options_follow_the_usual_conventions():
+    options = _options()
+    for command, names in options.items():
+        if "--k" in names:
+            assert "-k" in names, command  # the top-k flag of retrieval tools
+        if "--n" in names or "--limit" in names:
+            assert "-n" in names, command  # like head -n
+        assert len(names) == len(set(names)), command
+    for command in ("eval", "ladder", "reports show", "quickstart"):
+        assert "--short" in options[command], command
+    assert "--power" in options["eval"] and "--delta" in options["eval"] and "--delta" in options["ladder"]

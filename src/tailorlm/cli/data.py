@@ -184,7 +184,7 @@ def export(
 
 @data_app.command("quarantine")
 def quarantine(ref: str = typer.Argument(..., help="NAME, NAME@latest or NAME@HASH."),
-               limit: int = typer.Option(20, help="Entries to show."), project: Path = PROJECT,
+               limit: int = typer.Option(20, "--limit", "-n", help="Entries to show."), project: Path = PROJECT,
                as_json: bool = JSON) -> None:
     """Show what a version's run did not keep: each entry's step, reason, file and line.
 
@@ -251,7 +251,7 @@ def synthesize(
     seeds: str = typer.Option(None, help="Chat dataset whose training examples seed self-instruct variations."),
     docs: list[str] = typer.Option(None, help="Document source to write questions from (RAFT-style); repeat; "
                                               "`all` for rag.sources or every document source."),
-    n: int = typer.Option(20, min=1, help="Examples to generate per method."),
+    n: int = typer.Option(20, "--n", "-n", min=1, help="Examples to generate per method."),
     name: str = typer.Option(None, help="Dataset to write (default: SEEDS-synth)."),
     mix_with: str = typer.Option(None, help="Real chat dataset to mix into (default: --seeds)."),
     no_mix: bool = typer.Option(False, "--no-mix", help="Write the synthetic records alone, unmixed."),

@@ -66,6 +66,7 @@ def config_schema() -> None:
 def quickstart(
     path: Path = typer.Argument(Path("tailor-quickstart"), help="Where to create the example project."),
     rungs: str = typer.Option(None, help="Only these rungs (comma-separated names), e.g. zero_shot,rag."),
+    short: bool = typer.Option(False, "--short", help="Only the ladder table, its power summary and the recommendation."),
     as_json: bool = JSON,
 ) -> None:
     """The main job: the whole ladder on the shipped example project, offline, with the embedded models.
@@ -83,4 +84,4 @@ def quickstart(
     with progress:
         result = run_quickstart(path, log=log, on_progress=update, rungs=rungs.split(",") if rungs else None)
     if not emit(result, as_json):
-        print_ladder(result)
+        print_ladder(result, short=short)

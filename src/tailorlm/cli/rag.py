@@ -52,7 +52,7 @@ def index(
 @rag_app.command("query")
 def query(
     question: str = typer.Argument(..., help="The question."),
-    k: int = typer.Option(None, min=1, help="Chunks to retrieve (default: rag.k)."),
+    k: int = typer.Option(None, "--k", "-k", min=1, help="Chunks to retrieve (default: rag.k)."),
     mode: str = typer.Option(None, help="hybrid | vector | fts (default: rag.search)."),
     source: str = typer.Option(None, help="Only chunks from this source."),
     tag: str = typer.Option(None, help="Only chunks with this tag."),
@@ -114,7 +114,7 @@ def _show_hits(hits) -> None:
 @rag_app.command("eval")
 def evaluate(
     suite: str = typer.Argument(..., help="JSONL of questions with their `sources` (doc paths) or `chunks` (ids)."),
-    k: int = typer.Option(5, min=1, help="Cut-off for recall@k and nDCG@k."),
+    k: int = typer.Option(5, "--k", "-k", min=1, help="Cut-off for recall@k and nDCG@k."),
     modes: str = typer.Option("hybrid", help="Comma-separated search modes to compare, e.g. hybrid,vector,fts."),
     chunk_tokens: str = typer.Option(None, help="Comma-separated chunk sizes to compare (default: rag.chunk_tokens)."),
     rerank: str = typer.Option("none", help="Comma-separated rerankers to compare, e.g. none,llm."),
