@@ -101,6 +101,10 @@ def test_ladder_end_to_end_on_a_tiny_model(tmp_path, tiny_model_dir):
     assert ladder["recommendation"]["rung"] in page and "<svg" in page
     saved = json.loads((project.root / ladder["path"]).read_text())
     assert saved["recommendation"] == ladder["recommendation"]
+    # 12 golden examples separate nothing at 5 points: the ladder says so, with the size it would take.
+    assert saved["power"]["n"] == 12 and len(saved["power"]["pairs"]) == 5
+    assert all(p["n_needed"] > 12 for p in saved["power"]["pairs"]) and "cannot detect" in saved["power"]["warnings"][0]
+    assert "Power</h2>" in page
     # The rungs' prompts really differ: few-shot turns and retrieved sources are in the reports.
     report = json.loads((project.root / ".tailor" / "reports" / ladder["rungs"][2]["report"] / "report.json").read_text())
     assert all(len(e["shots"]) == 2 for e in report["examples"])

@@ -177,10 +177,13 @@ def ladder_power(ladder: dict, delta: float = DELTA) -> dict:
     short = [p for p in pairs if p["n_needed"] is not None and p["n_needed"] > n]
     if short:
         span = f"{needs[0]}" if needs[0] == needs[-1] else f"{needs[0]} to {needs[-1]}"
+        # A difference of delta needs at least delta disagreement, so for pairs that disagreed less the
+        # size is the smallest any such difference could need.
+        floor = any(p["discordance"] < delta for p in short)
         out["warnings"].append(
             f"{n} golden examples cannot detect a {delta * 100:g}-point difference at {POWER:.0%} power for "
             f"{len(short)} of {len(pairs)} adjacent rung pairs: at the disagreement observed between them "
-            f"that takes {span} examples (McNemar, Connor 1987).")
+            f"that takes {'at least ' if floor else ''}{span} examples (McNemar, Connor 1987).")
     for p in pairs:
         if p["n_needed_observed"] is not None and p["n_needed_observed"] > n:
             out["warnings"].append(
