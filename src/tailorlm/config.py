@@ -16,7 +16,7 @@ EMBEDDED_GENERATOR = "smollm2-135m-instruct"
 EMBEDDED_EMBEDDER = "all-minilm-l6-v2"
 
 RecordKind = Literal["chat", "preference", "text", "eval"]
-RungKind = Literal["zero_shot", "few_shot", "rag", "sft", "dpo", "hybrid", "cpt"]
+RungKind = Literal["classic", "zero_shot", "few_shot", "rag", "sft", "dpo", "hybrid", "cpt"]
 
 
 class Strict(BaseModel):
@@ -97,7 +97,8 @@ class RungConfig(Strict):
     dataset: str | None = Field(
         None, description="few_shot pool and the training data the ladder uses: a chat dataset (NAME or NAME@HASH); "
         "default: the first chat dataset prepared.")
-    train: dict = Field(default_factory=dict, description="sft/hybrid: training settings (as in `tailor train sft`) when the ladder trains the model.")
+    train: dict = Field(default_factory=dict, description="sft/hybrid: training settings (as in `tailor train sft`) when the ladder trains the model; "
+                        "classic: {features: [tfidf, embedding], C: [...], cv_folds: 5}.")
     raft: bool = Field(False, description="hybrid: train on prompts that carry retrieved documents, distractors included (RAFT).")
 
     @property

@@ -8,9 +8,9 @@
    (paired), and recommend the cheapest rung whose quality is not significantly below the best by
    more than `eval.margin` (the guides' rule), saying why.
 
-"Cheapest" is the ladder's order of effort: prompting, then examples, then retrieval, then
-training, then training plus retrieval. Serving cost per query is measured and shown beside it,
-because a long few-shot prompt can cost more per query than a fine-tuned model.
+"Cheapest" is the ladder's order of effort: the classic baseline (no LLM), prompting, then
+examples, then retrieval, then training, then training plus retrieval. Serving cost per query is
+measured and shown beside it, because a long few-shot prompt can cost more per query than a fine-tuned model.
 """
 
 import json
@@ -22,7 +22,7 @@ from tailorlm.eval.suite import load_suite
 from tailorlm.ladder.rungs import LADDER_ALIAS, MODEL_KINDS, build_rung, default_dataset, train_records
 from tailorlm.store import new_id, now
 
-EFFORT = {"zero_shot": 0, "few_shot": 1, "rag": 2, "sft": 3, "dpo": 3, "cpt": 3, "hybrid": 4}
+EFFORT = {"classic": -1, "zero_shot": 0, "few_shot": 1, "rag": 2, "sft": 3, "dpo": 3, "cpt": 3, "hybrid": 4}
 
 
 def run_ladder(project, only: list[str] | None = None, generator=None, embedder=None, log=print,
@@ -46,7 +46,7 @@ def run_ladder(project, only: list[str] | None = None, generator=None, embedder=
     metrics = list(project.config.eval.metrics)
     log(f"suite {suite.name}@{suite.version}: {len(suite.examples)} examples ({suite.source}); metrics: {', '.join(metrics)}")
     pool = ModelPool(project, generator)
-    if embedder is None and any(s.kind in ("rag", "hybrid") or s.selection == "similar" for s in specs):
+    if embedder is None and any(s.kind in ("rag", "hybrid", "classic") or s.selection == "similar" for s in specs):
         from tailorlm.models import get_embedder
 
         embedder = get_embedder(project.config.models.embedder)
@@ -142,11 +142,11 @@ def check_leakage(project, suite, specs) -> dict:
 
     pools = {}
     for spec in specs:
-        if spec.kind == "few_shot" or (spec.kind in MODEL_KINDS and not spec.model):
+        if spec.kind in ("few_shot", "classic") or (spec.kind in MODEL_KINDS and not spec.model):
             try:
                 manifest, records = train_records(project, default_dataset(project, spec))
             except TailorError:
-                if spec.kind == "few_shot":
+                if spec.kind in ("few_shot", "classic"):
                     raise
                 continue
             pools[manifest["id"] + ":train"] = records

@@ -122,6 +122,10 @@ def resolve_version(project, spec, specs=()) -> dict:
 
 def build_rung(project, spec, pool, embedder=None, version: dict | None = None, specs=()) -> PromptRung:
     """The rung a spec describes. `pool` is a `ModelPool`; `version` overrides the model lookup."""
+    if spec.kind == "classic":  # no generator: a linear classifier that answers with a label
+        from tailorlm.ladder.classic import build_classic
+
+        return build_classic(project, spec, embedder)
     from tailorlm.ladder.prompts import load_prompt
 
     prompt = load_prompt(project, spec.prompt)
