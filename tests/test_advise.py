@@ -50,6 +50,8 @@ ZS, FS = rung("zero_shot", 0.05), rung("few_shot", 0.30)
 RAG = rung("rag", 0.55)
 SFT_WIN, SFT_TIE = rung("sft", 0.70), rung("sft", 0.33)
 HYB = rung("hybrid", 0.82)
+CLASSIC = rung("classic", 0.72)
+CLS = {"type": "classification", "labels": 8}
 BIG = {"n": 5000, "tokens": 12e9, "datasets": ["corpus"], "prepared": True}
 PRICED = {"flops": 1e21, "cost": {"amount": 4000.0, "reason": "..."}}
 
@@ -124,6 +126,20 @@ CASES = [
          "n_needed": 850, "power_delta": 0.05}])),
      "few_shot", "stay", "a larger golden suite: telling sft from few_shot apart by 5 points at 80% power takes about "
                          "850 examples (they disagree on 25% of the 40; McNemar sample size, Connor 1987); you have 40"),
+    # classification: the classic baseline is measured first, and kept when nothing above it pays
+    ("classification-measures-classic-first", facts(task=CLS, examples={"real": 40}), "classic", "measure",
+     "Ready to measure beside it in the same ladder run: prompting, few-shot."),
+    ("classic-needs-examples-per-label", facts(task=CLS, examples={"real": 30}), "zero_shot", "measure",
+     "the classic baseline needs ≥ 40 labelled examples (5 per label); you have 30"),
+    ("classic-skipped-is-measured-next", facts(task=CLS, examples={"real": 600}, ladder=ladder(ZS, FS)),
+     "classic", "climb", "the classic baseline (TF-IDF or embeddings + a linear model) was skipped; measure it"),
+    ("classic-holds-against-fine-tuning", facts(task=CLS, examples={"real": 600}, ladder=ladder(CLASSIC, ZS, FS, SFT_WIN)),
+     "classic", "stay", "did not beat classic significantly (0.700 [0.650, 0.750] vs 0.720 [0.670, 0.770]"),
+    ("classic-holds-against-the-best-cheaper-rung", facts(task=CLS, examples={"real": 600}, ladder=ladder(
+        rung("classic", 0.70), ZS, rung("few_shot", 0.74), rung("sft", 0.72))),
+     "classic", "stay", "classic is cheaper than few_shot and not significantly worse"),
+    ("fine-tuning-beats-classic", facts(task=CLS, examples={"real": 600}, ladder=ladder(rung("classic", 0.5), ZS, FS, SFT_WIN)),
+     "sft", "stay", "The last climb paid: sft beat the best cheaper rung"),
 ]
 
 
@@ -133,13 +149,14 @@ def test_advisor_decisions(case, f, want_rung, want_action, text):
     said = " | ".join(advice["reasons"] + advice["missing"] + advice["next_steps"] + advice["warnings"])
     assert (advice["rung"], advice["action"]) == (want_rung, want_action), said
     assert text in said, said
-    assert [r["kind"] for r in advice["rungs"]] == ["zero_shot", "few_shot", "rag", "sft", "hybrid", "dpo", "pretrain"]
+    assert [r["kind"] for r in advice["rungs"]] == ["classic", "zero_shot", "few_shot", "rag", "sft", "hybrid", "dpo",
+                                                    "pretrain"]
 
 
 def test_every_branch_is_covered_by_a_case():
     actions = {c[3] for c in CASES}
     assert actions == {"measure", "climb", "collect_data", "stay"}
-    assert {c[2] for c in CASES} == {"zero_shot", "few_shot", "rag", "sft", "hybrid", "dpo", "pretrain"}
+    assert {c[2] for c in CASES} == {"classic", "zero_shot", "few_shot", "rag", "sft", "hybrid", "dpo", "pretrain"}
 
 
 def test_pre_training_is_never_advised_below_ten_billion_tokens():

@@ -6,23 +6,26 @@ how often the knowledge changes, the task type, the constraints in `advise:` and
 report. `decide(facts)` is a pure function of those facts, so every branch is tested on plain
 dictionaries. It follows the ladder, cheapest first:
 
-    prompting -> few-shot -> RAG -> fine-tuning -> fine-tuning + RAG (hybrid) -> DPO
+    [classic baseline] -> prompting -> few-shot -> RAG -> fine-tuning -> fine-tuning + RAG (hybrid) -> DPO
 
-and climbs one rung only when the last climb paid (a significant gain on the ladder). Pre-training
-is advised only with at least 10B tokens of unique (prepared, deduplicated) text and a training
-budget that covers its estimate.
+and climbs one rung only when the last climb paid (a significant gain on the ladder). On a
+classification task the first rung is the classic baseline (TF-IDF or embeddings + a linear model):
+seconds to fit, and the bar every LLM rung must clear. Pre-training is advised only with at least
+10B tokens of unique (prepared, deduplicated) text and a training budget that covers its estimate.
 """
 
 from tailorlm.advise.facts import FREQUENT
 from tailorlm.data.steps.mix import cap_allowed
 
-ORDER = ("zero_shot", "few_shot", "rag", "sft", "hybrid", "dpo", "pretrain")
-LABEL = {"zero_shot": "prompting", "few_shot": "few-shot", "rag": "RAG", "sft": "fine-tuning",
+ORDER = ("classic", "zero_shot", "few_shot", "rag", "sft", "hybrid", "dpo", "pretrain")
+LABEL = {"classic": "the classic baseline (TF-IDF or embeddings + a linear model)",
+         "zero_shot": "prompting", "few_shot": "few-shot", "rag": "RAG", "sft": "fine-tuning",
          "hybrid": "fine-tuning + RAG (hybrid)", "dpo": "preference tuning (DPO)", "pretrain": "pre-training"}
 FINE_TUNE_MIN_EXAMPLES = 500  # the product's bar for LoRA to beat good prompting (DESIGN.md measured 480 -> 64%)
 DPO_MIN_PAIRS = 500  # the same bar for preference pairs
 PRETRAIN_MIN_TOKENS = 10e9
 ALPHA = 0.05
+CLASSIC_MIN_PER_LABEL = 5  # below this, a validation score (or a CV fold) holds too few examples of a label to tune on
 
 
 def _n(x: float) -> str:
@@ -58,7 +61,14 @@ def readiness(kind: str, facts: dict) -> dict:
             if room > 0:
                 row["missing"][-1] += f" ({_have(ex)}); synthetic data may add {_n(room)} more within the {share:.0%} cap"
 
-    if kind == "few_shot":
+    if kind == "classic":
+        labels = facts["task"].get("labels") or 0
+        if facts["task"]["type"] != "classification" or not labels:
+            row.update(applicable=False, ready=False, note="classification tasks with labels only")
+        else:
+            lack("the classic baseline", CLASSIC_MIN_PER_LABEL * labels, real,
+                 f"labelled examples ({CLASSIC_MIN_PER_LABEL} per label)")
+    elif kind == "few_shot":
         lack("few-shot", facts["few_shot_k"], real, "labelled examples")
     elif kind in ("rag", "hybrid") and not docs["n"]:
         row.update(applicable=False, ready=False, note="no documents")
@@ -225,13 +235,20 @@ def _data_checks(facts: dict, out: dict) -> None:
 
 
 def _first_rungs(facts: dict, rows: dict, out: dict) -> None:
-    out.update(rung="zero_shot", action="measure")
-    out["reasons"].append("Nothing is measured yet: start with the cheapest rung, a prompt, so that every later rung "
-                          "has a baseline to beat.")
-    ready = [k for k in ORDER[1:-1] if rows[k]["applicable"] and rows[k]["ready"]]
+    if rows["classic"]["ready"]:
+        out.update(rung="classic", action="measure")
+        out["reasons"].append("Nothing is measured yet: on a classification task start with the classic baseline, a "
+                              "linear model over TF-IDF or embeddings (seconds to fit, no LLM). Every LLM rung must "
+                              "beat it significantly to be worth its cost.")
+    else:
+        out.update(rung="zero_shot", action="measure")
+        out["reasons"].append("Nothing is measured yet: start with the cheapest rung, a prompt, so that every later rung "
+                              "has a baseline to beat.")
+    rest = [k for k in ORDER[:-1] if k != out["rung"]]
+    ready = [k for k in rest if rows[k]["applicable"] and rows[k]["ready"]]
     if ready:
         out["reasons"].append("Ready to measure beside it in the same ladder run: " + ", ".join(LABEL[k] for k in ready) + ".")
-    blocked = next((k for k in ORDER[1:-1] if rows[k]["applicable"] and not rows[k]["ready"]), None)
+    blocked = next((k for k in rest if rows[k]["applicable"] and not rows[k]["ready"]), None)
     if blocked:
         out["missing"] += rows[blocked]["missing"]
     _knowledge_reason(facts, out)
@@ -282,8 +299,9 @@ def _climb(facts: dict, rows: dict, out: dict) -> None:
             out["reasons"].append(f"{LABEL[skipped]} was skipped; measure it before climbing further.")
             out["missing"] += rows[skipped]["missing"]
         else:
-            out.update(rung=cheaper["kind"], action="stay")
-            out["reasons"].append(f"Stay with {cheaper['name']}: the climb did not pay for its cost.")
+            stay = _cheapest_holding(facts, measured, cheaper, out)
+            out.update(rung=stay["kind"], action="stay")
+            out["reasons"].append(f"Stay with {stay['name']}: the climb did not pay for its cost.")
             if top_kind in ("sft", "hybrid", "dpo"):
                 out["missing"].append(f"to try {LABEL[top_kind]} again: more or better examples (you have "
                                       f"{_have(facts['examples'])}); check them with `tailor data report`")
@@ -310,6 +328,20 @@ def _climb(facts: dict, rows: dict, out: dict) -> None:
     _knowledge_reason(facts, out)
 
 
+def _cheapest_holding(facts: dict, measured: dict, best: dict, out: dict) -> dict:
+    """The cheapest measured rung that `best` does not beat significantly: the ladder's rule, so
+    that the classic baseline (or a prompt) wins whenever nothing above it pays."""
+    for kind in ORDER[:ORDER.index(best["kind"])]:
+        r = measured.get(kind)
+        if r is None:
+            continue
+        won, basis = beats(facts, best, r)
+        if not won:
+            out["reasons"].append(f"{r['name']} is cheaper than {best['name']} and not significantly worse ({basis}).")
+            return r
+    return best
+
+
 def _commands(rung: str | None, action: str, facts: dict) -> list[str]:
     """What to run next, as commands."""
     chat = (facts["examples"]["datasets"] or ["NAME"])[0]
@@ -323,6 +355,7 @@ def _commands(rung: str | None, action: str, facts: dict) -> list[str]:
     if action == "stay":
         return ["tailor ladder   # re-measure after data or prompt changes"] if rung else []
     per_rung = {
+        "classic": ["add `- {kind: classic}` as the first of rungs in tailor.yaml, then `tailor ladder`"],
         "zero_shot": ["tailor ladder   # with `rungs: [{kind: zero_shot}]` (and every ready rung) in tailor.yaml"],
         "few_shot": ["add `- {kind: few_shot, k: %d}` to rungs in tailor.yaml, then `tailor ladder`" % facts["few_shot_k"]],
         "rag": ["tailor rag index", "add `- {kind: rag}` to rungs in tailor.yaml, then `tailor ladder`"],
