@@ -19,7 +19,7 @@ sees the same examples.
     >>> from public_datasets import bbc_news
     >>> splits = bbc_news()                           # doctest: +SKIP
     >>> len(splits["train"]), splits["train"][0][1]   # doctest: +SKIP
-    (1606, 'politics')
+    (1606, 'business')
 """
 
 import hashlib
