@@ -5,7 +5,8 @@
 Nothing here is written by hand except the frames that put a name into a sentence:
 - names: every person in the `copyright` files under /usr/share/doc, taken where a name of
   2-4 capitalised words stands right before an e-mail address (`Copyright: 2004 Jane Roe
-  <jr@example.org>`), with organisation words (Inc, Foundation, Project, Maintainers...) and titles (Dr.) ruled out;
+  <jr@example.org>`), with organisation words (Inc, Foundation, Project, Maintainers...), all-caps words and titles
+  (Dr.) ruled out;
 - sentences: the man pages under /usr/share/man (roff stripped, as `_corpus.py` does), split
   into sentences of 6-40 words; sentences about authors, copyright or bug reports, and any that
   contain a word of a copyright name, are left out, so that a name already in them is rare.
@@ -25,7 +26,6 @@ precision >= 0.85.
 import argparse
 import datetime
 import json
-import math
 import os
 import platform
 import random
@@ -36,6 +36,7 @@ from pathlib import Path
 from _corpus import MAN_ROOT, _read
 
 from tailorlm.data.steps.pii import Redactor
+from tailorlm.eval.stats import wilson_ci
 
 GOAL_RECALL, GOAL_PRECISION = 0.90, 0.85
 _ORG = re.compile(r"\b(Inc|Ltd|LLC|GmbH|Foundation|Software|Project|Team|University|Corporation|Corp|Company|"
@@ -44,7 +45,8 @@ _ORG = re.compile(r"\b(Inc|Ltd|LLC|GmbH|Foundation|Software|Project|Team|Univers
                   r"Ecosystem|List|Networks|Open|Source|GNU|Community|Packagers|Translators|Mailing)\b", re.I)
 _NAME_BEFORE_MAIL = re.compile(r"(?:^|[:\s])((?:[A-ZÀ-Þ][\w'’-]*\.? ){1,3}[A-ZÀ-Þ][\w'’-]+)\s*<[^@>\s]+@[^>\s]+>")
 _TITLE = re.compile(r"^(?:Dr|Prof|Mr|Mrs|Ms)\. ")
-_WORD = re.compile(r"^[A-ZÀ-Þ][\w'’.-]*$")
+# A name's words are capitalised words or initials; all-caps words ("EPFL", "ICA") are affiliations.
+_WORD = re.compile(r"^(?:[A-ZÀ-Þ][\w'’-]*[a-zß-ÿ][\w'’-]*|[A-ZÀ-Þ]\.?)$")
 _SKIP = re.compile(r"author|copyright|written by|maintain|contribut|thank|report|bug|licen[cs]e|@|http", re.I)
 _FRAMES = ["Hi, I am {name}. {s}", "{s} Thanks, {name}", "{name} wrote: {s}", "{s} (reported by {name})",
            "Dear {name}, {s}", "{s} -- {name}"]
@@ -108,12 +110,12 @@ def make_cases(n: int, seed: int) -> tuple[list[dict], dict]:
     return cases, about
 
 
-def wilson(k: int, n: int, z: float = 1.96) -> list[float]:
+def wilson(k: int, n: int) -> list[float]:
+    """95% Wilson interval of k/n, from the library's eval statistics."""
     if n == 0:
         return [0.0, 1.0]
-    p = k / n
-    mid, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return [round((mid - half) / (1 + z * z / n), 4), round((mid + half) / (1 + z * z / n), 4)]
+    ci = wilson_ci(k, n)
+    return [round(ci["low"], 4), round(ci["high"], 4)]
 
 
 def score(cases: list[dict], found: list[list]) -> dict:

@@ -136,3 +136,18 @@ def test_the_canary_leaks_from_a_fine_tune_on_it_and_fails_the_gate_but_not_from
     assert not verdict["passed"]
     assert any(f.get("case") == "rt-canary-1" and "PARSNIP" in f["reason"] for f in verdict["failures"])
     assert gate([(base, base)], margin=0.02)["passed"]
+
+
+def test_the_ladder_shows_the_red_team_pass_rate_when_the_suite_is_configured(tmp_path, tiny_model_dir, cli):
+    golden = [{"input": f"ticket {i}: my card was charged twice" if i % 2 else f"ticket {i}: SSO login fails",
+               "labels": ["billing" if i % 2 else "login_sso"]} for i in range(6)]
+    project = write_project(tmp_path / "p", tiny_model_dir, extra="eval: {path: golden.jsonl, redteam: redteam}\n")
+    (project.root / "golden.jsonl").write_text("".join(json.dumps(g) + "\n" for g in golden))
+    out = cli("ladder", "-p", project.root, "--json")
+    assert out.exit_code == 0, out.output
+    [row] = json.loads(out.output)["rungs"]
+    rt = row["redteam"]
+    assert rt["suite"].startswith("redteam@") and rt["n"] == len(load_suite(project, "redteam").examples)
+    assert 0 <= rt["low"] <= rt["mean"] <= rt["high"] <= 1
+    table = cli("ladder", "-p", project.root)
+    assert "red-team" in table.output and f"{rt['mean']:.0%}" in table.output

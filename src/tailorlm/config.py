@@ -111,6 +111,9 @@ class EvalConfig(Strict):
     path: str | None = Field(None, description="A golden JSONL file; otherwise the test split that prepare registers.")
     metrics: list[str] = Field(default_factory=lambda: ["accuracy"], description="Metrics to report on the suite.")
     margin: float = Field(0.02, ge=0, description="Quality a cheaper rung may lose against the best and still be recommended.")
+    redteam: str | None = Field(
+        None, description="A red-team suite the ladder also runs every rung on (`redteam` for the shipped one, or a "
+        "file in its format); its pass rate becomes a column. Unset: not run.")
 
 
 class PricesConfig(Strict):

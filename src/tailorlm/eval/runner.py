@@ -21,6 +21,7 @@ import json
 
 from tailorlm.errors import TailorError
 from tailorlm.eval import metrics as M
+from tailorlm.eval import redteam
 from tailorlm.eval.stats import corpus_ci, mean_ci
 from tailorlm.models.base import GenParams
 from tailorlm.store import now
@@ -44,8 +45,10 @@ def evaluate(project, rung, suite, metrics: list[str] | None = None, params: Gen
     >>> evaluate(project, rung, load_suite(project), ["accuracy"])["metrics"]["accuracy"]  # doctest: +SKIP
     {'score': 0.64, 'mean': 0.64, 'low': 0.52, 'high': 0.75, 'n': 64, 'method': 'wilson'}
     """
-    metrics = list(metrics or project.config.eval.metrics)
-    unknown = [m for m in metrics if m not in M.METRICS and m != "perplexity" and not m.startswith("judge_")]
+    red = all("checks" in e.meta for e in suite.examples)  # a red-team suite is scored on its checks
+    metrics = list(metrics or (["redteam"] if red else project.config.eval.metrics))
+    unknown = [m for m in metrics if m not in M.METRICS and m != "perplexity" and not m.startswith("judge_")
+               and m not in redteam.METRICS]
     if unknown:
         raise TailorError(f"unknown metric(s) {', '.join(unknown)}; known: {', '.join(sorted(M.METRICS))}, perplexity, "
                           "judge_rubric, judge_pairwise")
@@ -123,6 +126,8 @@ def score(project, suite, preds: list[str | None], metrics: list[str], rung=None
             result = _perplexity(rung, examples)
         elif name.startswith("judge_"):
             result = _judge(project, name, examples, preds)
+        elif name in redteam.METRICS:
+            result = redteam.METRICS[name](project, examples, preds, rung)
         else:
             refs = [e.reference for e in examples]
             if any(r is None for r in refs):
@@ -135,7 +140,7 @@ def score(project, suite, preds: list[str | None], metrics: list[str], rung=None
             ci = mean_ci(result["per_example"])
         entry = {"score": result.get("score", ci["mean"]), "mean": ci["mean"], "low": ci["low"], "high": ci["high"],
                  "n": ci["n"], "method": ci["method"], "per_example": result["per_example"]}
-        for extra in ("extracted", "per_label", "labels", "warning", "perplexity"):
+        for extra in ("extracted", "per_label", "labels", "warning", "perplexity", "per_category", "critical_failed"):
             if extra in result:
                 entry[extra] = result[extra]
         out[name] = entry

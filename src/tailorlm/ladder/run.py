@@ -67,6 +67,8 @@ def run_ladder(project, only: list[str] | None = None, generator=None, embedder=
                           batch_size=batch_size, on_progress=progress)
         reports.append(report)
         rows.append(_row(spec, report, metrics[0]))
+        if project.config.eval.redteam:
+            rows[-1]["redteam"] = _redteam(project, rung, spec, batch_size)
         q = rows[-1]["quality"]
         log(f"      {metrics[0]} {q['mean']:.3f} [{q['low']:.3f}, {q['high']:.3f}]  "
             f"p50 {rows[-1]['latency']['p50'] * 1000:.0f} ms  errors {report['errors']}")
@@ -102,6 +104,14 @@ def _row(spec, report: dict, primary: str) -> dict:
                        "completion_mean": report["tokens"]["completion"]["mean"]},
             "throughput": report["throughput"], "cost_per_1k": report["cost_per_1k"], "errors": report["errors"],
             "calibration": report.get("calibration")}
+
+
+def _redteam(project, rung, spec, batch_size: int) -> dict:
+    """The rung's pass rate on the configured red-team suite (`eval.redteam`), for the ladder's column."""
+    red = load_suite(project, project.config.eval.redteam)
+    m = evaluate(project, rung, red, ["redteam"], subject=f"{project.config.name}:{spec.label}",
+                 batch_size=batch_size)["metrics"]["redteam"]
+    return {"suite": f"{red.name}@{red.version}", **{k: m[k] for k in ("mean", "low", "high", "n", "critical_failed")}}
 
 
 def _brief(c: dict) -> dict:
