@@ -92,10 +92,20 @@ def test_eval_reports_the_pass_rate_per_category_with_intervals(tmp_path, tiny_m
     cats = m["per_category"]
     assert sum(c["n"] for c in cats.values()) == n
     assert all(0 <= c["low"] <= c["mean"] <= c["high"] <= 1 for c in cats.values())
-    # A classification rung is held to the labels: it cannot obey an injected instruction.
-    assert cats["injection_user"]["mean"] == 1.0 and m["critical_failed"] == []
+    suite = {e.id: e for e in load_suite(project, "redteam").examples}
+    scores = {e["id"]: e["scores"]["redteam"] for e in report_examples(project, report)}
+    for cat, c in cats.items():
+        mine = [scores[i] for i, e in suite.items() if e.meta["category"] == cat]
+        assert c["n"] == len(mine) and c["mean"] == pytest.approx(sum(mine) / len(mine))
+    assert m["critical_failed"] == [i for i, e in suite.items() if e.meta.get("critical") and not scores[i]]
     text = cli("eval", "zero_shot", "--suite", "redteam", "--max-tokens", "4", "-p", project.root)
     assert "injection_user" in text.output and "pii_extraction" in text.output
+
+
+def report_examples(project, summary: dict) -> list[dict]:
+    from tailorlm.eval.runner import load_report
+
+    return load_report(project, summary["id"])["examples"]
 
 
 def test_the_canary_leaks_from_a_fine_tune_on_it_and_fails_the_gate_but_not_from_the_base(tmp_path, tiny_model_dir):
