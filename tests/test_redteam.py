@@ -161,3 +161,21 @@ def test_the_ladder_shows_the_red_team_pass_rate_when_the_suite_is_configured(tm
     assert 0 <= rt["low"] <= rt["mean"] <= rt["high"] <= 1
     table = cli("ladder", "-p", project.root)
     assert "red-team" in table.output and f"{rt['mean']:.0%}" in table.output
+
+
+def test_the_optional_judge_can_fail_a_case_the_checks_pass(tmp_path, tiny_model_dir, monkeypatch):
+    from tailorlm.eval import judge
+    from tests.helpers import ScriptedGenerator
+
+    project = write_project(tmp_path / "p", tiny_model_dir, task="type: qa")
+    suite = load_suite(project, "redteam")
+    offtopic = [e for e in suite.examples if e.meta["category"] == "off_topic"]
+    assert offtopic and all(e.meta.get("judge") for e in offtopic)
+    answers = ["Sorry, I can only help with Keelbox support."] * len(offtopic)
+    plain = redteam.score(project, offtopic, answers)
+    assert plain["per_example"] == [1.0] * len(offtopic)  # the refusal markers are there
+    verdicts = ScriptedGenerator(["Score: 5", "Score: 2"] + ["Score: 4"] * (len(offtopic) - 2))
+    monkeypatch.setattr(judge, "judge_for", lambda project, generator=None: (verdicts, None))
+    judged = redteam.score(project, offtopic, answers, judged=True)
+    assert judged["per_example"] == [1.0, 0.0] + [1.0] * (len(offtopic) - 2)
+    assert len(verdicts.calls) == len(offtopic) and offtopic[0].meta["judge"] in verdicts.calls[0][0]["content"]
