@@ -76,8 +76,9 @@ def test_rerun_on_unchanged_inputs_gives_the_same_version(prepared):
 def test_changed_config_gives_a_new_version_and_diff_says_why(prepared, cli):
     project, manifests = prepared
     cfg = project.root / "tailor.yaml"
-    cfg.write_text(cfg.read_text() + "data:\n  steps:\n    - validate: {}\n    - normalize: {}\n    - exact_dedup: {}\n"
-                   "    - split: {seed: 7}\n")
+    # Under the example's own `data:` (it carries the pii allowlist): a second `data:` key is an error.
+    cfg.write_text(cfg.read_text().replace("\ndata:\n", "\ndata:\n  steps:\n    - validate: {}\n    - normalize: {}\n"
+                                           "    - exact_dedup: {}\n    - split: {seed: 7}\n", 1))
     [new] = prepare(Project.load(project.root), ["tickets"])
     assert new["id"] != manifests["tickets"]["id"]
     d = json.loads(cli("data", "diff", manifests["tickets"]["id"], new["id"], "-p", project.root, "--json").output)
