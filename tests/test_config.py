@@ -82,3 +82,61 @@ def test_good_config_round_trips_through_its_resolved_form():
     again = ProjectConfig.model_validate(cfg.model_dump(mode="json"))
     assert again == cfg
     assert [r.label for r in cfg.rungs] == ["zero_shot", "few_shot"]
+
+
+# The defects a bad-input probe found (issue 15); each of these failed before its fix.
+
+def test_duplicate_keys_are_an_error_naming_both_lines():
+    text = GOOD + "serve:\n  port: 8001\n  host: 0.0.0.0\n  port: 8002\n"
+    with pytest.raises(ConfigError) as err:
+        parse_config(text)
+    assert str(err.value) == "tailor.yaml:11: serve.port: duplicate key (first at line 9); the last one would win"
+    top = GOOD.replace("name: acme\n", "name: acme\nname: other\n")
+    with pytest.raises(ConfigError, match=r"^tailor.yaml:2: name: duplicate key \(first at line 1\)"):
+        parse_config(top)
+    in_list = GOOD.replace("    k: 8", "    k: 8\n    k: 2")
+    with pytest.raises(ConfigError, match=r"^tailor.yaml:8: rungs\[1\].k: duplicate key \(first at line 7\)"):
+        parse_config(in_list)
+
+
+@pytest.mark.parametrize("text, line, fragment", [
+    # a key indented less than its siblings, deep in the file: the bad line, not the enclosing mapping
+    ("name: p\ntask:\n  description: x\nmodels:\n  generator:\n    model: x\n   backend: local\n", 7, "bad indentation"),
+    ("name: p\ntask: {description: x}\nrungs:\n  - kind: zero_shot\n   - kind: rag\n", 5, "bad indentation"),
+    ("name: p\ntask:\n\tdescription: x\n", 3, "tab"),
+])
+def test_bad_indentation_is_reported_at_the_bad_line(text, line, fragment):
+    with pytest.raises(ConfigError) as err:
+        parse_config(text)
+    assert str(err.value).startswith(f"tailor.yaml:{line}: invalid YAML: ")
+    assert fragment in str(err.value)
+
+
+def test_bad_indentation_far_into_a_long_file_names_that_line():
+    body = "".join(f"    k{i}: {i}\n" for i in range(70))
+    text = f"name: p\ntask: {{description: x}}\nrungs:\n  - kind: zero_shot\n    train:\n{body}   oops: 1\n"
+    with pytest.raises(ConfigError, match=r"^tailor.yaml:76: invalid YAML: bad indentation"):
+        parse_config(text)
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n"])
+def test_an_empty_config_says_what_it_needs(text):
+    with pytest.raises(ConfigError) as err:
+        parse_config(text)
+    assert "NoneType" not in str(err.value)
+    assert str(err.value).startswith("tailor.yaml:1: the file is empty; it needs at least `name:` and `task:`")
+
+
+def test_data_add_keeps_comments_with_their_sections(cli):
+    from tailorlm.project import Project
+
+    cli("init", "acme")
+    for name in ("a", "b", "c"):
+        assert cli("data", "add", name, f"{name}.jsonl", "-p", "acme").exit_code == 0
+    lines = (Path("acme") / "tailor.yaml").read_text().splitlines()
+    at = lines.index("sources:")
+    assert lines[at + 1: at + 7] == ['  - name: "a"', '    path: "a.jsonl"', '  - name: "b"', '    path: "b.jsonl"',
+                                     '  - name: "c"', '    path: "c.jsonl"']
+    ladder = next(i for i, line in enumerate(lines) if line.startswith("# The ladder"))
+    assert lines[ladder + 1] == "rungs:"
+    assert [s.name for s in Project.load("acme").config.sources] == ["a", "b", "c"]

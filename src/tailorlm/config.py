@@ -277,7 +277,8 @@ def parse_config(text: str, filename: str = "tailor.yaml") -> ProjectConfig:
     except yaml.YAMLError as e:
         raise ConfigError(f"{filename}: invalid YAML: {e}") from e
     if not isinstance(data, dict):
-        raise ConfigError(f"{filename}:1: expected a mapping of keys (name:, task:, ...), got {type(data).__name__}")
+        raise ConfigError(f"{filename}:1: expected a mapping of keys (name:, task:, ...), got a {_yaml_kind(data)}")
+    _check_duplicates(root, filename, ())
     try:
         cfg = ProjectConfig.model_validate(data)
     except ValidationError as e:
@@ -296,6 +297,9 @@ def _located(e: ValidationError, root, filename: str, prefix: tuple) -> ConfigEr
 def _check_steps(cfg: ProjectConfig, root, filename: str) -> None:
     """Each `data.steps` entry must name a known step with valid parameters."""
     from tailorlm.data.steps import STEPS, step_class
+    if data is None:
+        raise ConfigError(f"{filename}:1: the file is empty; it needs at least `name:` and `task:` with a "
+                          "`description:` (`tailor init` writes a commented one)")
 
     for i, item in enumerate(cfg.data.steps or []):
         loc = ("data", "steps", i)
@@ -312,13 +316,25 @@ def _check_steps(cfg: ProjectConfig, root, filename: str) -> None:
 
 
 def _yaml_error(e: "yaml.MarkedYAMLError") -> str:
-    """`line: message`, pointing at where the broken structure starts (an unclosed bracket or
-    quote is the user's mistake; the parser only notices it later)."""
-    start = e.context_mark or e.problem_mark
+    """`line: message`. An unclosed bracket or quote is reported where it opens (the user's mistake;
+    the parser only notices it later); anything else where the parser stopped, which for a bad
+    indentation is the misaligned line, not the start of the mapping around it."""
+    opened = e.context_mark if e.context and ("flow" in e.context or "quoted" in e.context) else None
+    start = opened or e.problem_mark or e.context_mark
     line = start.line + 1 if start else 1
-    msg = ", ".join(p for p in (e.context, e.problem) if p)
-    if e.problem_mark and e.problem_mark.line + 1 != line:
-        msg += f" (noticed at line {e.problem_mark.line + 1})"
+    problem = e.problem or ""
+    if problem.startswith("expected <block end>") and e.context_mark:
+        what = "list" if "collection" in (e.context or "") else "mapping"
+        msg = (f"bad indentation: this line does not line up with the {what} it is in "
+               f"(which starts at line {e.context_mark.line + 1})")
+    elif "'\\t'" in problem or "\t" in problem:
+        msg = "a tab in the indentation; YAML indents with spaces only"
+    elif problem == "mapping values are not allowed here":
+        msg = f"{problem} (a key indented further than the one above it, or two `key:`s on one line?)"
+    else:
+        msg = ", ".join(p for p in (e.context, e.problem) if p)
+        if opened and e.problem_mark and e.problem_mark.line + 1 != line:
+            msg += f" (noticed at line {e.problem_mark.line + 1})"
     return f"{line}: invalid YAML: {msg}"
 
 
@@ -331,6 +347,27 @@ def _dotted(loc: tuple) -> str:
 
 def _say(err: dict[str, Any]) -> str:
     ctx = err.get("ctx") or {}
+def _yaml_kind(data) -> str:
+    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(type(data), type(data).__name__)
+
+
+def _check_duplicates(node, filename: str, loc: tuple) -> None:
+    """PyYAML lets the last of two equal keys win in silence; a repeated key is almost always a
+    paste that meant to change the first one."""
+    if isinstance(node, yaml.MappingNode):
+        first: dict = {}
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                if key.value in first:
+                    raise ConfigError(f"{filename}:{key.start_mark.line + 1}: {_dotted(loc + (key.value,))}: duplicate "
+                                      f"key (first at line {first[key.value]}); the last one would win")
+                first[key.value] = key.start_mark.line + 1
+            _check_duplicates(value, filename, loc + (key.value,))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_duplicates(item, filename, loc + (i,))
+
+
     kind = err["type"]
     if kind == "extra_forbidden":
         return "unknown key"

@@ -70,4 +70,15 @@ def _splice(text: str, entry: dict) -> str:
         raise TailorError(f"{CONFIG_FILE}: sources is written as a [flow, list]; write it as a block list to use `data add`")
     indent = node.value[0].start_mark.column - 2
     end = node.value[-1].end_mark.line + (1 if node.value[-1].end_mark.column else 0)
+    # The parser's end of the last entry runs on over blank lines and comments up to the next key,
+    # so the next section's heading comment would end up above the new entry. Step back over them,
+    # keeping comments indented inside the entry with it.
+    while end > node.value[-1].start_mark.line + 1 and _trailing(lines[end - 1], indent):
+        end -= 1
     return "".join(lines[:end] + block(indent) + lines[end:])
+
+
+def _trailing(line: str, indent: int) -> bool:
+    """A blank line, or a comment not indented into a list entry at `indent`."""
+    stripped = line.lstrip()
+    return not stripped or (stripped.startswith("#") and len(line) - len(stripped) <= indent)
