@@ -276,6 +276,9 @@ def parse_config(text: str, filename: str = "tailor.yaml") -> ProjectConfig:
         raise ConfigError(f"{filename}:{_yaml_error(e)}") from e
     except yaml.YAMLError as e:
         raise ConfigError(f"{filename}: invalid YAML: {e}") from e
+    if data is None:
+        raise ConfigError(f"{filename}:1: the file is empty; it needs at least `name:` and `task:` with a "
+                          "`description:` (`tailor init` writes a commented one)")
     if not isinstance(data, dict):
         raise ConfigError(f"{filename}:1: expected a mapping of keys (name:, task:, ...), got a {_yaml_kind(data)}")
     _check_duplicates(root, filename, ())
@@ -297,9 +300,6 @@ def _located(e: ValidationError, root, filename: str, prefix: tuple) -> ConfigEr
 def _check_steps(cfg: ProjectConfig, root, filename: str) -> None:
     """Each `data.steps` entry must name a known step with valid parameters."""
     from tailorlm.data.steps import STEPS, step_class
-    if data is None:
-        raise ConfigError(f"{filename}:1: the file is empty; it needs at least `name:` and `task:` with a "
-                          "`description:` (`tailor init` writes a commented one)")
 
     for i, item in enumerate(cfg.data.steps or []):
         loc = ("data", "steps", i)
@@ -313,6 +313,27 @@ def _check_steps(cfg: ProjectConfig, root, filename: str) -> None:
             step_class(name).Params(**(params or {}))
         except ValidationError as e:
             raise _located(e, root, filename, loc + (name,)) from e
+
+
+def _yaml_kind(data) -> str:
+    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(type(data), type(data).__name__)
+
+
+def _check_duplicates(node, filename: str, loc: tuple) -> None:
+    """PyYAML lets the last of two equal keys win in silence; a repeated key is almost always a
+    paste that meant to change the first one."""
+    if isinstance(node, yaml.MappingNode):
+        first: dict = {}
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                if key.value in first:
+                    raise ConfigError(f"{filename}:{key.start_mark.line + 1}: {_dotted(loc + (key.value,))}: duplicate "
+                                      f"key (first at line {first[key.value]}); the last one would win")
+                first[key.value] = key.start_mark.line + 1
+            _check_duplicates(value, filename, loc + (key.value,))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_duplicates(item, filename, loc + (i,))
 
 
 def _yaml_error(e: "yaml.MarkedYAMLError") -> str:
@@ -347,27 +368,6 @@ def _dotted(loc: tuple) -> str:
 
 def _say(err: dict[str, Any]) -> str:
     ctx = err.get("ctx") or {}
-def _yaml_kind(data) -> str:
-    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(type(data), type(data).__name__)
-
-
-def _check_duplicates(node, filename: str, loc: tuple) -> None:
-    """PyYAML lets the last of two equal keys win in silence; a repeated key is almost always a
-    paste that meant to change the first one."""
-    if isinstance(node, yaml.MappingNode):
-        first: dict = {}
-        for key, value in node.value:
-            if isinstance(key, yaml.ScalarNode):
-                if key.value in first:
-                    raise ConfigError(f"{filename}:{key.start_mark.line + 1}: {_dotted(loc + (key.value,))}: duplicate "
-                                      f"key (first at line {first[key.value]}); the last one would win")
-                first[key.value] = key.start_mark.line + 1
-            _check_duplicates(value, filename, loc + (key.value,))
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _check_duplicates(item, filename, loc + (i,))
-
-
     kind = err["type"]
     if kind == "extra_forbidden":
         return "unknown key"
