@@ -107,3 +107,92 @@ def test_prepare_cli_exits_1_with_a_message_and_keeps_the_valid_records(bad_proj
     shown = cli("data", "quarantine", "bad", "-p", bad_project.root)
     assert "bad/truncated.jsonl:2: (line): [read] invalid JSON" in shown.output
     assert "validate: too_many_tokens" in shown.output
+
+
+# The defects a bad-input probe found (issue 15); each of these failed before its fix.
+
+def _docs_project(tmp_path, steps="    - normalize: {}\n"):
+    root = tmp_path / "q"
+    root.mkdir()
+    (root / "tailor.yaml").write_text("name: q\ntask: {description: x}\nsources:\n  - {name: notes, path: notes.jsonl}\n"
+                                      f"data:\n  steps:\n{steps}")
+    return root
+
+
+def test_a_source_with_no_valid_records_fails_and_keeps_the_previous_latest(tmp_path, cli):
+    root = _docs_project(tmp_path)
+    (root / "notes.jsonl").write_text(json.dumps({"id": "n1", "text": "a first note"}) + "\n")
+    first = json.loads(cli("data", "prepare", "-p", root, "--json").stdout)["datasets"][0]["id"]
+    project = Project.load(root)
+    for data, reason in [(b"\x00\x01\x02PK\x03\x04" * 50, "binary file (NUL bytes), not text"), (b"", "empty file")]:
+        (root / "notes.jsonl").write_bytes(data)
+        result = cli("data", "prepare", "-p", root, "--json")
+        assert result.exit_code == 1, result.output
+        assert "Traceback" not in result.output
+        error = json.loads(result.stdout)["error"]["message"]
+        assert error.startswith("notes: no records left to write a version from")
+        assert f"notes.jsonl: (file): {reason}" in error and f"{first} stays latest" in error
+        assert project.store.get_alias("dataset", "notes", "latest") == first
+        assert [r["id"] for r in project.store.select("dataset_versions", name="notes")] == [first]
+
+
+def test_a_rerun_cleans_the_temporary_folder_a_killed_write_left(tmp_path):
+    import subprocess
+    import sys
+
+    root = _docs_project(tmp_path)
+    (root / "notes.jsonl").write_text(json.dumps({"id": "n1", "text": "a first note"}) + "\n")
+    # kill -9 at the worst moment: every file of the version written, the rename into place not done
+    code = ("import os, signal, sys; from tailorlm.data import versions; from tailorlm.project import Project\n"
+            "from tailorlm.data.pipeline import prepare\n"
+            "versions.os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)\n"
+            "prepare(Project.load(sys.argv[1]))\n")
+    killed = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr
+    folder = root / ".tailor" / "datasets" / "notes"
+    assert len(list(folder.glob(".tmp-*"))) == 1
+    [manifest] = prepare(Project.load(root))
+    assert list(folder.glob(".tmp-*")) == []
+    assert (root / manifest["path"] / "manifest.json").exists()
+
+
+def test_a_live_writers_temporary_folder_is_left_alone(tmp_path):
+    import os
+    import socket
+
+    root = _docs_project(tmp_path)
+    (root / "notes.jsonl").write_text(json.dumps({"id": "n1", "text": "a first note"}) + "\n")
+    folder = root / ".tailor" / "datasets" / "notes"
+    folder.mkdir(parents=True)
+    live = folder / f".tmp-{os.getppid()}@{socket.gethostname()}@abc"  # our parent: a process that is alive
+    live.mkdir()
+    prepare(Project.load(root))
+    assert live.exists()
+
+
+def test_invalid_json_says_where_once(tmp_path):
+    from tailorlm.data.readers.records import read_file
+
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"id": "c1", "text": "a tab\there"}\n{"id": "c2" "text": "x"}\n')
+    reasons = [r.reason for r in read_file(path, "c.jsonl", "c")]
+    assert reasons == ["invalid JSON at column 28: invalid control character",
+                       "invalid JSON at column 13: expecting ',' delimiter"]
+
+
+def test_a_csv_row_names_the_missing_column(tmp_path):
+    from tailorlm.data.readers.records import read_file
+
+    path = tmp_path / "faq.csv"
+    path.write_text("question,answer\nHow?,Like this.\n")
+    [rejected] = read_file(path, "faq.csv", "faq")
+    assert (rejected.line, rejected.field) == (2, "(header)")
+    assert rejected.reason.startswith("no known column among question, answer; expected a text, messages, "
+                                      "instruction + output, prompt + completion, prompt + chosen + rejected or input column")
+    assert "`fields`" in rejected.reason
+    path.write_text("instruction,output\nSay hi,\n")
+    [rejected] = read_file(path, "faq.csv", "faq")
+    assert (rejected.line, rejected.field, rejected.reason) == (2, "output", "missing: the column is empty on this row")
+    path.write_text("text,tags\n,a\n")
+    [rejected] = read_file(path, "faq.csv", "faq")
+    assert (rejected.line, rejected.field, rejected.reason) == (2, "text", "missing: the column is empty on this row")

@@ -70,7 +70,9 @@ def _parse(text: str, n: int) -> Request:
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
-        raise _Bad("(line)", f"invalid JSON: {e.msg} at column {e.colno}") from None
+        from tailorlm.data.readers.records import json_reason
+
+        raise _Bad("(line)", json_reason(e)) from None
     if not isinstance(obj, dict):
         raise _Bad("(line)", f"expected a JSON object, got {type(obj).__name__}")
     rid = obj.get("id", f"line-{n}")

@@ -91,6 +91,8 @@ def finish(project, name: str, sources: list, kind: str, files: dict, n_read: in
     accounting["holds"] = n_read + added == len(kept) + read_rejected + dropped
     if not accounting["holds"]:  # a bug in a step, never the user's fault: refuse to write a version
         raise RuntimeError(f"accounting broken for {name}: {accounting}")
+    if not kept and sources:
+        raise NothingKept(_nothing_kept(project, name, summaries, quarantine))
     licences = sorted({s.license for s in sources if s.license})
     manifest = {
         "kind": kind,
@@ -106,6 +108,23 @@ def finish(project, name: str, sources: list, kind: str, files: dict, n_read: in
     from tailorlm.data.versions import write_version
 
     return write_version(project, name, by_split, manifest, quarantine)
+
+
+class NothingKept(TailorError):
+    """Sources that leave no record (empty, binary, or all dropped): no empty version replaces `latest`."""
+
+    exit_code = 1
+
+
+def _nothing_kept(project, name: str, summaries: list[dict], quarantine: list[dict]) -> str:
+    reasons = []
+    for q in [q for q in quarantine if q["step"] == "read"][:3]:
+        line = f":{q['line']}" if q.get("line") else ""
+        reasons.append(f"{q['file']}{line}: {q.get('field') or '(record)'}: {q['reason']}")
+    reasons += [f"{n} dropped by {s['step']} ({reason})" for s in summaries for reason, n in s["dropped"].items()]
+    latest = project.store.get_alias("dataset", name, "latest")
+    keep = f"{latest} stays latest" if latest else "no version was written"
+    return f"{name}: no records left to write a version from ({'; '.join(reasons) or 'the sources hold no records'}); {keep}"
 
 
 def read_sources(project, sources) -> tuple[list[Record], list[dict], dict]:

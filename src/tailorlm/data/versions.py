@@ -14,7 +14,9 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import tempfile
+import time
 from pathlib import Path
 
 from tailorlm.data.record import Record
@@ -48,8 +50,9 @@ def write_version(project, name: str, records_by_split: dict[str, list[Record]],
                 "splits": {s: len(rs) for s, rs in records_by_split.items()}}
     if not folder.exists():
         folder.parent.mkdir(parents=True, exist_ok=True)
-        # Written aside and renamed: a crash never leaves a half-written version behind.
-        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))
+        # Written aside and renamed: a crash never leaves a half-written version behind. The name
+        # says whose it is, so a later run can tell a killed writer's leftovers from a live one's.
+        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".tmp-{os.getpid()}@{socket.gethostname()}@"))
         try:
             for split, records in records_by_split.items():
                 table = pa.table({
@@ -73,11 +76,41 @@ def write_version(project, name: str, records_by_split: dict[str, list[Record]],
         manifest = json.loads((folder / "manifest.json").read_text())
         manifest["reused"] = True
     project.store.set_alias("dataset", name, "latest", version_id)
+    remove_stale_tmp(folder.parent)
     if "test" in records_by_split and manifest["kind"] in ("chat", "preference"):
         project.store.set_alias("suite", name, "golden", f"{version_id}:test", reason="test split of prepare")
     elif manifest["kind"] == "eval":
         project.store.set_alias("suite", name, "golden", version_id, reason="eval source")
     return manifest
+
+
+def remove_stale_tmp(parent: Path) -> list[Path]:
+    """Delete the temporary folders that writers killed mid-write (kill -9, power loss) left in
+    `parent`; a folder whose writer still runs on this machine is kept. Returns what was deleted."""
+    host, removed = socket.gethostname(), []
+    for tmp in parent.glob(".tmp-*"):
+        pid, _, rest = tmp.name[len(".tmp-"):].partition("@")
+        owner = rest.partition("@")[0]
+        if not rest:  # named before writers signed their folders: stale once it is an hour old
+            stale = time.time() - tmp.stat().st_mtime > 3600
+        elif owner != host or not pid.isdigit():
+            continue  # another machine's writer (a shared folder): only it knows whether it runs
+        else:
+            stale = not _alive(int(pid))
+        if stale:
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def resolve(project, ref: str) -> dict:

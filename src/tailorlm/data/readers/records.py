@@ -75,9 +75,9 @@ def read_file(path: Path, rel: str, source: str, fmt: str = "auto", kind: str | 
         if isinstance(item, Rejected):
             yield item
             continue
-        line, obj, raw = item
+        line, obj, raw, *header = item
         try:
-            record = to_record(obj, line, source, rel, kind, fields or {})
+            record = _record(obj, line, source, rel, kind, fields or {}, header[0] if header else None)
             if file_kind is None:
                 file_kind, first_line = record.kind, line
             elif record.kind != file_kind:
@@ -112,7 +112,7 @@ def _jsonl_rows(path: Path, rel: str):
             try:
                 obj = json.loads(text)
             except json.JSONDecodeError as e:
-                yield Rejected(rel, n, "(line)", f"invalid JSON: {e.msg} at column {e.colno}", text[:2000])
+                yield Rejected(rel, n, "(line)", json_reason(e), text[:2000])
                 continue
             except RecursionError:
                 yield Rejected(rel, n, "(line)", "JSON nested too deeply", text[:200])
@@ -121,6 +121,17 @@ def _jsonl_rows(path: Path, rel: str):
                 yield Rejected(rel, n, "(line)", f"expected a JSON object, got {type(obj).__name__}", text[:2000])
                 continue
             yield n, obj, text
+
+
+def json_reason(e: json.JSONDecodeError) -> str:
+    # Some of json's messages end in "at", meant to be followed by the position ("Invalid control
+    # character at"); the position goes first here, once.
+    msg = e.msg
+    if msg.endswith(" starting at"):
+        msg = msg[: -len(" at")] + " here"
+    elif msg.endswith(" at"):
+        msg = msg[: -len(" at")]
+    return f"invalid JSON at column {e.colno}: {msg[:1].lower()}{msg[1:]}"
 
 
 def _csv_rows(path: Path, rel: str):
@@ -143,7 +154,7 @@ def _csv_rows(path: Path, rel: str):
                     obj[key] = json.loads(value)
                 except json.JSONDecodeError:
                     pass  # left as a string; validation says what is wrong
-        yield reader.line_num, obj, json.dumps(row)[:2000]
+        yield reader.line_num, obj, json.dumps(row)[:2000], reader.fieldnames
 
 
 def _parquet_rows(path: Path, rel: str):
@@ -213,7 +224,45 @@ def _shape(obj: dict) -> tuple[str, dict]:
         if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
             raise Bad("labels", "must be a list of strings")
         return "eval", {"input": messages, "reference": reference, "labels": labels}
-    raise Bad("(line)", "no known fields: expected messages, instruction/output, prompt/chosen/rejected, text or input")
+    raise NoKnownFields()
+
+
+class NoKnownFields(Exception):
+    """A row with none of the fields `_shape` reads; the reader names what is missing."""
+
+
+# What `_shape` reads, in the order a message suggests them: the first column a row needs, and the rest.
+SHAPES = [("text", ()), ("messages", ()), ("instruction", ("output",)), ("prompt", ("completion",)),
+          ("prompt", ("chosen", "rejected")), ("input", ())]
+EXPECTED = ", ".join(" + ".join((first, *rest)) for first, rest in SHAPES[:-1]) + f" or {SHAPES[-1][0]}"
+
+
+def _record(obj: dict, line: int, source: str, rel: str, kind: str | None, fields: dict,
+            header: list[str] | None) -> Record:
+    """`to_record`, with the reasons a CSV row fails put in terms of its columns."""
+    keys = sorted(obj)
+    try:
+        return to_record(obj, line, source, rel, kind, fields)
+    except NoKnownFields:
+        raise (_csv_missing(header, fields) if header is not None else
+               Bad("(line)", f"no known fields (found: {', '.join(keys) or 'none'}); expected {EXPECTED}")) from None
+    except Bad as e:
+        column = fields.get(e.field, e.field)
+        if header is not None and e.reason == "missing" and column in header:
+            raise Bad(column, "missing: the column is empty on this row") from None
+        raise
+
+
+def _csv_missing(header: list[str] | None, fields: dict) -> Bad:
+    """A CSV row that `_shape` could not read: a known column left empty on it, or a header with none."""
+    columns = [c for c in header or [] if c]
+    ours = {theirs: mine for mine, theirs in fields.items()}
+    known = {first for first, _ in SHAPES} | {"chosen", "rejected"}
+    for column in columns:
+        if ours.get(column, column) in known:
+            return Bad(column, "missing: the column is empty on this row")
+    return Bad("(header)", f"no known column among {', '.join(columns) or '(none)'}; expected a {EXPECTED} column; "
+                           f"map yours to ours with the source's `fields`, e.g. `--field text={columns[0] if columns else 'body'}`")
 
 
 def _text(obj: dict, key: str) -> str:
