@@ -194,3 +194,13 @@ def test_short_options_follow_the_usual_conventions():
     for command in ("eval", "ladder", "reports show", "quickstart"):
         assert "--short" in options[command], command
     assert "--power" in options["eval"] and "--delta" in options["eval"] and "--delta" in options["ladder"]
+
+
+def test_serve_checks_its_key_variable_before_saying_it_serves(cli, tmp_path, monkeypatch):
+    monkeypatch.delenv("ACME_KEYS", raising=False)
+    root = _project(tmp_path, "name: p\ntask: {description: x}\nserve: {api_keys_env: ACME_KEYS}\n")
+    result = cli("serve", "-p", root)
+    assert result.exit_code == 2
+    assert "Serving" not in result.output
+    assert result.output.strip() == ("error: serve.api_keys_env names ACME_KEYS, but that environment variable "
+                                     "holds no keys")

@@ -305,3 +305,32 @@ def test_redaction_can_be_turned_off_and_reaches_nested_fields(project):
     Traces(project).record("t-red", "m", {"q": "x@y.example"}, {"a": "ok"}, 200, 0.1)
     assert "x@y.example" in project.store.select("traces", id="t-raw")[0]["request"]
     assert "x@y.example" not in project.store.select("traces", id="t-red")[0]["request"]
+
+
+def test_invalid_requests_say_where_in_the_users_terms(start):
+    """Issue 15's probe: '39: JSON decode error' and pydantic's `function-after[_clean(), str]` in 400s."""
+    url, _ = start()
+
+    def error(content):
+        r = httpx.post(f"{url}/chat/completions", content=content, headers={"content-type": "application/json"})
+        assert r.status_code == 400
+        assert set(r.json()["error"]) == {"message", "type", "code"}
+        return r.json()["error"]["message"]
+
+    broken = b'{\n  "model": "acme:zero_shot",\n  "messages": [1,}\n'
+    assert error(broken) == "body: invalid JSON at line 3 column 18: expecting value"
+    assert error(b"{not json") == "body: invalid JSON at line 1 column 2: expecting property name enclosed in double quotes"
+
+    def body(**fields):
+        return json.dumps({"model": "acme:zero_shot", **fields}).encode()
+
+    assert error(body(messages=[{"role": "user", "content": 5}])) == (
+        "messages[0].content: input should be a valid string or a valid list")
+    image = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]
+    assert error(body(messages=image)).startswith("messages[0].content[0].type: input should be 'text'")
+    assert error(body(messages=[{"role": "wizard", "content": "a"}])).startswith("messages[0].role: input should be")
+    assert error(body(messages=[{"role": "user", "content": "a"}], temperature="hot")) == (
+        "temperature: input should be a valid number")
+    assert error(json.dumps({"messages": ASK}).encode()) == "model: required field is missing"
+    for message in [error(body(messages=image)), error(body(messages=[{"role": "user", "content": 5}]))]:
+        assert "function-after" not in message and "list[" not in message and "body." not in message

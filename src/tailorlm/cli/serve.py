@@ -67,8 +67,10 @@ def serve(
             typer.echo(" ".join(cmd))
         return
     from tailorlm.serve import serve as run_serve
+    from tailorlm.serve.auth import load_key_hashes
 
     cfg = proj.config.serve
+    load_key_hashes(cfg.api_keys_env)  # a missing key variable fails here, before "Serving ..." is claimed
     typer.echo(f"Serving {proj.config.name} at http://{host or cfg.host}:{port or cfg.port}/v1 (Ctrl-C stops)", err=True)
     run_serve(proj, host, port, upstream=upstream, upstream_key_env=upstream_key_env,
               launch_vllm=backend == "vllm", vllm_port=vllm_port, **batching)

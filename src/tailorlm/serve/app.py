@@ -137,10 +137,7 @@ def create_app(project, pool=None, embedder=None, *, upstream: str | None = None
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request, e: RequestValidationError):
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"] if p != "body") or "body"
-        more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
-        return error_json(400, f"{where}: {first['msg']}{more}", code="invalid_value")
+        return error_json(400, await invalid_message(request, e.errors()), code="invalid_value")
 
     @app.exception_handler(HTTPException)
     async def _http(request, e: HTTPException):
@@ -222,6 +219,52 @@ def create_app(project, pool=None, embedder=None, *, upstream: str | None = None
                        key_hashes=load_key_hashes(project.config.serve.api_keys_env))
     app.add_middleware(_Observe, metrics=gateway.metrics)
     return app
+
+
+async def invalid_message(request: Request, errors: list[dict]) -> str:
+    """A validation failure in the client's terms: the JSON path (`messages[0].content`), or the line
+    and column of a JSON syntax error; never pydantic's internal names for union branches."""
+    first = errors[0]
+    if first["type"] == "json_invalid":
+        at = first["loc"][-1] if isinstance(first["loc"][-1], int) else 0
+        text = (await request.body())[:at].decode("utf-8", "replace")
+        line, column = text.count("\n") + 1, at - (text.rfind("\n") + 1) + 1
+        reason = str((first.get("ctx") or {}).get("error") or first["msg"])
+        return f"body: invalid JSON at line {line} column {column}: {reason[:1].lower()}{reason[1:]}"
+    # A union reports one error per branch, each under a tag such as `list[ContentPart]`.
+    branch = next((i for i, part in enumerate(first["loc"]) if _is_tag(part)), None)
+    group = [first]
+    if branch is not None:
+        group = [err for err in errors if err["loc"][:branch] == first["loc"][:branch]]
+        deepest = max(len(err["loc"]) for err in group)
+        if deepest > branch + 1:  # a branch that got further in is the one the client meant
+            group = [next(err for err in group if len(err["loc"]) == deepest)]
+    where = _json_path(group[0]["loc"]) or "body"
+    said = []
+    for err in group:
+        msg = err["msg"].removeprefix("Value error, ")
+        msg = "required field is missing" if err["type"] == "missing" else msg[:1].lower() + msg[1:]
+        said.append(msg)
+    if len(said) > 1:
+        said = [said[0] + "".join(" or " + m.removeprefix("input should be ") for m in said[1:])]
+    rest = len([err for err in errors if err not in group])
+    return f"{where}: {said[0]}" + (f" (and {rest} more)" if rest else "")
+
+
+def _is_tag(part) -> bool:
+    # Field names are snake_case; pydantic's branch tags are types: `str`, `list[ContentPart]`,
+    # `function-after[_clean(), str]`, `ContentPart`.
+    return isinstance(part, str) and (any(c in part for c in "[](),- ") or part[:1].isupper()
+                                      or part in ("str", "int", "float", "bool", "none", "list", "dict"))
+
+
+def _json_path(loc) -> str:
+    out = ""
+    for part in loc:
+        if part == "body" and not out or _is_tag(part):
+            continue
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
 
 
 def _document(app: FastAPI) -> None:
