@@ -70,6 +70,10 @@ class TaskConfig(Strict):
     )
     system_prompt: str | None = Field(None, description="System prompt for the prompting rungs; a default is built from the description.")
     labels: list[str] = Field(default_factory=list, description="The allowed answers, for classification tasks.")
+    label_mode: Literal["score", "constrain", "free"] = Field(
+        "score", description="classification: how every rung is held to `labels`. `score` ranks each label by its "
+        "likelihood as the whole answer (one prefill; gives a confidence); `constrain` decodes only label tokens; "
+        "`free` keeps the model's text and extracts the label it names, if any.")
     knowledge_changes: Literal["never", "yearly", "monthly", "weekly", "daily"] = Field(
         "monthly", description="How often the facts the model needs change; frequent change favours RAG over fine-tuning."
     )

@@ -8,6 +8,13 @@ streams and batches any rung the same way; `answer`, `answer_batch` and `stream`
 
 A rung that fails on an example returns an Answer with `error` set and empty text, which every
 metric scores as wrong: nothing is ever dropped.
+
+A rung held to a label set (`hold_to`, for classification tasks) answers with exactly one label:
+by default each label's likelihood is scored as the whole answer (`models/scoring.py`) and the
+best one wins, with its probability among the labels as `meta["confidence"]`; with
+`label_mode: constrain` decoding is constrained to the labels; with `free` the model's text is
+kept and the label it names is extracted (or none). The raw output (the generated text, or every
+label's log-probability) stays in `meta["raw"]`.
 """
 
 import time
@@ -53,6 +60,9 @@ def last_user(messages: Messages) -> str:
     return next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
 
 
+LABEL_MODES = ("score", "constrain", "free")
+
+
 class PromptRung:
     """A rung that answers with one generator call; subclasses override `prepare` and `finish`.
 
@@ -62,6 +72,46 @@ class PromptRung:
     """
 
     kind = "zero_shot"
+    labels: list[str] = []  # set by hold_to: the only answers this rung may give
+    label_mode = "free"
+
+    def hold_to(self, labels: list[str], mode: str = "score") -> "PromptRung":
+        """Answer with exactly one of `labels`, chosen as `mode` says (see the module docstring)."""
+        if mode not in LABEL_MODES:
+            raise ValueError(f"label_mode must be one of {LABEL_MODES}, got {mode!r}")
+        if mode == "score" and not hasattr(self.generator, "score_choices"):
+            mode = "constrain"  # an endpoint cannot score arbitrary continuations; it may enforce a choice
+        self.labels, self.label_mode = list(labels), mode
+        self.meta = {**self.meta, "label_mode": mode}
+        return self
+
+    def _scored(self, prepared: list[Prepared], latency_s: float) -> list[Answer]:
+        from tailorlm.models.scoring import choose
+
+        table = self.generator.score_choices([p.messages for p in prepared], self.labels)
+        out = []
+        for p, scores in zip(prepared, table):
+            label, confidence, raw = choose(scores, self.labels)
+            prompt_tokens = len(self.generator.encode(p.messages)) if hasattr(self.generator, "encode") else 0
+            out.append(self.finish(p, Completion(label, "stop", Usage(prompt_tokens, 1), self.generator.name), latency_s))
+            out[-1].meta.update(confidence=round(confidence, 6), raw={"label_logprobs": raw})
+        return out
+
+    def _params_for(self, params: GenParams) -> GenParams:
+        if self.labels and self.label_mode == "constrain" and hasattr(params, "constraint"):
+            from dataclasses import replace
+
+            return replace(params, constraint={"type": "choice", "choices": self.labels})
+        return params
+
+    def _held(self, answer: Answer) -> Answer:
+        """A free or constrained answer keeps its text as the raw output; its text becomes the label it names."""
+        if self.labels and self.label_mode != "score" and not answer.error:
+            from tailorlm.eval.metrics import extract_label
+
+            answer.meta["raw"] = answer.text
+            answer.text = extract_label(answer.text, self.labels, "first") or ""
+        return answer
 
     def __init__(self, generator, system: str | None = None, name: str | None = None, meta: dict | None = None):
         self.generator, self.system = generator, system
@@ -82,10 +132,12 @@ class PromptRung:
         started = time.perf_counter()
         try:
             prepared = self.prepare(messages, params)
-            c = self.generator.generate(prepared.messages, params)
+            if self.labels and self.label_mode == "score":
+                return self._scored([prepared], time.perf_counter() - started)[0]
+            c = self.generator.generate(prepared.messages, self._params_for(params))
         except Exception as e:  # scored as wrong, never dropped
             return self.failed(e, time.perf_counter() - started)
-        return self.finish(prepared, c, time.perf_counter() - started)
+        return self._held(self.finish(prepared, c, time.perf_counter() - started))
 
     def answer_batch(self, batch: list[Messages], params: GenParams | None = None, batch_size: int = 8) -> list[Answer]:
         """Answers in input order, `batch_size` prompts per generator call.
@@ -106,19 +158,27 @@ class PromptRung:
                 except Exception as e:
                     answers[i] = self.failed(e)
             try:
-                completions = self._generate_many([p.messages for _, p in prepared], params)
+                done = self._answer_prepared([p for _, p in prepared], params)
             except Exception:
-                completions = None
+                done = None
             elapsed = time.perf_counter() - began
             for j, (i, p) in enumerate(prepared):
-                if completions is not None:
-                    answers[i] = self.finish(p, completions[j], elapsed)
+                if done is not None:
+                    answers[i] = done[j]
+                    answers[i].latency_s = elapsed
                     answers[i].meta["compute_s"] = elapsed / len(chunk)
                 else:
                     answers[i] = self.answer(chunk[i], params)
                     answers[i].meta["compute_s"] = answers[i].latency_s
             out.extend(answers)
         return out
+
+    def _answer_prepared(self, prepared: list[Prepared], params: GenParams) -> list[Answer]:
+        """Answers for prepared prompts in one generator call (latency is set by the caller)."""
+        if self.labels and self.label_mode == "score":
+            return self._scored(prepared, 0.0)
+        completions = self._generate_many([p.messages for p in prepared], self._params_for(params))
+        return [self._held(self.finish(p, c, 0.0)) for p, c in zip(prepared, completions)]
 
     def _generate_many(self, conversations: list[Messages], params: GenParams) -> list[Completion]:
         if not conversations:
@@ -129,7 +189,16 @@ class PromptRung:
         return [self.generator.generate(m, params) for m in conversations]
 
     def stream(self, messages: Messages, params: GenParams | None = None) -> Iterator[Chunk]:
-        """Chunks whose texts concatenate to what `answer` returns (at temperature 0)."""
+        """Chunks whose texts concatenate to what `answer` returns (at temperature 0).
+
+        A rung held to labels decides the whole label before anything is sent, so it streams one chunk.
+        """
+        if self.labels:
+            a = self.answer(messages, params)
+            if a.error:
+                raise RuntimeError(a.error)
+            yield Chunk(a.text, "stop", a.usage)
+            return
         prepared = self.prepare(messages, params or GenParams())
         yield from self.generator.stream(prepared.messages, params or GenParams())
 

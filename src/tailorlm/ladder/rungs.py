@@ -121,11 +121,22 @@ def resolve_version(project, spec, specs=()) -> dict:
 
 
 def build_rung(project, spec, pool, embedder=None, version: dict | None = None, specs=()) -> PromptRung:
-    """The rung a spec describes. `pool` is a `ModelPool`; `version` overrides the model lookup."""
+    """The rung a spec describes, held to the task's labels for a classification task.
+
+    `pool` is a `ModelPool`; `version` overrides the model lookup.
+    """
     if spec.kind == "classic":  # no generator: a linear classifier that answers with a label
         from tailorlm.ladder.classic import build_classic
 
         return build_classic(project, spec, embedder)
+    rung = _build(project, spec, pool, embedder, version, specs)
+    task = project.config.task
+    if task.type == "classification" and task.labels and isinstance(rung, PromptRung):
+        rung.hold_to(task.labels, task.label_mode)
+    return rung
+
+
+def _build(project, spec, pool, embedder=None, version: dict | None = None, specs=()) -> PromptRung:
     from tailorlm.ladder.prompts import load_prompt
 
     prompt = load_prompt(project, spec.prompt)

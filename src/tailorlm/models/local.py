@@ -11,6 +11,7 @@ from typing import Iterator
 
 from tailorlm.errors import ModelNotAvailable, TailorError
 from tailorlm.models.base import Chunk, Completion, GenParams, Messages, Usage, collect
+from tailorlm.models.kv import returned_cache, with_cache
 
 
 class LocalGenerator:
@@ -121,8 +122,8 @@ class LocalGenerator:
         for step in range(budget):
             with torch.inference_mode():
                 out = self.model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos,
-                                 past_key_values=past, use_cache=True)
-            past = out.past_key_values
+                                 use_cache=True, **with_cache(past))
+            past = returned_cache(out)
             nxt = _pick(out.logits[:, -1, :].float(), params, rng)
             for row, token in enumerate(nxt.tolist()):
                 if finished[row]:
@@ -154,6 +155,12 @@ class LocalGenerator:
         for row in range(len(prompts)):  # budget was 0: nothing could be generated
             if not finished[row]:
                 yield row, Chunk(texts[row].flush(), "length", Usage(len(prompts[row]), generated[row]))
+
+    def score_choices(self, conversations: list[Messages], choices: list[str]) -> list[list[float]]:
+        """Each choice's summed log-probability as the whole answer, per conversation (models/scoring.py)."""
+        from tailorlm.models.scoring import score_choices
+
+        return score_choices(self, conversations, choices)
 
     # Shorter shared starts are not worth a separate forward pass.
     MIN_PREFIX = 16
@@ -187,7 +194,7 @@ class LocalGenerator:
         if best < max(self.MIN_PREFIX, n // 2):
             with torch.inference_mode():
                 out = self.model(input_ids=torch.tensor([head], device=self.device), use_cache=True)
-            kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+            kv = [(layer.keys, layer.values) for layer in returned_cache(out).layers]
             self._prefixes = [(tuple(head), kv)] + self._prefixes[: self.KEEP_PREFIXES - 1]
             best = n
         cache = DynamicCache()

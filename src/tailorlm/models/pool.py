@@ -11,6 +11,7 @@ Full fine-tunes load as their own model. Generators for OpenAI-compatible backen
 """
 
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 from tailorlm.models.local import LocalGenerator
@@ -23,17 +24,27 @@ class PooledGenerator(LocalGenerator):
         super().__init__(shared.model, tokenizer, name=name)
         self.shared, self.adapter = shared, adapter
 
-    def _decode(self, prompts, params):
+    @contextmanager
+    def _pinned(self):
+        """The shared model, switched to this generator's adapter (or none) while the block runs."""
         with self.shared.lock:
             self.model = self.shared.model  # the base may have been wrapped by peft since this was made
             if self.shared.peft is None:
-                yield from super()._decode(prompts, params)
+                yield
             elif self.adapter is None:
                 with self.shared.peft.disable_adapter():
-                    yield from super()._decode(prompts, params)
+                    yield
             else:
                 self.shared.peft.set_adapter(self.adapter)
-                yield from super()._decode(prompts, params)
+                yield
+
+    def _decode(self, prompts, params):
+        with self._pinned():
+            yield from super()._decode(prompts, params)
+
+    def score_choices(self, conversations, choices):
+        with self._pinned():
+            return super().score_choices(conversations, choices)
 
 
 class _Base:

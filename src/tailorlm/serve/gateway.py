@@ -123,7 +123,10 @@ class Gateway:
         params = self._params(req)
         messages = [m.plain() for m in req.messages]
         gen = call.rung.generator
-        if _is_local(gen):
+        if getattr(call.rung, "labels", None):
+            # A rung held to the task's labels decides the whole label (scored or constrained) as eval does.
+            self._submit_direct(call, [partial(call.rung.stream, messages, params)] * req.n)
+        elif _is_local(gen):
             # One trip to a thread for both: under load, every hop delays admission into the next batch.
             call.prepared, prompt = await self._blocking(self._prepare_local, call.rung, messages, params)
             self._submit_local(call, gen, [prompt] * req.n, params)
