@@ -402,7 +402,7 @@ def _costs(project, facts: dict, advice: dict) -> dict:
             out["training"] = training_estimate(
                 size["n_params"], facts["examples"]["tokens"], gpu=training_gpu(cfg), mfu=cfg.advise.mfu,
                 prices=cfg.prices.gpu_hour, method="lora", trainable_params=size["trainable_params"],
-                epochs=TrainConfig.model_fields["epochs"].default, measured_tokens_per_s=measured_training_speed(project))
+                epochs=_default_epochs(facts), measured_tokens_per_s=measured_training_speed(project))
     elif advice["rung"] == "pretrain":
         out["training"] = facts["pretrain"]
     serving = measured_serving(facts.get("ladder"), (advice.get("serve") or {}).get("rung"))
@@ -448,3 +448,12 @@ def measured_training_speed(project) -> float | None:
         if tps:
             return tps
     return None
+
+
+def _default_epochs(facts: dict) -> float:
+    """The epochs `tailor train sft` would run on these examples: `epochs: auto` resolved on their count."""
+    from tailorlm.train.config import TrainConfig, auto_epochs
+
+    default = TrainConfig.model_fields["epochs"].default
+    ex = facts["examples"]
+    return auto_epochs(int(ex.get("real", 0)) + int(ex.get("synthetic", 0))) if default == "auto" else default

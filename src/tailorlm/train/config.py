@@ -9,6 +9,26 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
+# OpenAI's `n_epochs: "auto"`, as its fine-tuning data-prep guide states it (openai-cookbook,
+# examples/Chat_finetuning_data_prep.ipynb): 3 epochs, unless that shows the model fewer than 100
+# or more than 25,000 examples, bounded to 1..25 epochs.
+TARGET_EPOCHS, MIN_TARGET_EXAMPLES, MAX_TARGET_EXAMPLES, MIN_EPOCHS, MAX_EPOCHS = 3, 100, 25_000, 1, 25
+
+
+def auto_epochs(n_examples: int) -> int:
+    """Epochs for a training set of `n_examples` under the auto rule.
+
+    >>> auto_epochs(300), auto_epochs(20), auto_epochs(20_000)
+    (3, 5, 1)
+    """
+    n = max(1, n_examples)
+    if n * TARGET_EPOCHS < MIN_TARGET_EXAMPLES:
+        return min(MAX_EPOCHS, MIN_TARGET_EXAMPLES // n)
+    if n * TARGET_EPOCHS > MAX_TARGET_EXAMPLES:
+        return max(MIN_EPOCHS, MAX_TARGET_EXAMPLES // n)
+    return TARGET_EPOCHS
+
+
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -35,7 +55,9 @@ class TrainConfig(BaseModel):
         None, ge=1, description="Adapt only the last N decoder layers (null: all). The backward pass then stops below "
         "them: faster and lighter, and the lower layers' general features are left as they were.")
     learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate (use ~1e-5 for full fine-tuning).")
-    epochs: float = Field(1.0, gt=0, description="Passes over the training split.")
+    epochs: float | Literal["auto"] = Field(
+        "auto", description="Passes over the training split, or auto: 3, raised for tiny sets to reach 100 examples "
+        "seen and lowered for big ones to stay under 25,000 (OpenAI's n_epochs auto rule; see auto_epochs).")
     max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1: use epochs).")
     batch_size: int = Field(8, ge=1, description="Sequences per optimizer step (per device).")
     micro_batch_size: int = Field(

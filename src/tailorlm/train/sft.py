@@ -63,7 +63,7 @@ def run_sft(project, cfg: TrainConfig, run_id: str, out: Path, checkpoint: Path 
     # Gradient checkpointing drops KV caches inside the layers, so the shared prefix needs it off.
     collator = (PackedCollator() if cfg.packing else
                 PaddedCollator(tokenizer.pad_token_id, share_prefix=cfg.share_prefix and not cfg.gradient_checkpointing))
-    args = training_arguments(cfg, out / "checkpoints", has_eval=bool(eval_ex))
+    args = training_arguments(cfg, out / "checkpoints", has_eval=bool(eval_ex), n_train=len(train_ex))
     trainer_ref, callback, callbacks = standard_callbacks(project, run_id, cfg, bool(eval_ex), on_progress)
     trainer = make_trainer_class()(model=model, args=args, train_dataset=Dataset.from_list(train_ex),
                                    eval_dataset=Dataset.from_list(eval_ex) if eval_ex else None,

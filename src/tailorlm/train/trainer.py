@@ -127,15 +127,17 @@ def shared_prefix_forward(decoder, prefix, inputs: dict):
     import torch
     from transformers import DynamicCache
 
+    from tailorlm.models.kv import with_cache
+
     ids, mask = inputs["input_ids"], inputs["attention_mask"]
     batch, length, cut = ids.shape[0], ids.shape[1], prefix.shape[1]
     cache = DynamicCache(config=decoder.config)
-    decoder(input_ids=prefix, past_key_values=cache, use_cache=True)
+    decoder(input_ids=prefix, use_cache=True, **with_cache(cache))
     cache.batch_repeat_interleave(batch)
     full_mask = torch.cat([mask.new_ones(batch, cut), mask], dim=1)
     positions = torch.arange(cut, cut + length, device=ids.device).unsqueeze(0).expand(batch, -1)
-    return decoder(input_ids=ids, attention_mask=full_mask, position_ids=positions, past_key_values=cache,
-                   use_cache=True).last_hidden_state
+    return decoder(input_ids=ids, attention_mask=full_mask, position_ids=positions, use_cache=True,
+                   **with_cache(cache)).last_hidden_state
 
 
 def last_checkpoint(folder: Path) -> Path | None:
@@ -272,8 +274,13 @@ def load_model(project, cfg: TrainConfig):
     return model, tokenizer, base_ref, parent
 
 
-def training_arguments(cfg: TrainConfig, out: Path, has_eval: bool):
+def training_arguments(cfg: TrainConfig, out: Path, has_eval: bool, n_train: int = 0):
+    """transformers' TrainingArguments for `cfg`; `n_train` examples resolve `epochs: auto`."""
     from transformers import TrainingArguments
+
+    from tailorlm.train.config import auto_epochs
+
+    epochs = auto_epochs(n_train) if cfg.epochs == "auto" else cfg.epochs
 
     eval_args = {}
     if has_eval:
@@ -284,7 +291,7 @@ def training_arguments(cfg: TrainConfig, out: Path, has_eval: bool):
         output_dir=str(out), per_device_train_batch_size=micro, per_device_eval_batch_size=cfg.batch_size,
         # Accumulating micro-batches gives the same update as one big batch (the loss is normalised by
         # the labelled tokens of the whole accumulated batch), with a fraction of the activations.
-        gradient_accumulation_steps=cfg.grad_accum * math.ceil(cfg.batch_size / micro), learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs,
+        gradient_accumulation_steps=cfg.grad_accum * math.ceil(cfg.batch_size / micro), learning_rate=cfg.learning_rate, num_train_epochs=epochs,
         max_steps=cfg.max_steps, weight_decay=cfg.weight_decay,
         warmup_steps=cfg.warmup_ratio,  # a float below 1 is a ratio
         lr_scheduler_type="cosine", logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.eval_steps,
