@@ -46,3 +46,38 @@ def test_choose_gives_the_argmax_and_its_probability_among_the_labels():
     assert label == "a"
     assert confidence == pytest.approx(math.exp(-1) / z)
     assert table == {"a": -1.0, "b": -2.0, "c": -3.0}
+
+
+def test_a_held_rung_answers_only_with_labels_in_batches_single_and_streamed(tiny_generator):
+    from tailorlm.ladder.base import PromptRung
+
+    rung = PromptRung(tiny_generator, "Name the team.").hold_to(LABELS)
+    questions = [[{"role": "user", "content": q}] for q in
+                 ["charged twice", "cannot log in", "two copies of my file", "where is my backup", "500 from the API"]]
+    answers = rung.answer_batch(questions, batch_size=2)
+    assert all(a.text in LABELS and a.error is None for a in answers)  # random weights: the label set does the work
+    for a in answers:
+        logprobs = a.meta["raw"]["label_logprobs"]
+        assert set(logprobs) == set(LABELS) and a.text == max(logprobs, key=logprobs.get)
+        assert 1 / len(LABELS) <= a.meta["confidence"] <= 1
+    single = rung.answer(questions[0])
+    assert single.text == answers[0].text
+    assert "".join(c.text for c in rung.stream(questions[0])) == single.text
+
+
+def test_free_mode_keeps_the_raw_text_and_extracts_the_label(tiny_generator):
+    from tailorlm.ladder.base import PromptRung
+
+    rung = PromptRung(tiny_generator).hold_to(LABELS, "free")
+    a = rung.answer([{"role": "user", "content": "hi"}])
+    assert "raw" in a.meta and (a.text == "" or a.text in LABELS)
+
+
+def test_auto_epochs_follows_the_openai_rule():
+    from tailorlm.train.config import auto_epochs
+
+    assert auto_epochs(300) == 3          # 900 examples seen: inside [100, 25000]
+    assert auto_epochs(20) == 5           # 3 x 20 < 100: 100 // 20
+    assert auto_epochs(2) == 25           # capped at 25
+    assert auto_epochs(20_000) == 1       # 3 x 20000 > 25000: 25000 // 20000
+    assert auto_epochs(10_000) == 2       # 25000 // 10000
