@@ -2,9 +2,10 @@
 
 `pip install -e` reads the source tree, so a file missing from `package-data` only shows after a plain
 `pip install .` (issue 16: `tailor init` could not find templates/tailor.yaml). This builds the
-wheel from a copy of the source tree and reads its RECORD. It needs no network (`--no-deps
---no-build-isolation`: the venv's setuptools builds it) and takes a few seconds, so it runs with
-the rest of the suite in CI.
+wheel from a copy of the source tree and reads its RECORD. With the environment's setuptools
+(`--no-build-isolation`, falling back to pip's isolated build) it takes a few seconds and needs no
+network, so it runs with the rest of the suite in CI; .ci/run also installs the wheel in a fresh
+venv and runs scripts/newcomer_smoke.sh there.
 """
 
 import csv
@@ -38,8 +39,10 @@ def wheel_record(tmp_path_factory) -> set[str]:
         shutil.copy(ROOT / name, tree / name)
     shutil.copytree(PACKAGE, tree / "src" / "tailorlm", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     dist = tmp_path_factory.mktemp("dist")
-    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                          "-w", str(dist), str(tree)], capture_output=True, text=True)
+    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(tree)]
+    out = subprocess.run(build + ["--no-build-isolation"], capture_output=True, text=True)
+    if out.returncode != 0:  # no (recent enough) setuptools here: let pip fetch the build requirements
+        out = subprocess.run(build, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     [wheel] = dist.glob("tailorlm-*.whl")
     with zipfile.ZipFile(wheel) as z:
