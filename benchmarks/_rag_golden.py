@@ -112,3 +112,49 @@ def keelbox_golden() -> tuple[list[Record], list[dict], dict]:
                        "src/tailorlm/examples/support/docs, with questions.jsonl (hand-written)",
              "documents": len(docs), "questions": len(golden), "unit": golden[0]["unit"]}
     return docs, golden, about
+
+
+# --- the Debian documentation set ----------------------------------------------------------------------
+FAQ_ROOT = Path("/usr/share/doc/debian/FAQ")  # Debian package debian-faq
+REFERENCE_ROOT = Path("/usr/share/debian-reference")  # Debian package debian-reference-en
+_QUESTION = re.compile(r"^\d+(?:\.\d+)+\.\s+(.+\?)$")  # "7.12. How do I put a package on hold?"
+
+
+def debian_golden() -> tuple[list[Record], list[dict], dict]:
+    """The Debian FAQ and the Debian Reference (HTML, read by Tailor's own document reader), and one
+    question per FAQ section whose title is a question: the title without its number. Relevant: the
+    chunks under that section (`section` unit: the FAQ page's path and the section's heading trail).
+
+    The table-of-contents pages (index.en.html) are left out: they list every question and answer none.
+    Install the packages with `apt-get install debian-faq debian-reference-en`."""
+    from tailorlm.data.readers.docs import read_document, to_record
+
+    paths = sorted(FAQ_ROOT.glob("*.en.html")) + sorted(REFERENCE_ROOT.glob("*.en.html"))
+    paths = [p for p in paths if p.name != "index.en.html"]
+    if not any(p.is_relative_to(FAQ_ROOT) for p in paths):
+        raise SystemExit(f"no Debian FAQ under {FAQ_ROOT}: apt-get install debian-faq debian-reference-en")
+    docs, golden = [], []
+    for path in paths:
+        doc = read_document(path)
+        source = "faq" if path.is_relative_to(FAQ_ROOT) else "reference"
+        rec = to_record(path, doc, path.parent, source)
+        rec = Record(f"{source}/{rec.id}", "text", rec.content, {**rec.meta, "path": f"{source}/{rec.id}"})
+        docs.append(rec)
+        if source != "faq":
+            continue
+        for trail, _ in doc.sections:
+            m = _QUESTION.match(trail[-1]) if trail else None
+            if m:
+                golden.append({"id": f"faq-{len(golden)}", "question": m.group(1),
+                               "relevant": {section_key(rec.meta["path"], trail)}, "unit": "section"})
+    about = {"corpus": "Debian FAQ (debian-faq 11.1) + Debian Reference (debian-reference-en 2.100), HTML read by "
+                       "tailorlm's document reader; table-of-contents pages left out",
+             "documents": len(docs), "faq_pages": sum(d.meta["source"] == "faq" for d in docs),
+             "bytes": sum(len(d.content["text"].encode()) for d in docs), "questions": len(golden),
+             "construction": "real questions: every FAQ section title that is a question, its number removed; "
+                             "a hit is a chunk under that section (its heading trail starts with the section's)"}
+    return docs, golden, about
+
+
+def section_key(path: str, trail) -> str:
+    return path + " :: " + " > ".join(trail)

@@ -172,3 +172,82 @@ def test_cli_index_query_and_eval(project, cli, tiny_model_dir):
     assert report["n"] == 2 and [r["setting"]["mode"] for r in report["results"]] == ["hybrid", "vector"]
     assert report["results"][0]["recall@k"]["mean"] == 1.0
     assert "vs_first" in report["results"][1]
+
+
+def test_bm25_finds_a_heading_only_match(project, embedder):
+    # "quiesce" is only in a heading: before headings had their own BM25 index, full-text search missed it.
+    (project.root / "docs" / "ops.md").write_text(
+        "# Operations\n\nGeneral notes about running the service.\n\n"
+        "## How do I quiesce the archive nodes?\n\nStop the writers first, then wait for the queue to drain.\n")
+    idx = _index(project, embedder)
+    idx.build(index_documents(project)[0])
+    assert "quiesce" not in " ".join(h.text for h in idx.chunks())
+    hits = idx.search("quiesce archive nodes", k=3, mode="fts")
+    assert hits[0].path == "docs/ops.md" and hits[0].heading.endswith("How do I quiesce the archive nodes?")
+
+
+def test_tokenizer_change_reindexes_full_text_without_re_embedding(project, embedder):
+    counting = CountingEmbedder(embedder)
+    idx = _index(project, counting)
+    idx.build(index_documents(project)[0])
+    counting.texts = 0
+    stems = _index(project, counting, fts_stem=False)
+    assert stems.build(index_documents(project)[0])["embedded_documents"] == 0 and counting.texts == 0
+    assert stems.read_manifest()["fts"]["stem"] is False
+    # "restorations" is not in the documents, "restore" is: only the stemmed index matches it
+    assert idx.search("restorations", k=3, mode="fts") and stems.search("restorations", k=3, mode="fts") == []
+
+
+def test_fusion_with_a_useless_retriever_returns_the_other_ranking():
+    from tailorlm.rag.index import Hit, fuse
+
+    good = [Hit(i, "", "", "", "", s) for i, s in (("c", 0.9), ("a", 0.7), ("d", 0.4), ("b", 0.1))]
+    # useless: every candidate scored alike (a query of common words), in an order unrelated to relevance
+    flat = [Hit(i, "", "", "", "", 3.0) for i in ("b", "d", "x", "a")]
+    for method in ("score", "rrf"):
+        assert [h.id for h in fuse([good, []], [1.0, 1.0], method)] == ["c", "a", "d", "b"]
+        assert [h.id for h in fuse([[], good], [1.0, 1.0], method)] == ["c", "a", "d", "b"]
+    fused = [h.id for h in fuse([good, flat], [1.0, 1.0], "score")]
+    assert fused[:4] == ["c", "a", "d", "b"]  # the flat list adds nothing; its extra hit comes last
+    assert [h.id for h in fuse([flat, good], [1.0, 1.0], "score")][:4] == ["c", "a", "d", "b"]
+    # RRF reads ranks, not scores: the same useless list reorders it. That is why score fusion is the default.
+    assert [h.id for h in fuse([good, flat], [1.0, 1.0], "rrf")][:4] != ["c", "a", "d", "b"]
+
+
+def test_tune_writes_the_winner_and_never_reads_the_golden_suite(project, embedder, cli):
+    import sys
+    from pathlib import Path
+
+    from tailorlm.rag.tune import candidates, tune
+
+    golden = project.root / "golden.jsonl"
+    golden.write_text(json.dumps({"input": [{"role": "user", "content": "What does Business cost?"}], "reference": "$24"}) + "\n")
+    cfg = project.root / "tailor.yaml"
+    cfg.write_text(cfg.read_text() + "eval: {path: golden.jsonl}\n# retrieval, chosen by hand\nrag:\n  k: 3  # three fit the prompt\n")
+    (project.root / "retrieval.jsonl").write_text("\n".join(json.dumps(q) for q in [
+        {"id": "1", "question": "What does the Business plan cost per user?", "sources": ["docs/plans-and-pricing.md"]},
+        {"id": "2", "question": "How do I configure SAML single sign-on?", "sources": ["docs/sso-setup.rst"]},
+        {"id": "3", "question": "How long are deleted files kept on the Team plan?", "sources": ["docs/plans-and-pricing.md"]},
+    ]) + "\n")
+    opened = []
+    watching = [True]
+
+    def hook(event, args):  # every file opened while tuning (audit hooks cannot be removed: a flag ends it)
+        if watching[0] and event == "open" and isinstance(args[0], str | Path):
+            opened.append(Path(args[0]).resolve())
+
+    sys.addaudithook(hook)
+    try:
+        report = tune(Project.load(project.root), "retrieval.jsonl", [120, 200], k=3, embedder=embedder)
+    finally:
+        watching[0] = False
+    assert golden.resolve() not in opened and (project.root / "retrieval.jsonl").resolve() in opened
+    assert report["tried"] == 2 * len(candidates(Project.load(project.root).config.rag))
+    assert set(report["vs_current"]) == {"recall@k", "mrr", "ndcg@k"} and report["written"]
+    text = cfg.read_text()
+    assert "# retrieval, chosen by hand" in text and "k: 3  # three fit the prompt" in text  # comments kept
+    assert "# tuned by `tailor rag eval retrieval.jsonl --tune`" in text
+    rag = Project.load(project.root).config.rag
+    assert {k: getattr(rag, k) for k in report["winner"]} == report["winner"]
+    refused = cli("rag", "eval", "golden.jsonl", "--tune", "-p", project.root)
+    assert refused.exit_code != 0 and "golden suite" in refused.output

@@ -25,7 +25,9 @@ def index(
 
     Example: tailor rag index docs
     """
-    from rich.progress import Progress
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from tailorlm.project import Project
     from tailorlm.rag.documents import index_documents
@@ -34,15 +36,29 @@ def index(
     proj = Project.load(project)
     docs, skipped = index_documents(proj, sources or None)
     idx = RagIndex.for_project(proj)
-    with Progress(disable=as_json) as progress:
-        task = progress.add_task("embedding chunks", total=None)
-        result = idx.build(docs, on_progress=lambda done, total: progress.update(task, total=total, advance=done))
+    started = time.perf_counter()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]} chunks/s"), TextColumn("left"), TimeRemainingColumn())
+    with Progress(*columns, disable=as_json) as progress:
+        task = progress.add_task("embedding chunks", total=None, rate="-")
+
+        def show(done: int, made: int, finished: bool) -> None:
+            rate = done / max(time.perf_counter() - started, 1e-9)
+            # the total is known once chunking (which runs ahead of the embedder) is done
+            progress.update(task, completed=done, total=made if finished or made > done else None, rate=f"{rate:.1f}",
+                            description="embedding chunks" if finished else "embedding chunks (still chunking)")
+
+        result = idx.build(docs, on_progress=show)
+    seconds = time.perf_counter() - started
+    result["seconds"] = round(seconds, 2)
+    result["chunks_per_s"] = round(result["chunks_added"] / seconds, 2) if result["chunks_added"] else None
     result["skipped"] = skipped
     if emit(result, as_json):
         return
     typer.echo(f"{result['documents']} documents: {result['embedded_documents']} (re)embedded, "
                f"{result['removed_documents']} removed, {result['chunks_added']} chunks added, "
-               f"{result['chunks_total']} in the index ({result['uri']})")
+               f"{result['chunks_total']} in the index ({result['uri']})"
+               + (f"; {result['chunks_per_s']:.1f} chunks/s" if result["chunks_per_s"] else ""))
     for s in skipped:
         typer.echo(f"  skipped {s['file']}: {s['reason']}", err=True)
     for path in result["flagged_injection"]:
@@ -118,12 +134,17 @@ def evaluate(
     modes: str = typer.Option("hybrid", help="Comma-separated search modes to compare, e.g. hybrid,vector,fts."),
     chunk_tokens: str = typer.Option(None, help="Comma-separated chunk sizes to compare (default: rag.chunk_tokens)."),
     rerank: str = typer.Option("none", help="Comma-separated rerankers to compare, e.g. none,llm."),
+    tune: bool = typer.Option(False, "--tune", help="Search mode, fusion, BM25 weight, rrf_k and --chunk-tokens on this "
+                              "retrieval suite (never the golden suite) and write the winner into tailor.yaml's rag: section."),
+    metric: str = typer.Option("mrr", help="With --tune: the metric that picks the winner (recall@k, mrr, ndcg@k)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="With --tune: report the winner, leave tailor.yaml alone."),
     project: Path = PROJECT,
     as_json: bool = JSON,
 ) -> None:
     """Retrieval quality (recall@k, MRR, nDCG@k, with 95% CIs); several settings side by side, paired.
 
     Example: tailor rag eval questions.jsonl --modes hybrid,vector,fts
+    Example: tailor rag eval retrieval.jsonl --tune --chunk-tokens 120,200,320
     """
     from rich.console import Console
     from rich.table import Table
@@ -133,8 +154,16 @@ def evaluate(
 
     proj = Project.load(project)
     sizes = _split(chunk_tokens, int) if chunk_tokens else [proj.config.rag.chunk_tokens]
+    say = (lambda _m: None) if as_json else (lambda m: typer.echo(m, err=True))
+    if tune:
+        from tailorlm.rag.tune import tune as run_tune
+
+        report = run_tune(proj, suite, sizes, k=k, metric=metric.replace(f"@{k}", "@k"), write=not dry_run, on_progress=say)
+        if not emit(report, as_json):
+            _show_tuned(report)
+        return
     settings = parse_settings(_split(modes), sizes, _split(rerank))
-    report = run_eval(proj, suite, settings, k=k, on_progress=(lambda _m: None) if as_json else (lambda m: typer.echo(m, err=True)))
+    report = run_eval(proj, suite, settings, k=k, on_progress=say)
     if emit(report, as_json):
         return
     table = Table(title=f"Retrieval on {suite} (n={report['n']}, k={k}, relevance by {report['unit']}); "
@@ -153,3 +182,31 @@ def evaluate(
             cells.append(cell)
         table.add_row(f"{s['mode']}, {s['chunk_tokens']} tok, rerank {s['rerank']}", *cells)
     Console().print(table)
+
+
+def _show_tuned(report: dict) -> None:
+    k, m = report["k"], report["metric"]
+
+    def setting(s):
+        fusion = f", {s['fusion']} fusion, BM25 weight {s['fts_weight']}" if s["search"] == "hybrid" else ""
+        rrf = f", rrf_k {s['rrf_k']}" if s["search"] == "hybrid" and s["fusion"] == "rrf" else ""
+        return f"{s['search']}{fusion}{rrf}, {s['chunk_tokens']} tok"
+
+    def ci(x):
+        return f"{x['mean']:.3f} [{x['low']:.3f}, {x['high']:.3f}]"
+
+    def delta(d):
+        return f"{d['delta']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] p={d['p_value']:.3f}"
+
+    typer.echo(f"Tuned on {report['suite']} (n={report['n']}, k={k}, relevance by {report['unit']}); "
+               f"{report['tried']} settings tried, picked by {m.replace('@k', f'@{k}')}")
+    typer.echo(f"  winner:  {setting(report['winner'])}: " + ", ".join(
+        f"{x.replace('@k', f'@{k}')} {ci(report['winner_scores'][x])}" for x in report["winner_scores"]))
+    typer.echo(f"  before:  {setting(report['current'])}: " + ", ".join(
+        f"{x.replace('@k', f'@{k}')} {ci(report['current_scores'][x])}" for x in report["current_scores"]))
+    for name in ("vs_current", "vs_vector"):
+        label = "winner - before" if name == "vs_current" else "winner - vector"
+        typer.echo(f"  {label}: " + ", ".join(f"{x.replace('@k', f'@{k}')} {delta(d)}" for x, d in report[name].items()))
+    if report["written"]:
+        typer.echo("  written to tailor.yaml (rag:)" + ("; run `tailor rag index` to rebuild at the new chunk size"
+                                                      if report.get("reindex") else ""))

@@ -167,7 +167,7 @@ def _build(project, spec, pool, embedder=None, version: dict | None = None, spec
         index = RagIndex.for_project(project, embedder=embedder)
         if not index.read_manifest()["docs"]:
             raise TailorError(f"rung {spec.label!r} needs the retrieval index: run `tailor rag index`")
-        meta.update(k=spec.k, search=cfg.search)
+        meta.update(k=spec.k, search=cfg.search, retrieval=index.describe(cfg.search))  # the (tuned) rag: settings
         rung = RagRung(index, generator, k=spec.k, mode=cfg.search, system=system, context_tokens=cfg.context_tokens,
                        reranker=make_reranker(cfg.rerank, generator), name=spec.label, meta=meta,
                        reminder=label_reminder(project.config.task))

@@ -25,4 +25,4 @@ def get_embedder(cfg: EmbedderConfig):
         return OpenAIEmbedder(cfg.base_url, cfg.model, cfg.api_key_env, cfg.batch_size)
     from tailorlm.models.embedders import LocalEmbedder
 
-    return LocalEmbedder.load(cfg.model, batch_size=cfg.batch_size)
+    return LocalEmbedder.load(cfg.model, batch_size=cfg.batch_size, runtime=cfg.runtime)

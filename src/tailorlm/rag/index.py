@@ -7,13 +7,20 @@ the manifest is rewritten only after the table is updated: a crash leaves the pr
 searchable, and the rerun finishes the job. Settings that change every chunk (embedder, chunk
 size, overlap) trigger a full rebuild.
 
-Search is vector (cosine), full-text (BM25) or hybrid, fused by reciprocal rank.
+Search is vector (cosine), full-text (BM25) or hybrid. BM25 matches the question's words in the chunk's
+text, its heading trail and its document's title, each with its own index and boost; a multi-word query
+is an OR of its words, each weighted by BM25's IDF (requiring every word, or a phrase, was measured and
+did not pay: docs/architecture.md). Hybrid fuses the two rankings (`fuse`): by default a weighted sum of
+each list's min-max normalised scores, or weighted reciprocal rank.
 """
 
+import copy
 import hashlib
 import json
 import os
+import queue
 import re
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +31,8 @@ from tailorlm.errors import TailorError
 
 TABLE = "chunks"
 _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tailor-search")
-RRF_K = 60  # the constant from Cormack et al. 2009; ranks matter, raw scores do not
+FTS_COLUMNS = ("text", "heading", "title")  # each has its own BM25 index; `search` weighs them by rag.*_boost
+EMBED_GROUP = 256  # chunks handed to the embedder at once: it sorts each group by length, so padding stays small
 # What a hit carries. Searches select these: left to itself LanceDB also returns each hit's 384-float
 # vector, which cost 3 ms of a 16 ms vector query and 5 ms of a 13 ms BM25 query at 100k chunks.
 HIT_COLUMNS = ["id", "doc_id", "path", "heading", "text", "source", "flags"]
@@ -61,9 +69,13 @@ class RagIndex:
     >>> [h.path for h in index.search("How long are deleted files kept?", k=3)]  # doctest: +SKIP
     """
 
-    def __init__(self, uri: str, embedder, settings: dict, table: str = TABLE, refine_factor: int = 10):
+    def __init__(self, uri: str, embedder, settings: dict, table: str = TABLE, refine_factor: int = 10,
+                 search_config=None):
+        from tailorlm.config import RagConfig
+
         self.uri, self.embedder, self.settings, self.table_name = uri, embedder, settings, table
         self.refine_factor = refine_factor
+        self.cfg = search_config or RagConfig()  # tokenizer, boosts and fusion
         self._db = None
 
     @classmethod
@@ -74,10 +86,8 @@ class RagIndex:
             from tailorlm.models import get_embedder
 
             embedder = get_embedder(project.config.models.embedder)
-        settings = {"embedder": project.config.models.embedder.model, "chunk_tokens": cfg.chunk_tokens,
-                    "overlap_tokens": cfg.overlap_tokens, "ann_min_rows": cfg.ann_min_rows}
-        index = cls(uri, embedder, settings, table)
-        index.refine_factor = cfg.ann_refine_factor
+        index = cls(uri, embedder, index_settings(project.config.models.embedder, cfg), table,
+                    cfg.ann_refine_factor, cfg)
         index.project = project
         return index
 
@@ -99,7 +109,10 @@ class RagIndex:
             if not self._exists():
                 raise TailorError("the RAG index is empty; build it with `tailor rag index`")
             self._open = self.db.open_table(self.table_name)
-            self._ann = any(i.columns == ["vector"] for i in self._open.list_indices())
+            indexed = [i.columns for i in self._open.list_indices()]
+            self._ann = ["vector"] in indexed
+            # an index built before headings and titles had their own BM25 indexes searches text alone
+            self._fts_columns = [c for c in FTS_COLUMNS if [c] in indexed]
         return self._open
 
     # -- building ---------------------------------------------------------------------------
@@ -111,31 +124,78 @@ class RagIndex:
         path = self.manifest_path()
         return json.loads(path.read_text()) if path.exists() else {"settings": None, "docs": {}}
 
-    def build(self, docs: list[Record], on_progress: Callable[[int, int], None] | None = None) -> dict:
-        """Bring the index up to date with `docs` (text records); returns what changed."""
+    def build(self, docs: list[Record], on_progress: Callable[[int, int, bool], None] | None = None) -> dict:
+        """Bring the index up to date with `docs` (text records); returns what changed.
+
+        `on_progress(embedded, chunks_so_far, chunking_done)` is called as chunks are embedded; chunking
+        runs on a thread ahead of the embedder, so the total grows until `chunking_done`."""
         manifest = self.read_manifest()
         rebuild = manifest["settings"] != self.settings
         old = {} if rebuild else manifest["docs"]
         current = {d.id: _doc_hash(d) for d in docs}
         changed = [d for d in docs if old.get(d.id) != current[d.id]]
         removed = sorted(set(old) - set(current))
-        rows = []
-        for d in changed:
-            rows += self._chunk(d)
-        vectors = self._embed([r["embed_text"] for r in rows], on_progress)
-        for r, v in zip(rows, vectors):
-            r["vector"] = v
-            del r["embed_text"]
-        self._apply(rows, [d.id for d in changed] + removed, rebuild)
+        rows = self._chunk_and_embed(changed, on_progress)
+        fts = fts_settings(self.cfg)
+        if rows or removed or rebuild or manifest.get("fts") != fts:
+            self._apply(rows, [d.id for d in changed] + removed, rebuild)
         # The manifest is the commit point: written aside and renamed, after the table is updated.
         Path(self.uri).mkdir(parents=True, exist_ok=True)
         tmp = self.manifest_path().with_suffix(".tmp")
-        tmp.write_text(json.dumps({"settings": self.settings, "docs": current}, indent=1))
+        tmp.write_text(json.dumps({"settings": self.settings, "fts": fts, "docs": current}, indent=1))
         tmp.replace(self.manifest_path())
         flagged = sorted({r["path"] for r in rows if r["flags"]})
         return {"documents": len(docs), "embedded_documents": len(changed), "removed_documents": len(removed),
                 "chunks_added": len(rows), "chunks_total": self._table().count_rows() if docs else 0,
                 "rebuilt": rebuild, "flagged_injection": flagged, "uri": self.uri}
+
+    def _chunk_and_embed(self, docs: list[Record], on_progress) -> list[dict]:
+        """Chunk on a thread while the embedder works through the chunks already made: the tokenizer
+        and torch both release the GIL, so reading and chunking hide behind embedding."""
+        groups: queue.Queue = queue.Queue(maxsize=4)
+        made, failed, stop = [0], [], threading.Event()
+
+        def produce():
+            try:
+                pending: list[dict] = []
+                for d in docs:
+                    if stop.is_set():
+                        return
+                    pending += self._chunk(d)
+                    while len(pending) >= EMBED_GROUP:
+                        made[0] += EMBED_GROUP
+                        groups.put(pending[:EMBED_GROUP])
+                        pending = pending[EMBED_GROUP:]
+                made[0] += len(pending)
+                groups.put(pending)
+            except BaseException as e:  # raised again on the caller's thread
+                failed.append(e)
+            finally:
+                groups.put(None)
+
+        thread = threading.Thread(target=produce, name="tailor-chunking", daemon=True)
+        thread.start()
+        rows: list[dict] = []
+        try:
+            while (group := groups.get()) is not None:
+                if group:
+                    for r, v in zip(group, self._embed([r.pop("embed_text") for r in group])):
+                        r["vector"] = v
+                    rows += group
+                if on_progress:
+                    on_progress(len(rows), made[0], False)
+        finally:
+            stop.set()  # an embedding error (or Ctrl-C) stops the chunker; drain so its last put returns
+            while thread.is_alive() or not groups.empty():
+                try:
+                    groups.get(timeout=0.05)
+                except queue.Empty:
+                    pass
+        if failed:
+            raise failed[0]
+        if on_progress:
+            on_progress(len(rows), len(rows), True)
+        return rows
 
     def _chunk(self, doc: Record) -> list[dict]:
         from tailorlm.rag.chunking import chunk_record
@@ -152,19 +212,14 @@ class RagIndex:
         tok = getattr(getattr(self.embedder, "model", None), "tokenizer", None)
         if tok is None:
             return None  # endpoints: the chunker's word-based estimate
+        # A copy for the chunking thread: a fast tokenizer used from two threads at once (the embedder
+        # tokenizes with truncation on) can fail with "Already borrowed".
+        tok = copy.deepcopy(tok)
         # verbose=False: counting a long text is not feeding it to the model, so no length warning.
         return lambda s: len(tok(s, add_special_tokens=False, verbose=False)["input_ids"])
 
-    def _embed(self, texts: list[str], on_progress) -> list[list[float]]:
-        out: list[list[float]] = []
-        batch = 64
-        if on_progress:
-            on_progress(0, len(texts))
-        for start in range(0, len(texts), batch):
-            out += self.embedder.embed(texts[start : start + batch])
-            if on_progress:
-                on_progress(len(texts[start : start + batch]), len(texts))
-        return out
+    def _embed(self, texts: list[str]) -> list[list[float]]:
+        return self.embedder.embed(texts)
 
     def _apply(self, rows: list[dict], stale_docs: list[str], rebuild: bool) -> None:
         import pyarrow as pa
@@ -194,13 +249,27 @@ class RagIndex:
     def _reindex(self, table) -> None:
         from lancedb.index import FTS
 
-        table.create_index("text", config=FTS(), replace=True)
+        fts = fts_settings(self.cfg)
+        for column in FTS_COLUMNS:
+            table.create_index(column, config=FTS(stem=fts["stem"], remove_stop_words=fts["remove_stop_words"],
+                                                  ascii_folding=fts["ascii_folding"]), replace=True)
         n = table.count_rows()
         if n >= self.settings["ann_min_rows"]:
             from lancedb.index import IvfPq
 
             table.create_index("vector", config=IvfPq(distance_type="cosine", num_partitions=max(16, int(n**0.5)),
                                                        num_sub_vectors=48), replace=True)
+
+    def describe(self, mode: str) -> str:
+        """The search settings in one line, for reports: e.g. "hybrid (score fusion, BM25 weight 1.0), 200-token
+        chunks, BM25 on text + heading x2 + title x1, stemmed, stop words kept"."""
+        c, s = self.cfg, self.settings
+        fusion = (f" ({c.fusion} fusion, BM25 weight {c.fts_weight:g}" + (f", rrf_k {c.rrf_k}" if c.fusion == "rrf" else "")
+                  + ")") if mode == "hybrid" else ""
+        bm25 = (f", BM25 on text + heading x{c.heading_boost:g} + title x{c.title_boost:g}, "
+                f"{'stemmed' if c.fts_stem else 'unstemmed'}, stop words {'removed' if c.fts_remove_stop_words else 'kept'}"
+                if mode != "vector" else "")
+        return f"{mode}{fusion}, {s['chunk_tokens']}-token chunks, {s['embedder']}{bm25}"
 
     # -- searching --------------------------------------------------------------------------
 
@@ -222,15 +291,7 @@ class RagIndex:
         # Both searches run in LanceDB's native code, which releases the GIL: run them side by side.
         fts_future = _POOL.submit(self._fts, table, query, pool, where)
         vector_hits = self._vector(table, vector, pool, where)
-        fused: dict[str, tuple[float, Hit]] = {}
-        for hits in (vector_hits, fts_future.result()):
-            for rank, hit in enumerate(hits):
-                score = fused.get(hit.id, (0.0, hit))[0] + 1.0 / (RRF_K + rank + 1)
-                fused[hit.id] = (score, hit)
-        best = sorted(fused.values(), key=lambda sh: (-sh[0], sh[1].id))[:k]
-        for score, hit in best:
-            hit.score = score
-        return [hit for _, hit in best]
+        return fuse([vector_hits, fts_future.result()], [1.0, self.cfg.fts_weight], self.cfg.fusion, self.cfg.rrf_k)[:k]
 
     def _vector(self, table, vector: list[float], k: int, where: str | None) -> list[Hit]:
         q = table.search(vector, vector_column_name="vector").distance_type("cosine").select(HIT_COLUMNS).limit(k)
@@ -246,7 +307,15 @@ class RagIndex:
         terms = " ".join(re.findall(r"\w+", query))  # the FTS query parser rejects stray punctuation
         if not terms:
             return []
-        q = table.search(terms, query_type="fts").select(HIT_COLUMNS).limit(k)
+        from lancedb.query import MatchQuery, MultiMatchQuery
+
+        columns = self._fts_columns or ["text"]
+        if len(columns) == 1:
+            fq = MatchQuery(terms, columns[0])
+        else:
+            boost = {"text": 1.0, "heading": self.cfg.heading_boost, "title": self.cfg.title_boost}
+            fq = MultiMatchQuery(terms, columns, boosts=[boost[c] for c in columns])
+        q = table.search(fq, query_type="fts").select(HIT_COLUMNS).limit(k)
         if where:
             q = q.where(where, prefilter=True)
         return [_hit(r, r["_score"]) for r in q.to_list()]
@@ -259,6 +328,50 @@ class RagIndex:
         table = self._table()
         rows = table.search().where("flags != ''").select(["id", "path", "heading", "flags"]).limit(10_000).to_list()
         return [{k: r[k] for k in ("id", "path", "heading", "flags")} for r in rows]
+
+
+def fuse(rankings: list[list[Hit]], weights: list[float], method: str = "score", rrf_k: int = 60) -> list[Hit]:
+    """One ranking from several (best first), each weighted.
+
+    `score`: each list's scores are min-max normalised to [0, 1] and summed with the weights; a list
+    whose scores are all equal says nothing about order and adds nothing. `rrf`: reciprocal rank fusion,
+    weight / (rrf_k + rank). Ties break by id, so the result is deterministic.
+
+    >>> a, b, c = (Hit(i, "", "", "", "", s) for i, s in (("a", .9), ("b", .8), ("c", .1)))
+    >>> [h.id for h in fuse([[a, b, c], []], [1.0, 1.0])]
+    ['a', 'b', 'c']
+    """
+    if method not in ("score", "rrf"):
+        raise TailorError(f"unknown fusion {method!r}; use score or rrf")
+    total: dict[str, float] = {}
+    hits: dict[str, Hit] = {}
+    for ranking, weight in zip(rankings, weights):
+        scores = [h.score for h in ranking]
+        low, high = (min(scores), max(scores)) if scores else (0.0, 0.0)
+        for rank, hit in enumerate(ranking):
+            if method == "rrf":
+                part = 1.0 / (rrf_k + rank + 1)
+            else:
+                part = (hit.score - low) / (high - low) if high > low else 0.0
+            total[hit.id] = total.get(hit.id, 0.0) + weight * part
+            hits.setdefault(hit.id, hit)
+    order = sorted(total, key=lambda i: (-total[i], i))
+    return [Hit(**{**hits[i].__dict__, "score": total[i]}) for i in order]
+
+
+def index_settings(embedder_cfg, cfg) -> dict:
+    """What every chunk's vector depends on: a change rebuilds the table (the manifest keeps them)."""
+    runtime = getattr(embedder_cfg, "runtime", "torch")
+    # the torch runtime keeps the bare model name, so indexes built before runtimes existed stay valid
+    name = embedder_cfg.model if runtime == "torch" else f"{embedder_cfg.model}@{runtime}"
+    return {"embedder": name, "chunk_tokens": cfg.chunk_tokens, "overlap_tokens": cfg.overlap_tokens,
+            "ann_min_rows": cfg.ann_min_rows}
+
+
+def fts_settings(cfg) -> dict:
+    """The BM25 tokenizer's settings: a change re-creates the full-text indexes only, nothing is re-embedded."""
+    return {"stem": cfg.fts_stem, "remove_stop_words": cfg.fts_remove_stop_words, "ascii_folding": cfg.fts_ascii_folding,
+            "columns": list(FTS_COLUMNS)}
 
 
 def _hit(row: dict, score: float) -> Hit:
