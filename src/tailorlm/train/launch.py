@@ -165,7 +165,8 @@ def launch(config_path: Path, module: str, args: list[str], dry_run: bool = Fals
         return result
     # stdout passes straight through and stderr is echoed line by line, so a long run shows its
     # progress live; only the last lines are kept, for the error message.
-    tail: deque[str] = deque(maxlen=15)
+    # accelerate 1.16 ends a failed launch with its own ~12-line traceback, after the worker's error.
+    tail: deque[str] = deque(maxlen=40)
     with subprocess.Popen(command, env={**os.environ, **(env or {})}, cwd=cwd, stderr=subprocess.PIPE,
                           text=True, bufsize=1) as proc:
         for line in proc.stderr:
