@@ -68,7 +68,7 @@ class LocalEmbedder:
         names = {i.name for i in self.session.get_inputs()}
         for start in range(0, len(texts), self.batch_size):
             rows = order[start : start + self.batch_size]
-            features = self.model.tokenize([texts[i] for i in rows])
+            features = self.model.preprocess([texts[i] for i in rows])
             feeds = {k: v.numpy().astype(np.int64) for k, v in features.items() if k in names}
             hidden = self.session.run(None, feeds)[0]
             features["token_embeddings"] = torch.from_numpy(hidden)
@@ -121,7 +121,7 @@ def _export(st, folder: Path, target: Path) -> None:
     import torch
 
     transformer = st[0].auto_model.eval()
-    present = [n for n in ONNX_INPUTS if n in st.tokenize(["a"])]
+    present = [n for n in ONNX_INPUTS if n in st.preprocess(["a"])]
 
     class Hidden(torch.nn.Module):  # the last hidden state only: what sentence-transformers pools
         def __init__(self, model):
@@ -132,7 +132,7 @@ def _export(st, folder: Path, target: Path) -> None:
             extra = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
             return self.model(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
 
-    sample = st.tokenize(["an example sentence to trace", "another"])
+    sample = st.preprocess(["an example sentence to trace", "another"])
     batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq", max=st.max_seq_length)
     folder.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".tmp.onnx")
