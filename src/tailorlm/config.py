@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tailorlm.errors import ConfigError
 
@@ -81,6 +81,22 @@ class TaskConfig(Strict):
     knowledge_changes: Literal["never", "yearly", "monthly", "weekly", "daily"] = Field(
         "monthly", description="How often the facts the model needs change; frequent change favours RAG over fine-tuning."
     )
+    # `schema` would shadow pydantic's BaseModel.schema, so the field has another name and the key stays `schema`.
+    model_config = ConfigDict(extra="forbid", validate_by_name=True, serialize_by_alias=True)
+    json_schema: dict | str | None = Field(
+        None, alias="schema", description="extraction: the JSON Schema every answer must follow (an object, or a .json "
+        "file relative to the project); the prompting rungs decode under it and `schema_valid` scores it.")
+
+    @field_validator("json_schema")
+    @classmethod
+    def _valid_schema(cls, schema, info):
+        if schema is not None and info.data.get("type", "extraction") != "extraction":
+            raise ValueError(f"schema is for extraction tasks (task.type: extraction), not {info.data['type']}")
+        if isinstance(schema, dict):
+            check_json_schema(schema)
+        elif isinstance(schema, str) and not schema.endswith(".json"):
+            raise ValueError(f"expected a JSON Schema object or a path to a .json file, got {schema!r}")
+        return schema
 
 
 class SourceConfig(Strict):
@@ -262,6 +278,13 @@ class ProjectConfig(Strict):
     serve: ServeConfig = Field(default_factory=ServeConfig, description="The OpenAI-compatible server.")
     store: StoreConfig = Field(default_factory=StoreConfig, description="Where state lives.")
 
+    @model_validator(mode="after")
+    def _extraction_metrics(self):
+        # An extraction task with a schema is also scored on whether its answers follow it.
+        if self.task.json_schema is not None and "metrics" not in self.eval.model_fields_set:
+            self.eval.metrics = ["exact_match", "schema_valid"]
+        return self
+
     @field_validator("sources")
     @classmethod
     def _unique_source_names(cls, sources: list[SourceConfig]) -> list[SourceConfig]:
@@ -270,6 +293,43 @@ class ProjectConfig(Strict):
         if dupes:
             raise ValueError(f"source names must be unique; repeated: {', '.join(dupes)}")
         return sources
+
+
+def check_json_schema(schema: dict) -> None:
+    """ValueError unless `schema` is a valid JSON Schema (by the metaschema of its `$schema`, else 2020-12)."""
+    try:
+        from jsonschema import SchemaError
+        from jsonschema.validators import validator_for
+    except ImportError as e:
+        raise ValueError("checking a JSON Schema needs the jsonschema package: pip install jsonschema") from e
+    try:
+        validator_for(schema).check_schema(schema)
+    except SchemaError as e:
+        where = "/".join(str(p) for p in e.path)
+        raise ValueError(f"not a valid JSON Schema: {e.message}" + (f" (at {where})" if where else "")) from e
+
+
+def _load_task_schema(cfg: ProjectConfig, root, filename: str, folder: Path) -> None:
+    """Read a `task.schema` given as a file into the config, checked like an inline one."""
+    ref = cfg.task.json_schema
+    if not isinstance(ref, str):
+        return
+    import json
+
+    where = f"{filename}:{_line_of(root, ('task', 'schema'))}: task.schema"
+    try:
+        schema = json.loads((folder / ref).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(f"{where}: cannot read {ref}: {e.strerror or e}") from e
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{where}: {ref}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from e
+    if not isinstance(schema, dict):
+        raise ConfigError(f"{where}: {ref} holds a {type(schema).__name__}, not a JSON Schema object")
+    try:
+        check_json_schema(schema)
+    except ValueError as e:
+        raise ConfigError(f"{where}: {ref}: {e}") from e
+    cfg.task.json_schema = schema
 
 
 def load_config(path: Path) -> ProjectConfig:
@@ -285,10 +345,11 @@ def load_config(path: Path) -> ProjectConfig:
         raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from e
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
-    return parse_config(text, path.name)
+    return parse_config(text, path.name, folder=path.parent)
 
 
-def parse_config(text: str, filename: str = "tailor.yaml") -> ProjectConfig:
+def parse_config(text: str, filename: str = "tailor.yaml", folder: Path | None = None) -> ProjectConfig:
+    """Validate tailor.yaml's text; `folder` (the project's) resolves files the config names, e.g. task.schema."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -307,6 +368,8 @@ def parse_config(text: str, filename: str = "tailor.yaml") -> ProjectConfig:
     except ValidationError as e:
         raise _located(e, root, filename, ()) from e
     _check_steps(cfg, root, filename)
+    if folder is not None:
+        _load_task_schema(cfg, root, filename, folder)
     return cfg
 
 

@@ -432,6 +432,31 @@ def cost_per_1k(prompt_tokens: int, completion_tokens: int, n_queries: int, pric
             "reason": "no price configured (api_input_per_1m/api_output_per_1m, gpu_hour or cpu_hour)"}
 
 
+def schema_valid(preds, refs=None, schema: dict | None = None, **kw) -> dict:
+    """1.0 per answer that parses as JSON and validates against `schema` (jsonschema); references are not needed.
+    Without a schema any JSON value passes (the empty schema).
+
+    >>> schema_valid(['{"n": 1}', '{"n": "x"}', 'n=1', None], schema={"properties": {"n": {"type": "integer"}}})["per_example"]
+    [1.0, 0.0, 0.0, 0.0]
+    """
+    import json
+
+    from jsonschema.validators import validator_for
+
+    if not preds:
+        raise ValueError("no examples to score")
+    schema = {} if schema is None else schema
+    validator = validator_for(schema)(schema)
+
+    def valid(pred) -> float:
+        try:
+            return float(pred is not None and validator.is_valid(json.loads(pred)))
+        except ValueError:  # not JSON (JSONDecodeError is a ValueError)
+            return 0.0
+
+    return _result([valid(p) for p in preds])
+
+
 def _per_pair(fn):
     def metric(preds, refs, **kw) -> dict:
         _check_pair(preds, refs)
@@ -452,4 +477,5 @@ METRICS = {
     "bleu": bleu,
     "chrf": chrf,
     "rouge_l": rouge_l,
+    "schema_valid": schema_valid,
 }

@@ -128,6 +128,8 @@ def score(project, suite, preds: list[str | None], metrics: list[str], rung=None
             result = _judge(project, name, examples, preds)
         elif name in redteam.METRICS:
             result = redteam.METRICS[name](project, examples, preds, rung)
+        elif name == "schema_valid":  # needs the task's schema, not references
+            result = M.schema_valid(preds, schema=project.config.task.json_schema)
         else:
             refs = [e.reference for e in examples]
             if any(r is None for r in refs):

@@ -22,6 +22,9 @@ class GenParams:
     max_tokens: int = 256
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
+    # A plain dict so it crosses the wire and the config unchanged: {"type": "choice", "choices": [...]},
+    # {"type": "json_schema", "schema": {...}}, ... (models/constrain.py). None: the answer is free text.
+    constraint: dict | None = None
 
 
 @dataclass

@@ -88,12 +88,19 @@ class LocalGenerator:
             out.extend(done)
         return out
 
-    def _decode(self, prompts: list[list[int]], params: GenParams) -> Iterator[tuple[int, Chunk]]:
-        """The decode loop: yields (row, chunk) as text becomes final, one last chunk per row."""
+    def _decode(self, prompts: list[list[int]], params: GenParams,
+                constraints: list[dict | None] | None = None) -> Iterator[tuple[int, Chunk]]:
+        """The decode loop: yields (row, chunk) as text becomes final, one last chunk per row.
+
+        `constraints` holds each row's own constraint spec (models/constrain.py); by default every
+        row takes `params.constraint`.
+        """
         torch = self._torch
         longest = max(len(p) for p in prompts)
         if longest >= self.max_context:
             raise TailorError(f"prompt is {longest} tokens; the model's context is {self.max_context}")
+        # Compiled before any forward pass, so a bad schema fails at once.
+        masks = self._row_masks(constraints if constraints is not None else [params.constraint] * len(prompts))
         budget = min(params.max_tokens, self.max_context - longest)
         # The prompts' shared start (system prompt, few-shot examples, rag instructions) is
         # encoded once and its KV cache reused across rows and calls: "prefix caching".
@@ -124,7 +131,11 @@ class LocalGenerator:
                 out = self.model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos,
                                  use_cache=True, **with_cache(past))
             past = returned_cache(out)
-            nxt = _pick(out.logits[:, -1, :].float(), params, rng)
+            logits = out.logits[:, -1, :].float()
+            if masks is not None:
+                with torch.inference_mode():  # the logits may be the forward's own (inference) tensor
+                    masks.apply(logits, finished)
+            nxt = _pick(logits, params, rng)
             for row, token in enumerate(nxt.tolist()):
                 if finished[row]:
                     continue
@@ -137,6 +148,9 @@ class LocalGenerator:
                     delta, hit = texts[row].push(token)
                     if hit:
                         reason = "stop"
+                    elif masks is not None and masks.accept(row, token):
+                        reason = "stop"  # the grammar is complete: only EOS could follow
+                        delta += texts[row].flush()
                     elif step == budget - 1:
                         reason = "length"
                         delta += texts[row].flush()
@@ -155,6 +169,16 @@ class LocalGenerator:
         for row in range(len(prompts)):  # budget was 0: nothing could be generated
             if not finished[row]:
                 yield row, Chunk(texts[row].flush(), "length", Usage(len(prompts[row]), generated[row]))
+
+    def _row_masks(self, specs: list[dict | None]):
+        """A `constrain.RowMasks` for the batch's constrained rows; None when no row has a constraint."""
+        if all(s is None for s in specs):
+            return None
+        from tailorlm.models.constrain import RowMasks, grammars_for
+
+        head = self.model.get_output_embeddings()
+        vocab = head.weight.shape[0] if head is not None else self.model.config.vocab_size
+        return RowMasks(grammars_for(self.tokenizer, vocab, self.eos_ids), specs)
 
     def score_choices(self, conversations: list[Messages], choices: list[str]) -> list[list[float]]:
         """Each choice's summed log-probability as the whole answer, per conversation (models/scoring.py)."""

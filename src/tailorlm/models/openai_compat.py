@@ -54,6 +54,10 @@ class OpenAIGenerator:
             args["stop"] = params.stop
         if params.seed is not None:
             args["seed"] = params.seed
+        if params.constraint is not None:
+            from tailorlm.models.constrain import openai_args
+
+            args.update(openai_args(params.constraint))  # enforced by upstreams that support it (vLLM, OpenAI)
         return args
 
     def generate(self, messages: Messages, params: GenParams | None = None) -> Completion:
