@@ -54,7 +54,7 @@ class EmbedderConfig(Strict):
     batch_size: int = Field(32, ge=1, description="Texts embedded per batch.")
     runtime: Literal["torch", "onnx", "onnx-int8"] = Field(
         "torch", description="For the local backend: torch (fp32), onnx (the same model exported to onnxruntime) or "
-        "onnx-int8 (int8 weights: 3-4x the chunks/s on CPU at a cosine of about 0.99 to fp32). The onnx runtimes need "
+        "onnx-int8 (int8 weights: 1.7-3.9x the chunks/s of torch on CPU, recall@5 unchanged, cosine about 0.99 to fp32; docs/benchmarks.md). The onnx runtimes need "
         "pip install 'tailorlm[onnx]'.")
 
 

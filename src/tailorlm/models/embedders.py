@@ -4,7 +4,7 @@
 exports the transformer once to ONNX, quantises its weights to int8 (onnxruntime's dynamic
 quantisation, per output channel), caches the file beside the model cache, and runs it with
 onnxruntime; tokenising and pooling stay sentence-transformers' own, so only the matrix products
-change. On this machine's 2 cores that embedded 3-4x the chunks per second at a mean cosine of 0.99
+change. On this machine's 2 cores that embedded 3.9x the chunks per second alone (1.7-2x in a benchmark run under heavy load), at a mean cosine of 0.99
 to the fp32 vectors (docs/benchmarks.md). `runtime: onnx` is the same export without quantisation.
 """
 
