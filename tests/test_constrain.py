@@ -73,6 +73,30 @@ def test_mixed_batch_keeps_free_rows_unchanged(tiny_generator):
     assert mixed[0] != free[0] and mixed[2] != free[2]
 
 
+def test_server_batcher_gives_each_row_its_own_constraint(tiny_generator):
+    import asyncio
+
+    from tailorlm.serve.batcher import Batcher, Job
+
+    async def run():
+        batcher, sizes = Batcher(max_batch=4, wait_ms=200), []
+        batcher.on_batch = sizes.append
+        batcher.start()
+        jobs = [Job(), Job()]
+        batcher.submit(jobs[0], tiny_generator, [tiny_generator.encode(PROMPTS[0])], GenParams(max_tokens=12, constraint=C.choice(LABELS)))
+        batcher.submit(jobs[1], tiny_generator, [tiny_generator.encode(PROMPTS[1])], GenParams(max_tokens=12))
+        out = []
+        for job in jobs:
+            out.append("".join([chunk.text async for _, chunk in job.results()]))
+        batcher.stop()
+        return out, sizes
+
+    (held, free), sizes = asyncio.run(run())
+    assert sizes == [2]  # one decode loop for both requests
+    assert held in LABELS
+    assert free == texts(tiny_generator, [None, None], GenParams(max_tokens=12))[1]  # as in a batch of free rows
+
+
 def test_stream_concatenates_to_the_answer(tiny_generator):
     for spec, stop in [(C.json_schema(SCHEMA), []), (C.choice(LABELS), []), (C.json_schema(SCHEMA), ['"high"'])]:
         params = GenParams(max_tokens=80, constraint=spec, stop=stop)
@@ -93,7 +117,8 @@ def test_regex_and_json_object(tiny_generator):
 def test_bad_constraints_fail_before_decoding(tiny_generator):
     for spec, message in [({"type": "grammar"}, "constraint type must be one of"),
                           ({"type": "choice", "choices": []}, "non-empty list"),
-                          ({"type": "json_schema", "schema": {"type": "frob"}}, "frob")]:
+                          ({"type": "json_schema", "schema": {"type": "frob"}}, "frob"),
+                          ({"type": "json_schema", "schema": {"enum": {1, 2}}}, "must be plain JSON")]:
         with pytest.raises(C.ConstraintError, match=message):
             tiny_generator.generate(PROMPTS[0], GenParams(max_tokens=4, constraint=spec))
 

@@ -38,9 +38,9 @@ class PooledGenerator(LocalGenerator):
                 self.shared.peft.set_adapter(self.adapter)
                 yield
 
-    def _decode(self, prompts, params):
+    def _decode(self, prompts, params, constraints=None):
         with self._pinned():
-            yield from super()._decode(prompts, params)
+            yield from super()._decode(prompts, params, constraints)
 
     def score_choices(self, conversations, choices):
         with self._pinned():

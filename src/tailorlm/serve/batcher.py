@@ -193,7 +193,8 @@ class Batcher:
             self.on_batch(len(rows))
         done = [False] * len(rows)
         self.running = len(rows)
-        steps = rows[0].generator._decode([r.prompt for r in rows], rows[0].params)
+        # Each row keeps its own constraint (models/constrain.py): rows that differ only in it share a loop.
+        steps = rows[0].generator._decode([r.prompt for r in rows], rows[0].params, [r.params.constraint for r in rows])
         try:
             for i, chunk in steps:
                 row = rows[i]
