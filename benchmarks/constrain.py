@@ -16,6 +16,10 @@ through its own Python API with the same bit-mask layout:
 Part 2 runs `LocalGenerator` itself (llguidance through models/constrain.py), one row and a batch
 of 8, the JSON Schema and the choice against free decoding in the same run, alternating, medians of
 --reps: the per-token time (prefill subtracted: a max_tokens=1 call of the same prompts) and its ratio.
+
+Part 3 (`--label-modes`) scores the Keelbox example's prompting rungs on its golden tickets twice in
+one run, `task.label_mode: constrain` (greedy decoding under a choice over the labels) and `score`
+(each label's likelihood as the whole answer), through `build_rung` and `evaluate` as the ladder does.
 """
 
 import argparse
@@ -281,6 +285,41 @@ def overhead(gen, reps) -> dict:
     return out
 
 
+def label_modes() -> list[dict]:
+    """The example's zero_shot, few_shot and rag rungs under label_mode constrain and score."""
+    import tempfile
+    from pathlib import Path
+
+    from tailorlm.data.pipeline import prepare
+    from tailorlm.eval.runner import default_params, evaluate
+    from tailorlm.eval.suite import load_suite
+    from tailorlm.ladder.rungs import build_rung
+    from tailorlm.models.pool import ModelPool
+    from tailorlm.project import Project
+    from tailorlm.quickstart import create_example
+    from tailorlm.rag.documents import index_documents
+    from tailorlm.rag.index import RagIndex
+
+    project = Project.load(create_example(Path(tempfile.mkdtemp()) / "keelbox"))
+    prepare(project)
+    RagIndex.for_project(project).build(index_documents(project, None)[0])
+    pool, suite, params = ModelPool(project), load_suite(project), default_params(project)
+    rows = []
+    for spec in project.config.rungs:
+        if spec.kind not in ("zero_shot", "few_shot", "rag"):
+            continue
+        for mode in ("constrain", "score"):
+            rung = build_rung(project, spec, pool)
+            rung.hold_to(project.config.task.labels, mode)
+            rung.name = f"{spec.label}-{mode}"
+            started = time.perf_counter()
+            m = evaluate(project, rung, suite, ["accuracy", "macro_f1"], params, fresh=True)["metrics"]
+            rows.append({"rung": spec.label, "label_mode": mode, "n": m["accuracy"]["n"],
+                         "accuracy": [round(m["accuracy"][k], 3) for k in ("score", "low", "high")],
+                         "macro_f1": round(m["macro_f1"]["score"], 3), "seconds": round(time.perf_counter() - started, 1)})
+    return rows
+
+
 def _time_calls(cls, names: list[str]) -> list[float]:
     """Wrap methods of `cls` so the seconds spent in them add up in the returned one-item list."""
     spent = [0.0]
@@ -308,7 +347,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--libs", default="llguidance,xgrammar,outlines-core", help="engines to compare (part 1)")
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--skip-overhead", action="store_true", help="part 1 only")
+    ap.add_argument("--skip-overhead", action="store_true", help="leave out part 2")
+    ap.add_argument("--label-modes", action="store_true", help="add part 3 (about 5 minutes here)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -324,6 +364,8 @@ def main():
               "engines": compare_engines(gen, [n for n in args.libs.split(",") if n], args.reps)}
     if not args.skip_overhead:
         result["overhead"] = overhead(gen, args.reps)
+    if args.label_modes:
+        result["label_modes"] = label_modes()
     result["load_average_after"] = os.getloadavg()
     if args.json:
         print(json.dumps(result))
@@ -344,6 +386,10 @@ def main():
         print(f"  {case}: {r['steps']} steps, free {r['free_ms_per_step']} ms/step, constrained "
               f"{r['constrained_ms_per_step']} ms/step, ratio {r['ratio']}x; in the mask {r['mask_ms_per_step']} ms/step "
               f"({100 * r['mask_share_of_free_step']:.2f}% of a free step); all valid: {r['all_valid']}")
+    for r in result.get("label_modes", []):
+        acc = r["accuracy"]
+        print(f"  {r['rung']:17} {r['label_mode']:9} accuracy {acc[0]:.3f} [{acc[1]:.3f}, {acc[2]:.3f}] "
+              f"macro-F1 {r['macro_f1']:.3f}  {r['seconds']} s (n={r['n']})")
 
 
 if __name__ == "__main__":
