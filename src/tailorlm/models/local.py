@@ -102,21 +102,7 @@ class LocalGenerator:
         # Compiled before any forward pass, so a bad schema fails at once.
         masks = self._row_masks(constraints if constraints is not None else [params.constraint] * len(prompts))
         budget = min(params.max_tokens, self.max_context - longest)
-        # The prompts' shared start (system prompt, few-shot examples, rag instructions) is
-        # encoded once and its KV cache reused across rows and calls: "prefix caching".
-        start, past = self._shared_prefix(prompts)
-        # Left padding (after the shared prefix) keeps every row's last prompt token in the final
-        # column, so one slice of the logits gives each row's next-token distribution.
-        rest = [p[start:] for p in prompts]
-        width = max(len(r) for r in rest)
-        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), start + width), dtype=torch.long)
-        mask[:, :start] = 1
-        for i, r in enumerate(rest):
-            ids[i, width - len(r) :] = torch.tensor(r)
-            mask[i, start + width - len(r) :] = 1
-        ids, mask = ids.to(self.device), mask.to(self.device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, start:]
+        past, ids, mask, positions = self._prefill_inputs(prompts)
         rng = None
         if params.temperature > 0:
             rng = torch.Generator(device=self.device)
@@ -185,6 +171,28 @@ class LocalGenerator:
         from tailorlm.models.scoring import score_choices
 
         return score_choices(self, conversations, choices)
+
+    def _prefill_inputs(self, prompts: list[list[int]]):
+        """(cache, ids, attention mask, position ids) for the first forward pass over `prompts`.
+
+        The prompts' shared start (system prompt, few-shot examples, rag instructions) is encoded
+        once and its KV cache reused across rows and calls ("prefix caching"); `ids` and
+        `positions` cover what follows it, `mask` the whole row. Left padding (after the shared
+        prefix) keeps every row's last prompt token in the final column, so one slice of the logits
+        gives each row's next-token distribution.
+        """
+        torch = self._torch
+        start, past = self._shared_prefix(prompts)
+        rest = [p[start:] for p in prompts]
+        width = max(len(r) for r in rest)
+        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), start + width), dtype=torch.long)
+        mask[:, :start] = 1
+        for i, r in enumerate(rest):
+            ids[i, width - len(r) :] = torch.tensor(r)
+            mask[i, start + width - len(r) :] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        return past, ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)[:, start:]
 
     # Shorter shared starts are not worth a separate forward pass.
     MIN_PREFIX = 16

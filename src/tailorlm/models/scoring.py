@@ -60,20 +60,10 @@ def score_choices(gen, conversations: list[Messages], choices: list[str]) -> lis
         from tailorlm.errors import TailorError
 
         raise TailorError(f"prompt and label are {longest} tokens; the model's context is {gen.max_context}")
-    start, past = gen._shared_prefix(prompts)
-    rest = [p[start:] for p in prompts]
-    width = max(len(r) for r in rest)
+    past, ids, mask, positions = gen._prefill_inputs(prompts)
     n = len(prompts)
-    ids = torch.full((n, width), gen.pad_id, dtype=torch.long)
-    mask = torch.zeros((n, start + width), dtype=torch.long)
-    mask[:, :start] = 1
-    for i, r in enumerate(rest):
-        ids[i, width - len(r):] = torch.tensor(r)
-        mask[i, start + width - len(r):] = 1
-    ids, mask = ids.to(gen.device), mask.to(gen.device)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
     with torch.inference_mode():
-        out = gen.model(input_ids=ids, attention_mask=mask, position_ids=positions[:, start:], use_cache=True,
+        out = gen.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
                         **with_cache(past))
     first = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)  # each label's first token
     layers = [(layer.keys, layer.values) for layer in returned_cache(out).layers]
