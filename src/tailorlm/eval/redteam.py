@@ -57,25 +57,18 @@ def is_redteam_file(path: Path) -> bool:
     try:
         with open(path, encoding="utf-8") as f:
             first = next((line for line in f if line.strip()), "")
-        return isinstance(json.loads(first), dict) and "checks" in json.loads(first)
+        case = json.loads(first)
+        return isinstance(case, dict) and "checks" in case
     except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         return False
 
 
 def load(path: Path, name: str, source: str):
     """A Suite of red-team cases; a bad line is an error naming the file, line and field."""
-    from tailorlm.eval.suite import Example, Suite
+    from tailorlm.eval.suite import Example, Suite, suite_lines
 
-    if not path.exists():
-        raise TailorError(f"suite file not found: {source}")
     examples, seen = [], set()
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            case = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise TailorError(f"{source}:{n}: invalid JSON at column {e.colno}: {e.msg}") from e
+    for n, case in suite_lines(path, source):
         where = f"{source}:{n}"
         _validate(case, where)
         if case["id"] in seen:

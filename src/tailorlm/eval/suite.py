@@ -74,6 +74,25 @@ def load_suite(project, ref: str | None = None) -> Suite:
     return _from_dataset(project, ref)
 
 
+def suite_lines(path: Path, source: str):
+    """(line number, parsed value) for each non-blank line of a hand-written JSONL suite.
+
+    Such a suite is scored whole or not at all, so its first bad line stops with file:line:column
+    (retrieval suites and red-team suites; golden suites go through the record reader instead).
+    """
+    from tailorlm.data.readers.records import json_reason
+
+    if not path.exists():
+        raise TailorError(f"suite file not found: {source}")
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield n, json.loads(line)
+        except json.JSONDecodeError as e:
+            raise TailorError(f"{source}:{n}: {json_reason(e)}") from e
+
+
 def _from_file(path: Path, name: str, source: str) -> Suite:
     from tailorlm.data.readers.records import read_file
     from tailorlm.data.record import Record

@@ -8,8 +8,6 @@ MRR, nDCG@k with 95% CIs), and each setting after the first is compared with the
 bootstrap on the per-question scores. `--tune` (rag/tune.py) searches the settings instead.
 """
 
-import json
-
 from tailorlm.errors import TailorError
 from tailorlm.paths import inside
 
@@ -32,17 +30,12 @@ def ranked_ids(q: dict, hits: list) -> list[str]:
 
 
 def load_suite(project, suite: str) -> list[dict]:
-    path = inside(project.root, suite)
-    if not path.exists():
-        raise TailorError(f"suite file not found: {suite}")
+    from tailorlm.eval.suite import suite_lines
+
     out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise TailorError(f"{suite}:{n}: invalid JSON: {e.msg}") from e
+    for n, obj in suite_lines(inside(project.root, suite), suite):
+        if not isinstance(obj, dict):
+            raise TailorError(f"{suite}:{n}: expected an object with a question and its sources")
         question = obj.get("question") or next((m["content"] for m in reversed(obj.get("input") or [])
                                                  if m.get("role") == "user"), None)
         unit = next((u for u in UNITS if obj.get(UNITS[u])), None)
