@@ -104,10 +104,15 @@ def onnx_session(st, model_path: str, quantize: bool):
 
             # onnxruntime logs a suggestion to pre-process the graph at WARNING; its shape inference
             # fails on this graph, and quantising without it keeps cosine >= 0.98 to fp32 (tested).
-            logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))
-            tmp = int8.with_suffix(".tmp")
-            quantize_dynamic(fp32, tmp, weight_type=QuantType.QInt8, per_channel=True)
-            tmp.replace(int8)
+            root = logging.getLogger()
+            level = root.level
+            root.setLevel(max(level, logging.ERROR))  # only while quantising: the caller's logging is theirs
+            try:
+                tmp = int8.with_suffix(".tmp")
+                quantize_dynamic(fp32, tmp, weight_type=QuantType.QInt8, per_channel=True)
+                tmp.replace(int8)
+            finally:
+                root.setLevel(level)
         path = int8
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
