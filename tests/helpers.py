@@ -46,3 +46,22 @@ class ScriptedGenerator:
 
     def generate_batch(self, batch, params=None, batch_size=8):
         return [self.generate(m, params) for m in batch]
+
+
+def extend_config(root, extra: dict) -> None:
+    """Merge `extra` into a project's tailor.yaml (mappings merge key by key; other values replace),
+    so a test can add to a section the example already has without writing a duplicate key."""
+    import yaml
+
+    path = root / "tailor.yaml"
+    config = yaml.safe_load(path.read_text())
+
+    def merge(into: dict, new: dict) -> None:
+        for key, value in new.items():
+            if isinstance(value, dict) and isinstance(into.get(key), dict):
+                merge(into[key], value)
+            else:
+                into[key] = value
+
+    merge(config, extra)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))

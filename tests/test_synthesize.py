@@ -12,7 +12,7 @@ from tailorlm.data.synthesize import own_outputs_warning, synthesize
 from tailorlm.data.versions import load_records, resolve, write_version
 from tailorlm.project import Project
 from tailorlm.rag.rung import GUARD
-from tests.helpers import ScriptedGenerator, run_step
+from tests.helpers import ScriptedGenerator, extend_config, run_step
 
 GOLDEN = "How many days does Keelbox keep deleted files before they are removed for good from the trash"
 
@@ -92,10 +92,10 @@ def test_self_instruct_records_are_tagged_verified_and_capped(project):
 
 
 def test_raft_questions_carry_the_source_among_distractors(project):
-    cfg = project.root / "tailor.yaml"
-    cfg.write_text(cfg.read_text() + "synthesize:\n  oracle_share: 1.0\n  distractors: 2\n"
-                   "models:\n  generator: {model: smollm2-135m-instruct}\n  teacher: {backend: openai, model: big-teacher, "
-                   "base_url: 'http://127.0.0.1:9/v1'}\n")
+    extend_config(project.root, {"synthesize": {"oracle_share": 1.0, "distractors": 2},
+                                 "models": {"generator": {"model": "smollm2-135m-instruct"},
+                                            "teacher": {"backend": "openai", "model": "big-teacher",
+                                                        "base_url": "http://127.0.0.1:9/v1"}}})
     project = Project.load(project.root)
     replies = [f"QUESTION: What does fact number {i} in this passage say exactly?\nANSWER: It says what the passage says."
                for i in range(3)]
@@ -220,8 +220,7 @@ def test_tiny_real_model_as_teacher_quarantines_what_it_cannot_format(project, t
 
 def test_cli_synthesize_with_a_configured_teacher(project, cli, tiny_model_dir):
     project = _short_replies(project)
-    cfg = project.root / "tailor.yaml"
-    cfg.write_text(cfg.read_text() + f"models:\n  teacher: {{model: {tiny_model_dir}}}\n")
+    extend_config(project.root, {"models": {"teacher": {"model": str(tiny_model_dir)}}})
     out = cli("data", "synthesize", "--seeds", "tickets", "--n", "2", "-p", project.root, "--json")
     result = json.loads(out.output.splitlines()[0])
     assert result["teacher"] == {"model": str(tiny_model_dir), "backend": "local", "weak": False}
