@@ -111,4 +111,71 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             "ALTER TABLE traces ADD COLUMN model_version TEXT",
         ],
     ),
+    (
+        "003_human_review",
+        [
+            # Expert review of a seeded sample of a dataset version (issue 17). Decisions are appended,
+            # never updated: a reviewer who changes their mind adds a row, and the newest one counts.
+            """CREATE TABLE data_reviews (
+                id TEXT PRIMARY KEY,
+                dataset_version TEXT NOT NULL,
+                split TEXT,                   -- NULL: every split
+                sample_size INTEGER NOT NULL,
+                seed INTEGER NOT NULL,
+                target REAL NOT NULL,         -- the pass rate the review must show, e.g. 0.95
+                created_by TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                result_version TEXT           -- the dataset version its fails and edits became
+            )""",
+            """CREATE TABLE data_review_items (
+                review_id TEXT NOT NULL REFERENCES data_reviews (id),
+                record_id TEXT NOT NULL,
+                ord INTEGER NOT NULL,         -- the order the reviewer sees
+                PRIMARY KEY (review_id, record_id)
+            )""",
+            """CREATE TABLE data_review_decisions (
+                id TEXT PRIMARY KEY,
+                review_id TEXT NOT NULL REFERENCES data_reviews (id),
+                record_id TEXT NOT NULL,
+                reviewer TEXT NOT NULL,
+                decision TEXT NOT NULL,       -- pass | fail | edit
+                reason TEXT,
+                edited TEXT,                  -- JSON: the record's new content, for edit
+                created_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX ix_data_review_decisions ON data_review_decisions (review_id, record_id, created_at)",
+            # Blind side-by-side human eval of two subjects' answers on the same suite examples.
+            """CREATE TABLE pair_reviews (
+                id TEXT PRIMARY KEY,
+                subject_a TEXT NOT NULL,
+                subject_b TEXT NOT NULL,
+                report_a TEXT NOT NULL,
+                report_b TEXT NOT NULL,
+                suite TEXT NOT NULL,
+                sample_size INTEGER NOT NULL,
+                seed INTEGER NOT NULL,
+                created_by TEXT NOT NULL,
+                created_at TEXT NOT NULL
+            )""",
+            """CREATE TABLE pair_review_items (
+                review_id TEXT NOT NULL REFERENCES pair_reviews (id),
+                example_id TEXT NOT NULL,
+                ord INTEGER NOT NULL,
+                shown_first TEXT NOT NULL,    -- a | b: which answer the rater sees on the left
+                PRIMARY KEY (review_id, example_id)
+            )""",
+            """CREATE TABLE pair_ratings (
+                id TEXT PRIMARY KEY,
+                review_id TEXT NOT NULL REFERENCES pair_reviews (id),
+                example_id TEXT NOT NULL,
+                rater TEXT NOT NULL,
+                shown_first TEXT NOT NULL,    -- what this rater saw on the left, as stored when rated
+                a_correctness INTEGER, a_style INTEGER, a_usefulness INTEGER,
+                b_correctness INTEGER, b_style INTEGER, b_usefulness INTEGER,
+                preference TEXT,              -- a | b | tie, or NULL when only rated
+                created_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX ix_pair_ratings ON pair_ratings (review_id, example_id, rater, created_at)",
+        ],
+    ),
 ]
