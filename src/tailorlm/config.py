@@ -16,7 +16,7 @@ EMBEDDED_GENERATOR = "smollm2-135m-instruct"
 EMBEDDED_EMBEDDER = "all-minilm-l6-v2"
 
 RecordKind = Literal["chat", "preference", "text", "eval"]
-RungKind = Literal["classic", "zero_shot", "few_shot", "rag", "sft", "dpo", "hybrid", "cpt"]
+RungKind = Literal["classic", "zero_shot", "few_shot", "prompt_opt", "rag", "sft", "dpo", "hybrid", "cpt", "ensemble"]
 
 
 class Strict(BaseModel):
@@ -122,7 +122,12 @@ class RungConfig(Strict):
         None, description="few_shot pool and the training data the ladder uses: a chat dataset (NAME or NAME@HASH); "
         "default: the first chat dataset prepared.")
     train: dict = Field(default_factory=dict, description="sft/hybrid: training settings (as in `tailor train sft`) when the ladder trains the model; "
-                        "classic: {features: [tfidf, embedding], C: [...], cv_folds: 5}.")
+                        "classic: {features: [tfidf, embedding], C: [...], cv_folds: 5}; prompt_opt: the search "
+                        "({budget: 400, variants: 2, demo_sets: 2, similar: true, minibatch: 8, instructions: [...], seed: 0}).")
+    members: list[str] = Field(default_factory=list, description="ensemble: the names of the rungs it combines (two or more).")
+    vote: Literal["majority", "confidence", "judge"] | None = Field(
+        None, description="ensemble: how members' answers are combined. Label tasks: `majority` or `confidence` (each "
+        "member's vote weighted by its confidence; the default); other tasks: `judge` (the judge picks the best of N).")
     raft: bool = Field(False, description="hybrid: train on prompts that carry retrieved documents, distractors included (RAFT).")
 
     @property

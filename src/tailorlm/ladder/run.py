@@ -22,7 +22,8 @@ from tailorlm.eval.suite import load_suite
 from tailorlm.ladder.rungs import LADDER_ALIAS, MODEL_KINDS, build_rung, default_dataset, train_records
 from tailorlm.store import new_id, now
 
-EFFORT = {"classic": -1, "zero_shot": 0, "few_shot": 1, "rag": 2, "sft": 3, "dpo": 3, "cpt": 3, "hybrid": 4}
+EFFORT = {"classic": -1, "zero_shot": 0, "few_shot": 1, "prompt_opt": 1.5, "rag": 2, "sft": 3, "dpo": 3, "cpt": 3, "hybrid": 4,
+          "ensemble": 5}  # an ensemble answers after its members
 
 
 def run_ladder(project, only: list[str] | None = None, generator=None, embedder=None, log=print,
@@ -147,12 +148,16 @@ def recommend(rows: list[dict], reports: list[dict], primary: str, margin: float
 def check_leakage(project, suite, specs) -> dict:
     """Refuse to run when an eval example is in a few-shot pool or in the data a model was trained on."""
     from tailorlm.data.versions import load_records, resolve
+    from tailorlm.ladder.ensemble import with_members
     from tailorlm.ladder.leakage import find_leaks
+    from tailorlm.ladder.prompt_opt import search_pools
     from tailorlm.ladder.rungs import resolve_version
 
-    pools = {}
+    pools, specs = {}, with_members(project, specs)  # an ensemble's members are checked even when run alone
     for spec in specs:
-        if spec.kind in ("few_shot", "classic") or (spec.kind in MODEL_KINDS and not spec.model):
+        if spec.kind == "prompt_opt":  # demonstrations from train, scores from validation
+            pools.update(search_pools(project, spec))
+        elif spec.kind in ("few_shot", "classic") or (spec.kind in MODEL_KINDS and not spec.model):
             try:
                 manifest, records = train_records(project, default_dataset(project, spec))
             except TailorError:

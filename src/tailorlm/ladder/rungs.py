@@ -129,6 +129,10 @@ def build_rung(project, spec, pool, embedder=None, version: dict | None = None, 
         from tailorlm.ladder.classic import build_classic
 
         return build_classic(project, spec, embedder)
+    if spec.kind == "ensemble":  # its members are held; it votes over their labels
+        from tailorlm.ladder.ensemble import build_ensemble
+
+        return build_ensemble(project, spec, pool, embedder)
     rung = _build(project, spec, pool, embedder, version, specs)
     task = project.config.task
     if task.type == "classification" and task.labels and isinstance(rung, PromptRung):
@@ -173,6 +177,10 @@ def _build(project, spec, pool, embedder=None, version: dict | None = None, spec
                        reminder=label_reminder(project.config.task))
         rung.kind = spec.kind
         return rung
+    if spec.kind == "prompt_opt":  # searched on the validation split, answers like few_shot
+        from tailorlm.ladder.prompt_opt import build_prompt_opt
+
+        return build_prompt_opt(project, spec, generator, embedder)
     raise TailorError(f"unknown rung kind {spec.kind!r}")
 
 
