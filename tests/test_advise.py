@@ -47,6 +47,7 @@ def ladder(*rungs, tests=None, recommendation=None, primary="accuracy"):
 
 # fine-tuning and prompting far apart (paid), or close together (did not pay)
 ZS, FS = rung("zero_shot", 0.05), rung("few_shot", 0.30)
+PO = rung("prompt_opt", 0.45)  # beats FS: its interval does not overlap
 RAG = rung("rag", 0.55)
 SFT_WIN, SFT_TIE = rung("sft", 0.70), rung("sft", 0.33)
 HYB = rung("hybrid", 0.82)
@@ -62,11 +63,15 @@ CASES = [
      "zero_shot", "measure", "Ready to measure beside it in the same ladder run: few-shot, RAG."),
     ("too-few-for-few-shot", facts(examples={"real": 2}), "zero_shot", "measure",
      "few-shot needs ≥ 4 labelled examples; you have 2"),
-    ("fine-tune-lacks-data", facts(examples={"real": 180}, ladder=ladder(ZS, FS)), "sft", "collect_data",
+    ("prompt-opt-after-few-shot", facts(examples={"real": 180}, ladder=ladder(ZS, FS)), "prompt_opt", "climb",
+     "Next rung: prompt optimisation (searched on validation)."),
+    ("prompt-opt-needs-a-validation-split", facts(examples={"real": 12}, ladder=ladder(ZS, FS)), "prompt_opt",
+     "collect_data", "prompt optimisation needs ≥ 20 labelled examples (demonstrations, and ≥ 16 in a validation split"),
+    ("fine-tune-lacks-data", facts(examples={"real": 180}, ladder=ladder(ZS, FS, PO)), "sft", "collect_data",
      "fine-tuning needs ≥ 500 good examples; you have 180 (180 real); synthetic data may add 77 more within the 30% cap"),
-    ("synthetic-counts-within-cap", facts(examples={"real": 400, "synthetic": 100}, ladder=ladder(ZS, FS)), "sft", "climb",
+    ("synthetic-counts-within-cap", facts(examples={"real": 400, "synthetic": 100}, ladder=ladder(ZS, FS, PO)), "sft", "climb",
      "Next rung: fine-tuning."),
-    ("fine-tune-ready", facts(examples={"real": 600}, ladder=ladder(ZS, FS)), "sft", "climb", "tailor train sft --dataset tickets"),
+    ("fine-tune-ready", facts(examples={"real": 600}, ladder=ladder(ZS, FS, PO)), "sft", "climb", "tailor train sft --dataset tickets"),
     ("frequent-knowledge-goes-hybrid", facts(task={"knowledge_changes": "weekly"}, examples={"real": 600},
                                              documents={"n": 20, "tokens": 30000}, ladder=ladder(ZS, FS, RAG)),
      "hybrid", "climb", "Fine-tuning alone is skipped: knowledge changes weekly"),
@@ -128,7 +133,7 @@ CASES = [
                          "850 examples (they disagree on 25% of the 40; McNemar sample size, Connor 1987); you have 40"),
     # classification: the classic baseline is measured first, and kept when nothing above it pays
     ("classification-measures-classic-first", facts(task=CLS, examples={"real": 40}), "classic", "measure",
-     "Ready to measure beside it in the same ladder run: prompting, few-shot."),
+     "Ready to measure beside it in the same ladder run: prompting, few-shot, prompt optimisation (searched on validation)."),
     ("classic-needs-examples-per-label", facts(task=CLS, examples={"real": 30}), "zero_shot", "measure",
      "the classic baseline needs ≥ 40 labelled examples (5 per label); you have 30"),
     ("classic-skipped-is-measured-next", facts(task=CLS, examples={"real": 600}, ladder=ladder(ZS, FS)),
@@ -149,14 +154,14 @@ def test_advisor_decisions(case, f, want_rung, want_action, text):
     said = " | ".join(advice["reasons"] + advice["missing"] + advice["next_steps"] + advice["warnings"])
     assert (advice["rung"], advice["action"]) == (want_rung, want_action), said
     assert text in said, said
-    assert [r["kind"] for r in advice["rungs"]] == ["classic", "zero_shot", "few_shot", "rag", "sft", "hybrid", "dpo",
+    assert [r["kind"] for r in advice["rungs"]] == ["classic", "zero_shot", "few_shot", "prompt_opt", "rag", "sft", "hybrid", "dpo",
                                                     "pretrain"]
 
 
 def test_every_branch_is_covered_by_a_case():
     actions = {c[3] for c in CASES}
     assert actions == {"measure", "climb", "collect_data", "stay"}
-    assert {c[2] for c in CASES} == {"classic", "zero_shot", "few_shot", "rag", "sft", "hybrid", "dpo", "pretrain"}
+    assert {c[2] for c in CASES} == {"classic", "zero_shot", "few_shot", "prompt_opt", "rag", "sft", "hybrid", "dpo", "pretrain"}
 
 
 def test_pre_training_is_never_advised_below_ten_billion_tokens():
@@ -242,10 +247,10 @@ def test_a_broken_source_is_reported_not_fatal(advised_project):
     assert any(w.startswith("source gone: source path not found") for w in advice["warnings"])
 
 
-def _write_ladder(project, created="2026-11-21T10:00:00", recommendation="few_shot", name="lad-a"):
+def _write_ladder(project, created="2026-11-21T10:00:00", recommendation="few_shot", name="lad-a", extra=()):
     folder = project.artifacts("reports") / name
     folder.mkdir(parents=True)
-    rungs = [rung("zero_shot", 0.05), rung("few_shot", 0.40)]
+    rungs = [rung("zero_shot", 0.05), rung("few_shot", 0.40), *extra]
     rungs[1]["throughput"] = {"queries_per_s": 2.0, "completion_tokens_per_s": 40.0}
     rungs[1]["tokens"] = {"prompt_mean": 500.0, "completion_mean": 20.0}
     (folder / "ladder.json").write_text(json.dumps({
@@ -262,7 +267,12 @@ def test_advice_uses_the_newest_ladder_and_prices_inference(advised_project):
     (advised_project.artifacts("reports") / "broken" / "ladder.json").write_text("{not json")
     advice = advise(advised_project)
     assert advice["facts"]["ladder"]["id"] == "lad-new"
-    assert advice["rung"] == "rag" and advice["action"] == "climb"  # a document source exists and RAG is unmeasured
+    # Few-shot paid: next is its refinement, prompt_opt (cheaper than RAG), short of a validation split's examples.
+    assert advice["rung"] == "prompt_opt" and advice["action"] == "collect_data"
+    search = advice["costs"]["search"]  # its budget of 400 calls, priced as the measured few-shot rung
+    assert search["calls"] == 400 and search["seconds"] == pytest.approx(400 / 2.0)
+    assert search["self_hosted"]["amount"] == pytest.approx(200 / 3600 * 0.36)
+    assert search["api"]["amount"] == pytest.approx(400 * (500 * 0.5 + 20 * 1.5) / 1e6)
     inf = advice["costs"]["inference"]
     assert inf["rung"] == "few_shot" and "ladder lad-new" in inf["measured_on"]
     assert inf["self_hosted"]["usd_per_1k"] == pytest.approx(500 / 3600 * 0.36)  # 1000 queries at 2/s
@@ -291,7 +301,7 @@ def test_fine_tuning_advice_comes_with_its_training_cost(advised_project, tiny_m
                    .replace("sources:\n  - {name: docs, path: docs/, kind: text}", "sources: []")
                    .replace("  gpu_hour: {}", "  gpu_hour: {L4: 0.8}"))
     project = Project.load(advised_project.root)
-    _write_ladder(project)
+    _write_ladder(project, extra=[rung("prompt_opt", 0.60)])
     monkeypatch.setattr(advisor, "FINE_TUNE_MIN_EXAMPLES", 10)  # the fixture has 12 real examples
     advice = advisor.advise(project)
     assert (advice["rung"], advice["action"]) == ("sft", "climb")

@@ -6,7 +6,7 @@ how often the knowledge changes, the task type, the constraints in `advise:` and
 report. `decide(facts)` is a pure function of those facts, so every branch is tested on plain
 dictionaries. It follows the ladder, cheapest first:
 
-    [classic baseline] -> prompting -> few-shot -> RAG -> fine-tuning -> fine-tuning + RAG (hybrid) -> DPO
+    [classic baseline] -> prompting -> few-shot -> prompt optimisation -> RAG -> fine-tuning -> fine-tuning + RAG (hybrid) -> DPO
 
 and climbs one rung only when the last climb paid (a significant gain on the ladder). On a
 classification task the first rung is the classic baseline (TF-IDF or embeddings + a linear model):
@@ -17,14 +17,19 @@ seconds to fit, and the bar every LLM rung must clear. Pre-training is advised o
 from tailorlm.advise.facts import FREQUENT
 from tailorlm.data.steps.mix import cap_allowed
 
-ORDER = ("classic", "zero_shot", "few_shot", "rag", "sft", "hybrid", "dpo", "pretrain")
+# prompt_opt serves at a few-shot prompt's cost and adds only a bounded search on validation (costs.prompt_search_cost),
+# no retrieval per query and no training: between few-shot and RAG.
+ORDER = ("classic", "zero_shot", "few_shot", "prompt_opt", "rag", "sft", "hybrid", "dpo", "pretrain")
+REFINES = {"prompt_opt": "few_shot"}  # advised only right after the rung it refines paid, never as a skipped gap
 LABEL = {"classic": "the classic baseline (TF-IDF or embeddings + a linear model)",
-         "zero_shot": "prompting", "few_shot": "few-shot", "rag": "RAG", "sft": "fine-tuning",
+         "zero_shot": "prompting", "few_shot": "few-shot", "prompt_opt": "prompt optimisation (searched on validation)",
+         "rag": "RAG", "sft": "fine-tuning",
          "hybrid": "fine-tuning + RAG (hybrid)", "dpo": "preference tuning (DPO)", "pretrain": "pre-training"}
 FINE_TUNE_MIN_EXAMPLES = 500  # the product's bar for LoRA to beat good prompting (DESIGN.md measured 480 -> 64%)
 DPO_MIN_PAIRS = 500  # the same bar for preference pairs
 PRETRAIN_MIN_TOKENS = 10e9
 ALPHA = 0.05
+PROMPT_OPT_MIN_VALIDATION = 16  # two rounds of the search's successive halving at its default minibatch of 8
 CLASSIC_MIN_PER_LABEL = 5  # below this, a validation score (or a CV fold) holds too few examples of a label to tune on
 
 
@@ -70,6 +75,9 @@ def readiness(kind: str, facts: dict) -> dict:
                  f"labelled examples ({CLASSIC_MIN_PER_LABEL} per label)")
     elif kind == "few_shot":
         lack("few-shot", facts["few_shot_k"], real, "labelled examples")
+    elif kind == "prompt_opt":
+        lack("prompt optimisation", facts["few_shot_k"] + PROMPT_OPT_MIN_VALIDATION, real,
+             f"labelled examples (demonstrations, and ≥ {PROMPT_OPT_MIN_VALIDATION} in a validation split to score on)")
     elif kind in ("rag", "hybrid") and not docs["n"]:
         row.update(applicable=False, ready=False, note="no documents")
     elif kind == "sft":
@@ -167,7 +175,7 @@ def violations(rung: dict, limits: dict) -> list[str]:
 def _best_by_kind(facts: dict) -> dict[str, dict]:
     sign, best = _sign(facts), {}
     for r in facts["ladder"]["rungs"]:
-        if r.get("quality", {}).get("mean") is None:
+        if r.get("quality", {}).get("mean") is None or r["kind"] not in ORDER:  # an ensemble is no step to climb
             continue
         if r["kind"] not in best or sign * r["quality"]["mean"] > sign * best[r["kind"]]["quality"]["mean"]:
             best[r["kind"]] = r
@@ -289,7 +297,8 @@ def _climb(facts: dict, rows: dict, out: dict) -> None:
         out["missing"] += rows["sft"]["missing"]
     elif not won:
         cheaper = max(below, key=lambda r: sign * r["quality"]["mean"])
-        skipped = next((k for k in ORDER[:ORDER.index(top_kind)] if k not in measured and rows[k]["applicable"]), None)
+        skipped = next((k for k in ORDER[:ORDER.index(top_kind)] if k not in measured and rows[k]["applicable"]
+                        and k not in REFINES), None)
         out["reasons"].append(f"{LABEL[top_kind]} ({top['name']}) did not beat {cheaper['name']} significantly ({basis}).")
         short = _power_line(facts, cheaper, top)
         if short:
@@ -308,7 +317,8 @@ def _climb(facts: dict, rows: dict, out: dict) -> None:
     else:
         if below:
             out["reasons"].append(f"The last climb paid: {top['name']} beat the best cheaper rung ({basis}).")
-        nxt = next((k for k in ORDER[:-1] if k not in measured and rows[k]["applicable"]), None)
+        nxt = next((k for k in ORDER[:-1] if k not in measured and rows[k]["applicable"]
+                    and REFINES.get(k, top_kind) == top_kind), None)
         if nxt:
             out.update(rung=nxt, action="climb" if rows[nxt]["ready"] else "collect_data")
             if ORDER.index(nxt) < ORDER.index(top_kind):
@@ -358,6 +368,8 @@ def _commands(rung: str | None, action: str, facts: dict) -> list[str]:
         "classic": ["add `- {kind: classic}` as the first of rungs in tailor.yaml, then `tailor ladder`"],
         "zero_shot": ["tailor ladder   # with `rungs: [{kind: zero_shot}]` (and every ready rung) in tailor.yaml"],
         "few_shot": ["add `- {kind: few_shot, k: %d}` to rungs in tailor.yaml, then `tailor ladder`" % facts["few_shot_k"]],
+        "prompt_opt": ["add `- {kind: prompt_opt, k: %d}` to rungs in tailor.yaml, then `tailor ladder`   # searches "
+                       "instructions and demonstrations on the validation split" % facts["few_shot_k"]],
         "rag": ["tailor rag index", "add `- {kind: rag}` to rungs in tailor.yaml, then `tailor ladder`"],
         "sft": [f"tailor train sft --dataset {chat}", "add `- {kind: sft}` to rungs in tailor.yaml, then `tailor ladder`"],
         "hybrid": ["tailor rag index", "add `- {kind: hybrid, raft: true}` to rungs in tailor.yaml, then `tailor ladder`"],
@@ -405,6 +417,8 @@ def _costs(project, facts: dict, advice: dict) -> dict:
                 epochs=_default_epochs(facts), measured_tokens_per_s=measured_training_speed(project))
     elif advice["rung"] == "pretrain":
         out["training"] = facts["pretrain"]
+    elif advice["rung"] == "prompt_opt":
+        out["search"] = _search_cost(cfg, facts)
     serving = measured_serving(facts.get("ladder"), (advice.get("serve") or {}).get("rung"))
     if serving:
         out["inference"] = per_query_cost(cfg.prices, serving["queries_per_s"], serving["prompt_tokens"],
@@ -414,6 +428,20 @@ def _costs(project, facts: dict, advice: dict) -> dict:
         out["breakeven"] = breakeven(cfg.prices.cpu_hour, serving["queries_per_s"], out["inference"]["api"]["usd_per_1k"],
                                      cfg.advise.queries_per_day, training_cost)
     return out
+
+
+def _search_cost(cfg, facts: dict) -> dict:
+    """The prompt_opt search's one-off cost at its configured budget, priced as the measured few-shot rung."""
+    from tailorlm.advise.costs import prompt_search_cost
+    from tailorlm.advise.facts import measured_serving
+    from tailorlm.ladder.prompt_opt import DEFAULTS, settings_for
+
+    spec = next((r for r in cfg.rungs if r.kind == "prompt_opt"), None)
+    budget = settings_for(spec)["budget"] if spec else DEFAULTS["budget"]
+    ladder = facts.get("ladder")
+    few = max((r for r in (ladder or {}).get("rungs", []) if r["kind"] == "few_shot"),
+              key=lambda r: r["quality"]["mean"] if r.get("quality", {}).get("mean") is not None else -1, default=None)
+    return prompt_search_cost(cfg.prices, budget, measured_serving(ladder, few["name"]) if few else None)
 
 
 def local_model_size(project) -> dict | None:

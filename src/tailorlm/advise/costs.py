@@ -205,6 +205,34 @@ def per_query_cost(prices, queries_per_s: float | None = None, prompt_tokens: fl
             "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
 
 
+def prompt_search_cost(prices, budget_calls: int, measured: dict | None = None) -> dict:
+    """One-off cost of a `prompt_opt` search: at most `budget_calls` model calls, each shaped like a
+    few-shot query (an instruction, demonstrations, a validation question), so priced at the measured
+    few-shot rung's cost per query (`measured`, from `advise.facts.measured_serving`).
+
+    This is why the advisor places prompt_opt between few-shot and RAG: it serves at a few-shot prompt's
+    cost per query, and adds only this bounded search before it, no training and no retrieval per query.
+
+    >>> from tailorlm.config import PricesConfig
+    >>> est = prompt_search_cost(PricesConfig(cpu_hour=0.05), 400, {"queries_per_s": 2.0, "prompt_tokens": 300,
+    ...                          "completion_tokens": 1})
+    >>> est["seconds"], round(est["self_hosted"]["amount"], 6)  # 400 calls at 0.5 s, at $0.05 an hour
+    (200.0, 0.002778)
+    """
+    measured = measured or {}
+    per = per_query_cost(prices, measured.get("queries_per_s"), measured.get("prompt_tokens"),
+                         measured.get("completion_tokens"))
+    out = {"calls": budget_calls, "basis": f"{budget_calls} calls priced as the measured few-shot rung "
+                                           f"{measured.get('rung') or '(none measured)'}"}
+    for side in ("self_hosted", "api"):
+        per_1k = per[side]["usd_per_1k"]
+        out[side] = {"amount": None if per_1k is None else per_1k * budget_calls / 1000,
+                     "reason": per[side].get("reason")}
+    if measured.get("queries_per_s"):
+        out["seconds"] = budget_calls / measured["queries_per_s"]
+    return out
+
+
 def breakeven(hourly_price: float | None, queries_per_s: float | None, api_per_1k: float | None,
               queries_per_day: float | None = None, training_cost: float | None = None) -> dict:
     """When one always-on self-hosted machine gets cheaper than paying a hosted API per query.
