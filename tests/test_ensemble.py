@@ -15,6 +15,7 @@ from tailorlm.ladder.ensemble import EnsembleRung, combine_votes
 from tailorlm.ladder.rungs import build_rung
 from tailorlm.models.pool import ModelPool
 from tests.helpers import ScriptedGenerator
+from tests.serve_fixtures import project, start  # noqa: F401  (the loopback server fixtures)
 from tests.test_ladder import LABELS, make_project
 
 MEMBERS = """  - {kind: classic, train: {features: [tfidf]}}
@@ -128,3 +129,18 @@ def test_the_ladder_runs_both_new_rungs_end_to_end(tmp_path, tiny_model_dir):
     alone = run_ladder(project, only=["ensemble"], log=lambda m: None)
     assert alone["leakage"]["pools"] == ladder["leakage"]["pools"]
     assert alone["rungs"][0]["report"] == ladder["rungs"][2]["report"]
+
+
+def test_served_as_a_chat_model_that_answers_with_the_voted_label(tmp_path, tiny_model_dir, start):
+    from tests.serve_fixtures import client_for
+
+    shop = make_project(tmp_path / "p", tiny_model_dir, MEMBERS)
+    url, _ = start(project=shop)
+    client = client_for(url)
+    assert "shop:vote" in [m.id for m in client.models.list().data]
+    ask = [{"role": "user", "content": "please refund order 777, it was charged twice"}]
+    r = client.chat.completions.create(model="shop:vote", messages=ask)
+    direct = build_rung(shop, next(s for s in shop.config.rungs if s.label == "vote"), ModelPool(shop)).answer(ask)
+    assert r.choices[0].message.content == direct.text in LABELS and r.choices[0].finish_reason == "stop"
+    stream = client.chat.completions.create(model="shop:vote", messages=ask, stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == direct.text
