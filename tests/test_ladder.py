@@ -5,6 +5,7 @@ import json
 import pytest
 
 from tailorlm.data.pipeline import prepare
+from tailorlm.data.versions import resolve
 from tailorlm.errors import TailorError
 from tailorlm.ladder.run import recommend, run_ladder
 from tailorlm.project import Project
@@ -247,3 +248,38 @@ def test_eval_power_pairs_with_the_other_rungs_report(tmp_path, tiny_model_dir, 
     assert power["pairs"][0]["n_needed"] == paired_sample_size(power["pairs"][0]["discordance"], 0.2)
     text = cli("eval", "few_shot", "--power", "--project", project.root).stdout
     assert "power: examples needed to detect 5 points of accuracy at 80% power" in text and "vs shop:zero_shot" in text
+
+
+def test_train_sweep_chooses_on_validation_and_records_every_candidate(tmp_path, tiny_model_dir):
+    rungs = ("  - {kind: sft, train: {max_steps: 3, eval_steps: 1, batch_size: 4, micro_batch_size: 4,\n"
+             "                       sweep: {learning_rate: [1.0e-5, 3.0e-3], lora_r: [4]}}}\n")
+    project = make_project(tmp_path / "p", tiny_model_dir, rungs)
+    seen = []
+    ladder = run_ladder(project, log=seen.append)
+    row = ladder["rungs"][0]
+    sweep = row["sweep"]
+    manifest = resolve(project, "tickets")
+    assert sweep["on"] == f"{manifest['id']}:validation" and sweep["n"] == manifest["splits"]["validation"]
+    assert sweep["by"] == "accuracy" and [c["settings"] for c in sweep["candidates"]] == [
+        {"learning_rate": 1e-5, "lora_r": 4}, {"learning_rate": 3e-3, "lora_r": 4}]
+    # Two real runs, each scored on validation (never on the golden suite); the best one serves the rung.
+    versions = [c["model_version"] for c in sweep["candidates"]]
+    assert len(set(versions)) == 2 and len(project.store.select("runs")) == 2
+    best = max(range(2), key=lambda i: (sweep["candidates"][i]["score"], -sweep["candidates"][i]["val_loss"], -i))
+    assert sweep["chosen"] == best and row["model_version"] == versions[best]
+    assert project.store.get_alias("model", "shop", "ladder.sft") == versions[best]
+    for c in sweep["candidates"]:
+        report = json.loads((project.root / ".tailor" / "reports" / c["report"] / "report.json").read_text())
+        assert report["suite"]["name"] == "validation" and not {e["id"] for e in report["examples"]} & {
+            e["id"] for e in json.loads((project.root / ".tailor" / "reports" / row["report"] / "report.json")
+                                        .read_text())["examples"]}
+        assert 0 <= c["score"] <= 1 and c["val_loss"] > 0
+    # A second run trains nothing: every candidate is reused.
+    run_ladder(project, log=lambda m: None)
+    assert len(project.store.select("runs")) == 2
+
+
+def test_train_sweep_rejects_an_unknown_setting(tmp_path, tiny_model_dir):
+    project = make_project(tmp_path / "p", tiny_model_dir, "  - {kind: sft, train: {sweep: {learnin_rate: [1]}}}\n")
+    with pytest.raises(TailorError, match="unknown training setting.*learnin_rate"):
+        run_ladder(project, log=lambda m: None)

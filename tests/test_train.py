@@ -387,3 +387,24 @@ def test_pretrain_builds_a_tokenizer_and_a_chinchilla_sized_model(train_project,
 
     sized = plan(TrainConfig(method="pretrain", dataset="docs", compute_flops=1.2e20), corpus_tokens=10_000)
     assert round(sized["params_target"] / 1e9, 2) == 1.0 and sized["chinchilla_tokens"] == 20 * sized["params_target"]
+
+
+def test_the_saved_model_is_the_checkpoint_with_the_best_validation_loss(train_project):
+    from safetensors.torch import load_file
+
+    # A learning rate far too high: validation loss falls, then climbs, so the best is not the last step.
+    result = train(train_project, TrainConfig(max_steps=8, early_stopping_patience=None, save_total_limit=8,
+                                              **{**FAST, "eval_steps": 1, "learning_rate": 2.0}))
+    run_dir = train_project.root / ".tailor" / "runs" / result["run_id"]
+    state = json.loads((run_dir / "checkpoints" / "checkpoint-8" / "trainer_state.json").read_text())
+    evals = {h["step"]: h["eval_loss"] for h in state["log_history"] if "eval_loss" in h}
+    best_step = min(evals, key=evals.get)
+    assert best_step != max(evals), f"the fixture should overfit: {evals}"
+    assert result["best_checkpoint"].endswith(f"checkpoint-{best_step}")
+    assert result["metrics"]["eval_loss_best"] == pytest.approx(evals[best_step])
+    saved = load_file(run_dir / "model" / "adapter_model.safetensors")
+    best = load_file(run_dir / "checkpoints" / f"checkpoint-{best_step}" / "adapter_model.safetensors")
+    last = load_file(run_dir / "checkpoints" / "checkpoint-8" / "adapter_model.safetensors")
+    assert saved.keys() == best.keys()
+    assert all(torch.equal(saved[k], best[k]) for k in saved)
+    assert any(not torch.equal(saved[k], last[k]) for k in saved)

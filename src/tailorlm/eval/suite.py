@@ -104,7 +104,7 @@ def _from_file(path: Path, name: str, source: str) -> Suite:
     if bad:
         shown = "; ".join(b.where() for b in bad[:3])
         raise TailorError(f"suite {source} has {len(bad)} invalid line(s): {shown}. Fix them; a suite is never scored partially")
-    return _suite(name, source, [r for r in items if isinstance(r, Record)])
+    return suite_from_records(name, source, [r for r in items if isinstance(r, Record)])
 
 
 def _from_dataset(project, ref: str) -> Suite:
@@ -116,10 +116,11 @@ def _from_dataset(project, ref: str) -> Suite:
         raise TailorError(f"no suite {ref!r}: give a golden JSONL file, `general`, or a dataset prepared with a test split")
     version, _, split = target.partition(":")
     manifest = resolve(project, ref if tag else version)
-    return _suite(name, f"{manifest['id']}:{split or 'all'}", load_records(project, manifest, split or None))
+    return suite_from_records(name, f"{manifest['id']}:{split or 'all'}", load_records(project, manifest, split or None))
 
 
-def _suite(name: str, source: str, records) -> Suite:
+def suite_from_records(name: str, source: str, records) -> Suite:
+    """A suite built from records: eval records as they are, chat records scored on their last assistant turn."""
     examples = []
     for r in records:
         c = r.content

@@ -68,6 +68,8 @@ def run_ladder(project, only: list[str] | None = None, generator=None, embedder=
                           batch_size=batch_size, on_progress=progress)
         reports.append(report)
         rows.append(_row(spec, report, metrics[0]))
+        if version and version.get("sweep"):
+            rows[-1]["sweep"] = version["sweep"]
         if project.config.eval.redteam:
             rows[-1]["redteam"] = _redteam(project, rung, spec, batch_size)
         q = rows[-1]["quality"]
@@ -179,18 +181,37 @@ def check_leakage(project, suite, specs) -> dict:
 
 
 def ensure_trained(project, spec, pool, embedder, log, on_progress) -> dict:
-    """The model version the ladder trains for `spec`: reused if trained with the same config, resumed if cut off."""
+    """The model version the ladder trains for `spec`: reused if trained with the same config, resumed if cut off.
+
+    With `train.sweep` in the rung's settings, every combination is trained and scored on the
+    validation split, and the best one serves the rung (`ladder/sweep.py`); the record goes in the row.
+    """
+    from tailorlm.ladder.sweep import run_sweep, sweep_grid
+
+    settings = dict(spec.train)
+    grid = sweep_grid(settings.pop("sweep", None))
+    base, dataset = train_settings(project, spec, settings, pool, embedder, log)
+    alias = LADDER_ALIAS.format(spec.label)
+    if not grid:
+        version = train_or_reuse(project, base, dataset, spec.label, log, on_progress)
+    else:
+        version, record = run_sweep(project, spec, base, dataset, grid, pool, embedder, log, on_progress)
+        version = {**version, "sweep": record}
+    project.store.set_alias("model", project.config.name, alias, version["id"],
+                            reason=f"trained by the ladder for rung {spec.label}")
+    return version
+
+
+def train_settings(project, spec, settings: dict, pool, embedder, log) -> tuple[dict, str]:
+    """The rung's training settings (the ladder's defaults under the rung's own) and its dataset version id."""
     from tailorlm.ladder.prompts import load_prompt
-    from tailorlm.train import registry
-    from tailorlm.train.config import TrainConfig
-    from tailorlm.train.runs import train
 
     prompt = load_prompt(project, spec.prompt)
     dataset = default_dataset(project, spec)
     if spec.kind == "hybrid" and spec.raft:
+        from tailorlm.config import RungConfig
         from tailorlm.ladder.raft import build_raft_dataset
         from tailorlm.ladder.rungs import build_rung as _build
-        from tailorlm.config import RungConfig
 
         retriever = _build(project, RungConfig(kind="rag", k=spec.k, prompt=spec.prompt), pool, embedder)
         manifest = build_raft_dataset(project, retriever, dataset)
@@ -200,24 +221,29 @@ def ensure_trained(project, spec, pool, embedder, log, on_progress) -> dict:
         from tailorlm.data.versions import resolve
 
         dataset = resolve(project, dataset)["id"]
-    settings = {"epochs": 1.0, "eval_steps": 25, "system_prompt": prompt["text"],
-                "rung": "hybrid" if spec.kind == "hybrid" else "sft", **spec.train}
+    # Epochs are TrainConfig's own default (auto: OpenAI's rule on the dataset's size).
+    return {"eval_steps": 25, "system_prompt": prompt["text"], "rung": "hybrid" if spec.kind == "hybrid" else "sft",
+            **settings}, dataset
+
+
+def train_or_reuse(project, settings: dict, dataset: str, label: str, log, on_progress) -> dict:
+    """A model version trained with exactly these settings on `dataset`: found, resumed or trained."""
+    from tailorlm.train import registry
+    from tailorlm.train.config import TrainConfig
+    from tailorlm.train.runs import train
+
     cfg = TrainConfig(method="sft", dataset=dataset, name=project.config.name, **settings)
     wanted = cfg.model_dump(mode="json")
-    alias = LADDER_ALIAS.format(spec.label)
-    target = project.store.get_alias("model", project.config.name, alias)
-    if target:
-        version = registry.resolve(project, target)
-        if version["lineage"].get("config") == wanted:
-            log(f"      {spec.label}: reusing {version['id']} (same data and settings)")
+    for row in reversed(project.store.select("model_versions", order_by="created_at")):
+        if json.loads(row["lineage"]).get("config") == wanted:
+            version = registry.resolve(project, row["id"])
+            log(f"      {label}: reusing {version['id']} (same data and settings)")
             return version
     unfinished = [r for r in project.store.select("runs", order_by="created_at")
                   if r["status"] in ("running", "failed") and json.loads(r["config"]) == wanted]
-    log(f"      {spec.label}: training a LoRA model on {dataset}"
+    log(f"      {label}: training a LoRA model on {dataset}"
         + (f" (resuming {unfinished[-1]['id']})" if unfinished else ""))
-    progress = (lambda step, total, _logs, _tps: on_progress(f"train {spec.label}", step, total)) if on_progress else None
+    progress = (lambda step, total, _logs, _tps: on_progress(f"train {label}", step, total)) if on_progress else None
     result = train(project, None if unfinished else cfg, resume=unfinished[-1]["id"] if unfinished else None,
                    on_progress=progress, on_message=lambda m: log(f"      {m}"))
-    project.store.set_alias("model", project.config.name, alias, result["model_version"],
-                            reason=f"trained by the ladder for rung {spec.label}")
     return registry.resolve(project, result["model_version"])
