@@ -2,6 +2,8 @@
 
 Each migration is portable SQL that runs on SQLite and PostgreSQL alike: TEXT ids (no
 autoincrement, whose syntax differs), TEXT for JSON, TIMESTAMP-free ISO strings for times.
+REAL means a double, as it does in SQLite; on PostgreSQL, where REAL is 4 bytes, Store runs it
+as DOUBLE PRECISION. Tests run every migration on both (tests/test_store.py).
 Never edit a migration that has shipped; add the next number instead.
 """
 
@@ -176,6 +178,13 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
                 created_at TEXT NOT NULL
             )""",
             "CREATE INDEX ix_pair_ratings ON pair_ratings (review_id, example_id, rater, created_at)",
+        ],
+    ),
+    (
+        "004_traces_arm",
+        [
+            # Which arm of an A/B canary (serve.ab) answered: production | candidate; NULL outside one.
+            "ALTER TABLE traces ADD COLUMN arm TEXT",
         ],
     ),
 ]
