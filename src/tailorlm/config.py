@@ -40,6 +40,9 @@ class GeneratorConfig(Strict):
         "auto", description="Weights dtype for the local backend; `auto` is float32 on CPU and bfloat16 on GPUs that support it."
     )
     trust_remote_code: bool = Field(False, description="Allow a model repository to run its own Python code. Off unless you trust it.")
+    quant: Literal["none", "int8"] = Field(
+        "none", description="Local backend on CPU: `int8` stores the linear layers' weights as int8 (per output "
+        "channel, torchao) and computes in float32; smaller and faster to decode, slightly less accurate.")
 
 
 class EmbedderConfig(Strict):
@@ -186,6 +189,23 @@ class SynthesizeConfig(Strict):
     max_words: int = Field(400, ge=1, description="Most words in a generated question or answer.")
 
 
+class ABConfig(Strict):
+    """A canary: a share of live traffic to the `candidate` alias, compared with `production` on feedback."""
+
+    share: float = Field(0.0, ge=0, le=1, description="Share of requests for the project's production model "
+                         "(`PROJECT` or `PROJECT:production`) answered by the `candidate` alias instead; 0 is off. "
+                         "Sticky per user: the request's `user` field or the `user_header`.")
+    user_header: str = Field("X-Tailor-User", min_length=1, description="Header naming the end user when the "
+                             "request has no `user` field; requests with neither are assigned one by one.")
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="Significance level of `tailor ab report` and of the "
+                         "loop's promote and rollback decisions.")
+    margin_thumbs_up: float = Field(0.05, ge=0, le=1, description="Non-inferiority margin: the candidate's "
+                                    "thumbs-up rate may be at most this much lower (absolute) than production's.")
+    margin_rating: float = Field(0.25, ge=0, le=4, description="Non-inferiority margin on the mean 1-5 rating.")
+    margin_corrections: float = Field(5.0, ge=0, description="Non-inferiority margin on corrections per 100 answers.")
+    min_answers: int = Field(100, ge=1, description="Answers each arm needs before `tailor loop --ab` may promote.")
+
+
 class ServeConfig(Strict):
     host: str = Field("127.0.0.1", description="Address to listen on; loopback unless you mean to expose it.")
     port: int = Field(8000, ge=1, le=65535, description="Port to listen on.")
@@ -194,6 +214,7 @@ class ServeConfig(Strict):
     )
     redact_traces: bool = Field(True, description="Strip PII from stored traces.")
     max_request_bytes: int = Field(1_000_000, ge=1024, description="Larger request bodies are refused with 413.")
+    ab: ABConfig = Field(default_factory=ABConfig, description="A/B canary of the candidate alias against production.")
 
 
 class PiiConfig(Strict):
