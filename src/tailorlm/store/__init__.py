@@ -1,14 +1,18 @@
 """The state store: every dataset version, run, model version, report, trace, feedback and alias.
 
 SQLite in `.tailor/tailor.db` (WAL mode, so the server and the CLI can share it) through
-SQLAlchemy Core; a PostgreSQL URL in `store.url` works with the same code.
+SQLAlchemy Core. A team points `store.url` at PostgreSQL (`postgresql://user@host/db`, the
+`postgres` extra) and runs the same code: migrations take an advisory lock, so processes opening
+one database at once apply them once. tests/test_store.py runs on both.
 
 >>> store = Store("sqlite:///.tailor/tailor.db")  # doctest: +SKIP
 >>> store.insert("aliases", scope="model", name="support", alias="production", target="support:sft@v1", updated_at=now())  # doctest: +SKIP
 """
 
+import contextlib
 import datetime as dt
 import json
+import re
 import uuid
 
 from tailorlm.errors import StateError
@@ -30,8 +34,11 @@ class Store:
         self.url = url
         self._sa = sa
         try:
-            self.engine = sa.create_engine(url, future=True)
-        except Exception as e:  # a malformed URL or a missing driver
+            self.engine = sa.create_engine(_driver_url(url), future=True, **_engine_options(url))
+        except ModuleNotFoundError as e:  # the URL's driver
+            raise StateError(f"the state database {url!r} needs {e.name}: pip install 'tailorlm[postgres]'"
+                             if url.startswith("postgres") else f"cannot open the state database {url!r}: {e}") from e
+        except Exception as e:  # a malformed URL
             raise StateError(f"cannot open the state database {url!r}: {e}") from e
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -39,28 +46,37 @@ class Store:
 
     def migrate(self) -> list[str]:
         """Apply the migrations not yet applied, in order; returns their names."""
-        sa = self._sa
-        done = []
         try:
-            if self.engine.dialect.name == "sqlite":
-                # Several processes may open a new project's store at once (the data executors' workers do).
-                # The Python driver runs DDL outside any transaction, so two of them could both see no
-                # migrations and both create the tables; take SQLite's write lock first, explicitly.
-                with self.engine.connect() as raw:
-                    conn = raw.execution_options(isolation_level="AUTOCOMMIT")
-                    conn.exec_driver_sql("BEGIN IMMEDIATE")
-                    try:
-                        done = self._apply_migrations(conn)
-                    except BaseException:
-                        conn.exec_driver_sql("ROLLBACK")
-                        raise
-                    conn.exec_driver_sql("COMMIT")
-            else:
-                with self.engine.begin() as conn:
-                    done = self._apply_migrations(conn)
-        except sa.exc.OperationalError as e:
+            with self.serialised(MIGRATION_LOCK) as conn:
+                return self._apply_migrations(conn)
+        except self._sa.exc.DBAPIError as e:  # unreachable server, locked file, a migration that fails
             raise StateError(f"cannot use the state database {self.url}: {e.orig}") from e
-        return done
+
+    @contextlib.contextmanager
+    def serialised(self, key: int):
+        """A transaction that no other `serialised(key)` transaction on this database interleaves with,
+        from any process: for reads followed by writes that depend on them.
+
+        Several processes may open a new project's store at once (the data executors' workers do), or move
+        one alias at once (the server and the loop). SQLite: the write lock, taken first (BEGIN IMMEDIATE;
+        the Python driver would otherwise read outside any transaction). PostgreSQL: a transaction-scoped
+        advisory lock on `key` (two sessions creating one table both pass IF NOT EXISTS, and one then fails).
+        """
+        if self.engine.dialect.name == "sqlite":
+            with self.engine.connect() as raw:
+                conn = raw.execution_options(isolation_level="AUTOCOMMIT")
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.exec_driver_sql("ROLLBACK")
+                    raise
+                conn.exec_driver_sql("COMMIT")
+            return
+        with self.engine.begin() as conn:
+            if self.engine.dialect.name == "postgresql":
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({int(key)})")
+            yield conn
 
     def _apply_migrations(self, conn) -> list[str]:
         done = []
@@ -70,10 +86,15 @@ class Store:
             if name in applied:
                 continue
             for sql in statements:
-                conn.exec_driver_sql(sql)
+                conn.exec_driver_sql(self._dialect_sql(sql))
             conn.execute(self._sa.text("INSERT INTO _migrations (name, applied_at) VALUES (:n, :t)"), {"n": name, "t": now()})
             done.append(name)
         return done
+
+    def _dialect_sql(self, sql: str) -> str:
+        if self.engine.dialect.name == "postgresql":
+            return re.sub(r"\bREAL\b", "DOUBLE PRECISION", sql)  # REAL is a 4-byte float on PostgreSQL
+        return sql
 
     def applied(self) -> list[str]:
         with self.engine.connect() as conn:
@@ -85,6 +106,21 @@ class Store:
         params = ", ".join(f":{k}" for k in row)
         with self.engine.begin() as conn:
             conn.execute(sa.text(f"INSERT INTO {table} ({cols}) VALUES ({params})"), _encode(row))
+
+    def insert_numbered(self, table: str, column: str, group: dict, make_row) -> dict:
+        """Insert `make_row(n)`, n being one more than the largest `column` among the rows matching `group`
+        (1 for the first); returns the row. Processes numbering the same group at once get distinct numbers.
+
+        >>> store.insert_numbered("model_versions", "version", {"name": "support"}, lambda v: {...})  # doctest: +SKIP
+        """
+        sa = self._sa
+        where = " AND ".join(f"{k} = :{k}" for k in group)
+        with self.serialised(VERSION_LOCK) as conn:
+            top = conn.execute(sa.text(f"SELECT MAX({column}) FROM {table} WHERE {where}"), group).scalar()
+            row = make_row((top or 0) + 1)
+            conn.execute(sa.text(f"INSERT INTO {table} ({', '.join(row)}) VALUES ({', '.join(':' + k for k in row)})"),
+                         _encode(row))
+        return row
 
     def select(self, table: str, order_by: str | None = None, **where) -> list[dict]:
         sa = self._sa
@@ -114,10 +150,11 @@ class Store:
             conn.execute(sa.text(f"UPDATE {table} SET {sets} WHERE {where}"), params)
 
     def set_alias(self, scope: str, name: str, alias: str, target: str, reason: str | None = None) -> str | None:
-        """Point an alias at a target, recording the move; returns the previous target."""
+        """Point an alias at a target, recording the move; returns the previous target. Moves of one alias
+        from several processes at once are serialised, so each records the target it really replaced."""
         sa = self._sa
         key = {"scope": scope, "name": name, "alias": alias}
-        with self.engine.begin() as conn:
+        with self.serialised(ALIAS_LOCK) as conn:
             prev = conn.execute(
                 sa.text("SELECT target FROM aliases WHERE scope = :scope AND name = :name AND alias = :alias"), key
             ).scalar()
@@ -136,6 +173,27 @@ class Store:
     def get_alias(self, scope: str, name: str, alias: str) -> str | None:
         rows = self.select("aliases", scope=scope, name=name, alias=alias)
         return rows[0]["target"] if rows else None
+
+
+# Keys of Store.serialised: any constants, the same in every Tailor process.
+MIGRATION_LOCK, ALIAS_LOCK, VERSION_LOCK = 7243617, 7243618, 7243619
+
+
+def _driver_url(url: str) -> str:
+    """`postgresql://` means psycopg2 to SQLAlchemy; Tailor's postgres extra installs psycopg 3."""
+    if url.startswith(("postgresql://", "postgres://")):
+        import importlib.util
+
+        if importlib.util.find_spec("psycopg2") is None:
+            return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def _engine_options(url: str) -> dict:
+    if url.startswith("postgres"):
+        # A dropped connection (server restart, idle timeout on a managed database) is replaced, not raised.
+        return {"pool_pre_ping": True}
+    return {}
 
 
 def _encode(row: dict) -> dict:

@@ -14,13 +14,12 @@ from tailorlm.store import now
 def register(project, name: str, method: str, base_model: str, run_id: str | None, dataset_version: str | None,
              adapter_path: str | None = None, weights_path: str | None = None, lineage: dict | None = None,
              metrics: dict | None = None) -> dict:
-    rows = project.store.select("model_versions", name=name)
-    version = max((r["version"] for r in rows), default=0) + 1
-    mid = f"{name}:{method}@v{version}"
-    row = dict(id=mid, name=name, version=version, base_model=base_model, adapter_path=adapter_path,
-               weights_path=weights_path, run_id=run_id, dataset_version=dataset_version,
-               lineage=lineage or {}, metrics=metrics or {}, created_at=now())
-    project.store.insert("model_versions", **row)
+    # Numbered under the store's lock: two runs finishing at once get v3 and v4, not v3 twice.
+    row = project.store.insert_numbered("model_versions", "version", {"name": name}, lambda version: dict(
+        id=f"{name}:{method}@v{version}", name=name, version=version, base_model=base_model, adapter_path=adapter_path,
+        weights_path=weights_path, run_id=run_id, dataset_version=dataset_version,
+        lineage=lineage or {}, metrics=metrics or {}, created_at=now()))
+    mid = row["id"]
     project.store.set_alias("model", name, "latest", mid, reason=f"registered by run {run_id}")
     return row
 
