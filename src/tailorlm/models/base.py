@@ -25,6 +25,10 @@ class GenParams:
     # A plain dict so it crosses the wire and the config unchanged: {"type": "choice", "choices": [...]},
     # {"type": "json_schema", "schema": {...}}, ... (models/constrain.py). None: the answer is free text.
     constraint: dict | None = None
+    # Log-probabilities: None returns none; k >= 0 returns each token's own and the k most likely (OpenAI's
+    # top_logprobs). `echo` also returns the prompt's tokens (vLLM's echo with logprobs, what lm-eval scores).
+    logprobs: int | None = None
+    echo: bool = False
 
 
 @dataclass
@@ -54,10 +58,21 @@ class Completion:
 
 
 @dataclass
+class TokenLogprob:
+    """One token's log-probability under the model, and the `top` most likely tokens at its position."""
+
+    token: int
+    logprob: float | None  # None for the prompt's first token: nothing precedes it
+    top: list[tuple[int, float]] = field(default_factory=list)
+
+
+@dataclass
 class Chunk:
     text: str
     finish_reason: str | None = None  # set on the last chunk only
     usage: Usage | None = None  # set on the last chunk only
+    logprobs: list[TokenLogprob] | None = None  # the tokens decoded since the last chunk (GenParams.logprobs)
+    prompt_logprobs: list[TokenLogprob] | None = None  # once per row, before its answer (GenParams.echo)
 
 
 class Generator(Protocol):

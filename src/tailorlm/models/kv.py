@@ -24,3 +24,18 @@ def with_cache(cache) -> dict:
 def returned_cache(out):
     """The cache a forward pass returned (None when it returned none)."""
     return out.get(cache_kwarg())
+
+
+def layers_of(cache) -> list:
+    """A DynamicCache's per-layer (keys, values), each (rows, heads, columns, head_dim)."""
+    return [(layer.keys, layer.values) for layer in cache.layers]
+
+
+def cache_of(layers):
+    """A DynamicCache holding `layers` (as `layers_of` returns them)."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache()
+    for i, (k, v) in enumerate(layers):
+        cache.update(k, v, i)
+    return cache

@@ -11,7 +11,8 @@ from typing import Iterator
 
 from tailorlm.errors import ModelNotAvailable, TailorError
 from tailorlm.models.base import Chunk, Completion, GenParams, Messages, Usage, collect
-from tailorlm.models.kv import returned_cache, with_cache
+from tailorlm.models.decode import StopText as _StopText, _pick  # noqa: F401 - their home was here
+from tailorlm.models.kv import cache_of, layers_of, returned_cache, with_cache
 
 
 class LocalGenerator:
@@ -90,71 +91,23 @@ class LocalGenerator:
 
     def _decode(self, prompts: list[list[int]], params: GenParams,
                 constraints: list[dict | None] | None = None) -> Iterator[tuple[int, Chunk]]:
-        """The decode loop: yields (row, chunk) as text becomes final, one last chunk per row.
+        """Decode `prompts` together: yields (row, chunk) as text becomes final, one last chunk per row.
 
         `constraints` holds each row's own constraint spec (models/constrain.py); by default every
-        row takes `params.constraint`.
+        row takes `params.constraint`. The loop itself is `decode.DecodeBatch`, which the server
+        keeps running across requests.
         """
-        torch = self._torch
-        longest = max(len(p) for p in prompts)
-        if longest >= self.max_context:
-            raise TailorError(f"prompt is {longest} tokens; the model's context is {self.max_context}")
-        # Compiled before any forward pass, so a bad schema fails at once.
-        masks = self._row_masks(constraints if constraints is not None else [params.constraint] * len(prompts))
-        budget = min(params.max_tokens, self.max_context - longest)
-        past, ids, mask, positions = self._prefill_inputs(prompts)
-        rng = None
-        if params.temperature > 0:
-            rng = torch.Generator(device=self.device)
-            rng.manual_seed(params.seed if params.seed is not None else int(time.time_ns() % 2**63))
+        from tailorlm.models.decode import DecodeBatch, Row
 
-        texts = [_StopText(self.tokenizer, params.stop) for _ in prompts]
-        finished = [False] * len(prompts)
-        generated = [0] * len(prompts)
-        step_ids, step_pos = ids, positions
-        for step in range(budget):
-            with torch.inference_mode():
-                out = self.model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos,
-                                 use_cache=True, **with_cache(past))
-            past = returned_cache(out)
-            logits = out.logits[:, -1, :].float()
-            if masks is not None:
-                with torch.inference_mode():  # the logits may be the forward's own (inference) tensor
-                    masks.apply(logits, finished)
-            nxt = _pick(logits, params, rng)
-            for row, token in enumerate(nxt.tolist()):
-                if finished[row]:
-                    continue
-                generated[row] += 1
-                reason = None
-                if token in self.eos_ids:
-                    reason = "stop"
-                    delta = texts[row].flush()
-                else:
-                    delta, hit = texts[row].push(token)
-                    if hit:
-                        reason = "stop"
-                    elif masks is not None and masks.accept(row, token):
-                        reason = "stop"  # the grammar is complete: only EOS could follow
-                        delta += texts[row].flush()
-                    elif step == budget - 1:
-                        reason = "length"
-                        delta += texts[row].flush()
-                if reason:
-                    finished[row] = True
-                    yield row, Chunk(delta, reason, Usage(len(prompts[row]), generated[row]))
-                elif delta:
-                    yield row, Chunk(delta)
-            if all(finished):
-                return
-            # Finished rows keep decoding pad tokens: cheaper than reshaping the KV cache.
-            nxt = torch.where(torch.tensor(finished, device=self.device), self.pad_id, nxt)
-            step_ids = nxt[:, None]
-            step_pos = step_pos[:, -1:] + 1
-            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-        for row in range(len(prompts)):  # budget was 0: nothing could be generated
-            if not finished[row]:
-                yield row, Chunk(texts[row].flush(), "length", Usage(len(prompts[row]), generated[row]))
+        specs = constraints if constraints is not None else [params.constraint] * len(prompts)
+        batch = DecodeBatch(self)
+        # Rows are made first, so a prompt that is too long or a bad schema fails before any forward pass.
+        rows = [Row(self, p, params, c, tag=i, offset=i) for i, (p, c) in enumerate(zip(prompts, specs))]
+        for row in rows:
+            batch.add(row)
+        while batch.busy:
+            for row, chunk in batch.step():
+                yield row.tag, chunk
 
     def _row_masks(self, specs: list[dict | None]):
         """A `constrain.RowMasks` for the batch's constrained rows; None when no row has a constraint."""
@@ -181,8 +134,12 @@ class LocalGenerator:
         prefix) keeps every row's last prompt token in the final column, so one slice of the logits
         gives each row's next-token distribution.
         """
-        torch = self._torch
         start, past = self._shared_prefix(prompts)
+        return (past, *self._padded(prompts, start))
+
+    def _padded(self, prompts: list[list[int]], start: int):
+        """(ids, mask, positions): what follows the shared `start` of each prompt, left-padded."""
+        torch = self._torch
         rest = [p[start:] for p in prompts]
         width = max(len(r) for r in rest)
         ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
@@ -192,28 +149,41 @@ class LocalGenerator:
             ids[i, width - len(r) :] = torch.tensor(r)
             mask[i, start + width - len(r) :] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
-        return past, ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)[:, start:]
+        return ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)[:, start:]
 
     # Shorter shared starts are not worth a separate forward pass.
     MIN_PREFIX = 16
     KEEP_PREFIXES = 2
 
     def _shared_prefix(self, prompts: list[list[int]]):
-        """(length, cache) for the longest start all prompts share, reusing a cached encoding.
+        """(length, cache) for the longest start all prompts share, encoding what the prefix cache lacks."""
+        n, best, kv = self._prefix_plan(prompts)
+        if n == 0:
+            return 0, None
+        if best < n:
+            torch = self._torch
+            past = self._expand(kv, best, 1) if best else None
+            with torch.inference_mode():
+                out = self.model(input_ids=torch.tensor([prompts[0][best:n]], device=self.device),
+                                 position_ids=torch.arange(best, n, device=self.device)[None], use_cache=True,
+                                 logits_to_keep=1, **with_cache(past))
+            kv = self._remember(prompts[0][:n], layers_of(returned_cache(out)))
+        return n, self._expand(kv, n, len(prompts))
+
+    def _prefix_plan(self, prompts: list[list[int]]):
+        """(n, best, kv): the prompts' shared start (0 when shorter than MIN_PREFIX) and the cached
+        prefix that agrees with it longest (its per-layer (k, v); best = 0 when none is worth using).
 
         Every row keeps at least one token of its own, whose logits start the answer. A cached
         prefix that agrees with this one for m tokens is cut to m: in a causal model the keys and
         values of the first m tokens do not depend on what follows them.
         """
-        from transformers import DynamicCache
-
-        torch = self._torch
         limit = min(len(p) for p in prompts) - 1
         n = 0
         while n < limit and all(p[n] == prompts[0][n] for p in prompts):
             n += 1
         if n < self.MIN_PREFIX:
-            return 0, None
+            return 0, 0, None
         head = prompts[0][:n]
         best, kv = 0, None
         for ids, cached in self._prefixes:
@@ -223,60 +193,21 @@ class LocalGenerator:
                 m += 1
             if m > best:
                 best, kv = m, cached
-        if best < max(self.MIN_PREFIX, n // 2):
-            with torch.inference_mode():
-                out = self.model(input_ids=torch.tensor([head], device=self.device), use_cache=True)
-            kv = [(layer.keys, layer.values) for layer in returned_cache(out).layers]
-            self._prefixes = [(tuple(head), kv)] + self._prefixes[: self.KEEP_PREFIXES - 1]
-            best = n
-        cache = DynamicCache()
-        for i, (k, v) in enumerate(kv):
-            cache.update(k[:, :, :best].expand(len(prompts), -1, -1, -1), v[:, :, :best].expand(len(prompts), -1, -1, -1), i)
-        return best, cache
+        return (n, best, kv) if best >= self.MIN_PREFIX else (n, 0, None)
 
+    def _remember(self, head: list[int], layers: list) -> list:
+        """Keep `head`'s per-layer (k, v) (one row) as a cached prefix, replacing the prefixes it extends."""
+        kv = [(k[:1, :, : len(head)].clone(), v[:1, :, : len(head)].clone()) for k, v in layers]
+        key = tuple(head)
+        kept = [(ids, c) for ids, c in self._prefixes if key[: len(ids)] != ids]
+        self._prefixes = [(key, kv)] + kept[: self.KEEP_PREFIXES - 1]
+        return kv
 
-def _pick(logits, params: GenParams, rng):
-    import torch
-
-    if params.temperature <= 0:
-        return logits.argmax(-1)
-    probs = torch.softmax(logits / params.temperature, dim=-1)
-    if params.top_p < 1.0:
-        sorted_probs, order = probs.sort(dim=-1, descending=True)
-        # Keep the smallest set of tokens whose mass reaches top_p (always at least one).
-        drop = sorted_probs.cumsum(-1) - sorted_probs > params.top_p
-        sorted_probs[drop] = 0
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
-    return torch.multinomial(probs, 1, generator=rng).squeeze(-1)
-
-
-class _StopText:
-    """Incremental detokenisation that holds back text which might turn into a stop string."""
-
-    def __init__(self, tokenizer, stops: list[str]):
-        self.tokenizer, self.stops = tokenizer, [s for s in stops if s]
-        self.ids: list[int] = []
-        self.text = ""
-        self.emitted = 0
-
-    def push(self, token: int) -> tuple[str, bool]:
-        self.ids.append(token)
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
-        if text.endswith("\ufffd"):  # a multi-byte character split across tokens: wait for the rest
-            return "", False
-        self.text = text
-        hits = [i for i in (text.find(s) for s in self.stops) if i >= 0]
-        if hits:
-            self.text = text[: min(hits)]
-            return self.flush(), True
-        hold = max((n for s in self.stops for n in range(1, len(s)) if text.endswith(s[:n])), default=0)
-        safe = len(text) - hold
-        delta, self.emitted = text[self.emitted : safe], max(self.emitted, safe)
-        return delta, False
-
-    def flush(self) -> str:
-        delta, self.emitted = self.text[self.emitted :], len(self.text)
-        return delta
+    @staticmethod
+    def _expand(kv: list, length: int, rows: int):
+        """A cache of the first `length` columns of the cached prefix `kv`, for `rows` rows."""
+        return cache_of([(k[:, :, :length].expand(rows, -1, -1, -1), v[:, :, :length].expand(rows, -1, -1, -1))
+                         for k, v in kv])
 
 
 def resolve_model_path(model: str) -> str:

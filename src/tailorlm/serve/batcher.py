@@ -1,27 +1,31 @@
-"""Dynamic batching: concurrent requests to local models share one decode loop.
+"""Continuous batching: concurrent requests to local models share one running decode loop.
 
 On a CPU one batched forward pass of 16 rows costs little more than one of a single row, so
 answering concurrent requests together multiplies throughput (docs/benchmarks.md, "Serving").
-A request becomes a `Job` with one row per answer (`n`). The `Batcher`'s worker thread takes rows
-from a bounded queue, waits a few milliseconds for more to arrive, and decodes the rows that can
-share a loop through `LocalGenerator._decode`: the same model and adapter, the same max_tokens and
-stop strings, and at temperature > 0 the same sampling parameters. A seeded sampled request is
-decoded alone, so its answer does not depend on what else was running. Each row's chunks are
-streamed back to its request as they are decoded.
+A request becomes a `Job` with one row per answer (`n`). The `Batcher`'s worker thread keeps one
+`models.decode.DecodeBatch` per model (base weights + adapter) and steps them in turn; rows from the
+bounded queue join a batch at its next step (prefilled in chunks, so a long prompt does not stall
+the rows decoding) and leave it when they finish. Sampling parameters, seeds, stop strings,
+max_tokens and constraints are per row, so any requests to one model share a batch and a seeded
+request gets the same answer whatever else runs. Each row's chunks are streamed back to its
+request as they are decoded.
 
-A full queue refuses new work (`Overloaded`, HTTP 429) instead of growing without bound. A
-cancelled job (the client disconnected) gets no more chunks, and a decode whose remaining rows are
-all cancelled stops at once. Generators that are not local (an OpenAI-compatible upstream, vLLM)
-batch on their own side; `Direct` calls them in threads, bounded the same way.
+A full queue refuses new work (`Overloaded`, HTTP 429 with Retry-After) instead of growing without
+bound, and at most `max_batch` rows decode at once, so memory stays bounded. A cancelled job (the
+client disconnected) gets no more chunks and its rows leave the batch at the next step.
+Generators that are not local (an OpenAI-compatible upstream, vLLM) batch on their own side;
+`Direct` calls them in threads, bounded the same way.
 """
 
 import asyncio
 import threading
 import time
 from collections import deque
+from contextlib import nullcontext
 from typing import AsyncIterator, Callable, Iterator
 
 from tailorlm.models.base import Chunk, GenParams
+from tailorlm.models.decode import DecodeBatch, Row
 
 # How long the batcher waits for more requests after the latest arrived (at most 8x that in all); the
 # server's and `tailor serve`'s default too.
@@ -87,30 +91,15 @@ class Job:
                 self.cancel()
 
 
-class _Row:
-    __slots__ = ("job", "index", "generator", "prompt", "params", "key")
-
-    def __init__(self, job: Job, index: int, generator, prompt: list[int], params: GenParams):
-        self.job, self.index, self.generator, self.prompt, self.params = job, index, generator, prompt, params
-        self.key = _batch_key(self)
-
-
-def _batch_key(row: _Row) -> tuple:
-    """Rows with equal keys can be decoded in one loop and give the answers they would alone."""
-    gen, p = row.generator, row.params
+def _engine_key(generator) -> tuple:
+    """Rows whose generators share a key run in one `DecodeBatch`: the same weights and adapter."""
     # Pooled generators of one base share its weights; the adapter decides the answer.
-    model = (id(getattr(gen, "shared", gen)), getattr(gen, "adapter", None))
-    if len(row.prompt) + p.max_tokens > gen.max_context:
-        return model, "alone", id(row)  # a batch's budget is set by its longest prompt
-    if p.temperature <= 0:
-        return model, "greedy", p.max_tokens, tuple(p.stop)
-    if p.seed is not None:
-        return model, "seeded", id(row.job)  # one random stream per seed: never shared with strangers
-    return model, "sampled", p.temperature, p.top_p, p.max_tokens, tuple(p.stop)
+    return id(getattr(generator, "shared", generator)), getattr(generator, "adapter", None)
 
 
 class Batcher:
-    """Queue rows for local generators and decode compatible ones together on one worker thread.
+    """Continuous batching for local generators: one worker thread keeps a `DecodeBatch` per model
+    running, and queued rows join it at its next step.
 
     >>> batcher = Batcher(max_batch=16, max_queue=64); batcher.start()  # doctest: +SKIP
     >>> batcher.submit(job, generator, [generator.encode(messages)], GenParams())  # doctest: +SKIP
@@ -118,9 +107,9 @@ class Batcher:
 
     def __init__(self, max_batch: int = 16, max_queue: int = 64, wait_ms: float = WAIT_MS, on_batch: Callable | None = None):
         self.max_batch, self.max_queue, self.wait_s = max_batch, max_queue, wait_ms / 1000
-        self.on_batch = on_batch  # called with each batch's size (metrics)
-        self.running = 0
-        self._waiting: deque[_Row] = deque()
+        self.on_batch = on_batch  # called with the number of rows joining a decode together (metrics)
+        self._waiting: deque[tuple] = deque()  # (job, index, generator, prompt, params)
+        self._engines: dict[tuple, tuple] = {}  # key -> (generator, DecodeBatch)
         self._cv = threading.Condition()
         self._last_arrival = 0.0
         self._stopping = False
@@ -130,6 +119,11 @@ class Batcher:
     def depth(self) -> int:
         """Rows waiting for a decode slot."""
         return len(self._waiting)
+
+    @property
+    def running(self) -> int:
+        """Rows in the running decode batches (prefilling or decoding)."""
+        return sum(batch.size for _, batch in list(self._engines.values()))
 
     def start(self) -> None:
         if self._thread is None:
@@ -144,72 +138,92 @@ class Batcher:
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
-        for row in self._waiting:
-            row.job.put(row.index, RuntimeError("the server is shutting down"))
+        gone = RuntimeError("the server is shutting down")
+        for job, index, *_ in self._waiting:
+            job.put(index, gone)
         self._waiting.clear()
+        for _, batch in self._engines.values():
+            self._fail(batch, gone)
+        self._engines.clear()
 
     def submit(self, job: Job, generator, prompts: list[list[int]], params: GenParams) -> None:
         """Queue one row per prompt (all or none); raises `Overloaded` when the queue is full."""
-        rows = [_Row(job, i, generator, p, params) for i, p in enumerate(prompts)]
         with self._cv:
-            if len(self._waiting) + len(rows) > self.max_queue:
+            if len(self._waiting) + len(prompts) > self.max_queue:
                 raise Overloaded(f"{len(self._waiting)} requests are waiting (the limit is {self.max_queue})")
-            self._waiting.extend(rows)
+            self._waiting.extend((job, i, generator, p, params) for i, p in enumerate(prompts))
             self._last_arrival = time.monotonic()
             self._cv.notify_all()
 
     def _work(self) -> None:
-        while True:
-            rows = self._next_batch()
-            if rows is None:
-                return
-            if rows:
-                self._decode(rows)
+        while self._admit():
+            for key, (gen, batch) in list(self._engines.items()):
+                self._step(gen, batch)
+                if not batch.busy:
+                    del self._engines[key]
 
-    def _next_batch(self) -> list[_Row] | None:
+    def _admit(self) -> bool:
+        """Move waiting rows into the decode batches, up to max_batch rows in all; False when stopping."""
         with self._cv:
-            while not self._waiting and not self._stopping:
+            while not self._waiting and not self._engines and not self._stopping:
                 self._cv.wait()
-            # Let more requests join: wait until none has arrived for `wait_s`, counting from when the
-            # worker became free (clients answered at the end of the last batch are about to come back),
-            # and at most 8 x wait_s in all. Starting too early costs a latecomer a whole decode.
-            free = time.monotonic()
-            cap = free + 8 * self.wait_s
-            while len(self._waiting) < self.max_batch and not self._stopping:
-                left = min(max(self._last_arrival, free) + self.wait_s, cap) - time.monotonic()
-                if left <= 0:
-                    break
-                self._cv.wait(left)
+            if not self._engines:
+                # Idle: let a burst of requests arrive before the first prefill, so they share it. Wait until
+                # none has arrived for `wait_s`, at most 8 x wait_s in all. Once decoding, rows join at each step.
+                free = time.monotonic()
+                cap = free + 8 * self.wait_s
+                while len(self._waiting) < self.max_batch and not self._stopping:
+                    left = min(max(self._last_arrival, free) + self.wait_s, cap) - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cv.wait(left)
             if self._stopping:
-                return None
-            live = [r for r in self._waiting if not r.job.cancelled]
-            batch = [r for r in live if r.key == live[0].key][: self.max_batch] if live else []
-            taken = {id(r) for r in batch}
-            self._waiting = deque(r for r in live if id(r) not in taken)
-            return batch
-
-    def _decode(self, rows: list[_Row]) -> None:
+                return False
+            room = self.max_batch - self.running
+            taken: list[tuple] = []
+            while self._waiting and len(taken) < room:
+                item = self._waiting.popleft()
+                if not item[0].cancelled:
+                    taken.append(item)
+        joined: dict[tuple, int] = {}
+        for job, index, gen, prompt, params in taken:
+            key = _engine_key(gen)
+            if key not in self._engines:
+                self._engines[key] = (gen, DecodeBatch(gen))
+            try:
+                # Answer i of a request samples from seed + i: n answers differ, each reproducible.
+                self._engines[key][1].add(Row(gen, prompt, params, params.constraint, tag=(job, index), offset=index))
+            except Exception as e:  # a prompt longer than the context, a schema the grammar library refuses
+                job.put(index, e)
+                continue
+            joined[key] = joined.get(key, 0) + 1
         if self.on_batch:
-            self.on_batch(len(rows))
-        done = [False] * len(rows)
-        self.running = len(rows)
-        # Each row keeps its own constraint (models/constrain.py): rows that differ only in it share a loop.
-        steps = rows[0].generator._decode([r.prompt for r in rows], rows[0].params, [r.params.constraint for r in rows])
+            for n in joined.values():
+                self.on_batch(n)
+        return True
+
+    def _step(self, gen, batch) -> None:
+        for row in batch.rows + list(batch.joining) + (batch.group.rows if batch.group else []):
+            if row.tag[0].cancelled:
+                batch.drop(row)  # its client went away: the row leaves at this step
         try:
-            for i, chunk in steps:
-                row = rows[i]
-                done[i] = done[i] or bool(chunk.finish_reason)
-                if not row.job.cancelled:
-                    row.job.put(row.index, chunk)
-                if all(d or r.job.cancelled for d, r in zip(done, rows)):
-                    break  # only cancelled rows are left: stop decoding for them
+            with getattr(gen, "_pinned", nullcontext)():
+                chunks = batch.step()
         except Exception as e:  # the whole batch failed; every unfinished row hears why
-            for d, r in zip(done, rows):
-                if not d:
-                    r.job.put(r.index, e)
-        finally:
-            steps.close()
-            self.running = 0
+            self._fail(batch, e)
+            return
+        for row, chunk in chunks:
+            job, index = row.tag
+            if not job.cancelled:
+                job.put(index, chunk)
+
+    @staticmethod
+    def _fail(batch, error: BaseException) -> None:
+        for row in batch.rows + list(batch.joining) + (batch.group.rows if batch.group else []):
+            if not row.finished:
+                row.tag[0].put(row.tag[1], error)
+        batch.rows, batch.group = [], None
+        batch.joining.clear()
 
 
 class Direct:
