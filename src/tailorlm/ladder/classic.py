@@ -24,11 +24,11 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
 
 from tailorlm.errors import TailorError
 from tailorlm.ladder.base import Answer, Prepared, last_user
-from tailorlm.models.base import Chunk, Completion, GenParams, Messages, Usage
+from tailorlm.ladder.whole import AsGenerator, WholeAnswerRung
+from tailorlm.models.base import Completion, GenParams, Messages, Usage
 
 FEATURES = ("tfidf", "embedding")
 C_GRID = (0.1, 1.0, 10.0, 100.0)
@@ -241,24 +241,7 @@ class _LazyEmbedder:
         return self._embedder.embed(texts)
 
 
-class _Labeller:
-    """The classifier behind the generator interface, for callers that stream a rung's prepared
-    messages through `rung.generator` (the server's path for rungs not held to labels)."""
-
-    def __init__(self, rung: "ClassicRung"):
-        self.rung, self.name = rung, f"classic:{rung.name}"
-
-    def generate(self, messages: Messages, params: GenParams | None = None) -> Completion:
-        a = self.rung.answer(messages, params)
-        if a.error:
-            raise RuntimeError(a.error)
-        return Completion(a.text, "stop", Usage(), self.name, a.latency_s)
-
-    def stream(self, messages: Messages, params: GenParams | None = None) -> Iterator[Chunk]:
-        yield from self.rung.stream(messages, params)
-
-
-class ClassicRung:
+class ClassicRung(WholeAnswerRung):
     """Messages in, a label out, from a fitted linear classifier: the Rung interface without a generator.
 
     Its text is exactly the predicted label, `meta["confidence"]` its probability, `meta["raw"]` the
@@ -273,7 +256,7 @@ class ClassicRung:
         self.meta = dict(meta or {})
         self.labels = [str(c) for c in model["classifier"].classes_]
         self.system = None
-        self.generator = _Labeller(self)
+        self.generator = AsGenerator(self)
 
     def predict(self, texts: list[str]) -> list[tuple[str, float]]:
         """(label, probability) for each text."""
@@ -287,19 +270,8 @@ class ClassicRung:
         best = proba.argmax(axis=1)
         return [(self.labels[j], float(proba[i, j])) for i, j in enumerate(best)]
 
-    def prepare(self, messages: Messages, params: GenParams | None = None) -> Prepared:
-        return Prepared(list(messages))
-
     def finish(self, prepared: Prepared, c: Completion, latency_s: float) -> Answer:
         return Answer(c.text, self.name, Usage(), latency_s, c.finish_reason, meta={"raw": c.text})
-
-    def failed(self, error: Exception, latency_s: float = 0.0) -> Answer:
-        return Answer("", self.name, Usage(), latency_s, "error", error=f"{type(error).__name__}: {error}")
-
-    def answer(self, messages: Messages, params: GenParams | None = None) -> Answer:
-        a = self.answer_batch([messages], params)[0]
-        a.meta.pop("compute_s", None)
-        return a
 
     def answer_batch(self, batch: list[Messages], params: GenParams | None = None, batch_size: int = 8) -> list[Answer]:
         """Answers in input order; latency is the wall time of the chunk each was predicted in, and
@@ -319,13 +291,6 @@ class ClassicRung:
                 out.append(Answer(label, self.name, Usage(), elapsed, "stop",
                                   meta={"confidence": round(p, 6), "raw": label, "compute_s": elapsed / len(chunk)}))
         return out
-
-    def stream(self, messages: Messages, params: GenParams | None = None) -> Iterator[Chunk]:
-        """One chunk: the whole label (it is decided at once)."""
-        a = self.answer(messages, params)
-        if a.error:
-            raise RuntimeError(a.error)
-        yield Chunk(a.text, "stop", a.usage)
 
     def describe(self) -> dict:
         model = f"{self.meta.get('features', self.model['features'])} + logistic regression (C={self.meta.get('C')})"

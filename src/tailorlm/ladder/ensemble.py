@@ -20,11 +20,11 @@ compute seconds, is then the sum of theirs as well. `describe()` says so, and ea
 """
 
 import time
-from typing import Iterator
 
 from tailorlm.errors import TailorError
 from tailorlm.ladder.base import Answer, Prepared, last_user
-from tailorlm.models.base import Chunk, Completion, GenParams, Messages, Usage
+from tailorlm.ladder.whole import AsGenerator, WholeAnswerRung
+from tailorlm.models.base import Completion, GenParams, Messages, Usage
 
 VOTES = ("majority", "confidence", "judge")
 
@@ -113,23 +113,7 @@ def combine_votes(answers: list[Answer], labels: list[str], weighted: bool) -> t
     return best, weight[best] / total if total else 0.0, {k: round(v, 6) for k, v in weight.items()}
 
 
-class _Combined:
-    """The ensemble behind the generator interface, for the server's path for rungs not held to labels."""
-
-    def __init__(self, rung: "EnsembleRung"):
-        self.rung, self.name = rung, f"ensemble:{rung.name}"
-
-    def generate(self, messages: Messages, params: GenParams | None = None) -> Completion:
-        a = self.rung.answer(messages, params)
-        if a.error:
-            raise RuntimeError(a.error)
-        return Completion(a.text, a.finish_reason, a.usage, self.name, a.latency_s)
-
-    def stream(self, messages: Messages, params: GenParams | None = None) -> Iterator[Chunk]:
-        yield from self.rung.stream(messages, params)
-
-
-class EnsembleRung:
+class EnsembleRung(WholeAnswerRung):
     """Messages in, the chosen member's answer out: the Rung interface over other rungs."""
 
     kind = "ensemble"
@@ -143,21 +127,10 @@ class EnsembleRung:
         self.label_mode = vote
         self.system = None
         self.meta = {"vote": vote, "members": [m.name for m in members]}
-        self.generator = _Combined(self)
-
-    def prepare(self, messages: Messages, params: GenParams | None = None) -> Prepared:
-        return Prepared(list(messages))
+        self.generator = AsGenerator(self)
 
     def finish(self, prepared: Prepared, c: Completion, latency_s: float) -> Answer:
         return Answer(c.text, self.name, c.usage or Usage(), latency_s, c.finish_reason)
-
-    def failed(self, error: Exception, latency_s: float = 0.0) -> Answer:
-        return Answer("", self.name, Usage(), latency_s, "error", error=f"{type(error).__name__}: {error}")
-
-    def answer(self, messages: Messages, params: GenParams | None = None) -> Answer:
-        a = self.answer_batch([messages], params)[0]
-        a.meta.pop("compute_s", None)
-        return a
 
     def answer_batch(self, batch: list[Messages], params: GenParams | None = None, batch_size: int = 8) -> list[Answer]:
         """Every member answers the batch (each batched its own way), then one answer per input is chosen."""
@@ -205,13 +178,6 @@ class EnsembleRung:
                           error="no member named a label" + (f" ({errors[0]})" if errors else ""))
         meta.update(confidence=round(share, 6), raw={"votes": weights})
         return Answer(label, self.name, usage, latency, "stop", meta=meta)
-
-    def stream(self, messages: Messages, params: GenParams | None = None) -> Iterator[Chunk]:
-        """One chunk: the whole chosen answer (it is decided once every member has answered)."""
-        a = self.answer(messages, params)
-        if a.error:
-            raise RuntimeError(a.error)
-        yield Chunk(a.text, a.finish_reason, a.usage)
 
     def describe(self) -> dict:
         described = [m.describe() for m in self.members]
