@@ -1,0 +1,160 @@
+"""Human review as a library: data review, blind side-by-side human eval, agreement, DPO export, feedback queue."""
+
+import json
+
+import pytest
+
+from tailorlm.errors import TailorError
+from tailorlm.review import data as dr
+from tailorlm.review import pairs as pr
+from tailorlm.review import queue as fq
+from tailorlm.review.agreement import cohen_kappa, krippendorff_alpha
+from tests.review_fixtures import reviewed_project  # noqa: F401
+
+
+def test_krippendorff_alpha_matches_krippendorffs_published_example():
+    # Krippendorff (2011), "Computing Krippendorff's alpha-reliability", the 3 observers x 15 units example.
+    n = None
+    data = [[n, n, n, n, n, 3, 4, 1, 2, 1, 1, 3, 3, n, 3], [1, n, 2, 1, 3, 3, 4, 3, n, n, n, n, n, n, n],
+            [n, n, 2, 1, 3, 4, 4, n, 2, 1, 1, 3, 3, n, 4]]
+    assert round(krippendorff_alpha(data, "nominal"), 3) == 0.691
+    assert round(krippendorff_alpha(data, "interval"), 3) == 0.811
+    assert krippendorff_alpha([[1, 1], [1, 1]]) is None  # no variation: undefined, not 1.0
+
+
+def test_cohen_kappa_by_hand():
+    # 10 items, agreement 8/10; both raters say yes 5 times -> pe = .5*.5 + .5*.5 = .5; kappa = (.8-.5)/.5 = .6
+    a = ["y"] * 5 + ["n"] * 5
+    b = ["y"] * 4 + ["n", "y"] + ["n"] * 4
+    assert cohen_kappa(a, b) == pytest.approx(0.6)
+
+
+def test_data_review_pass_rate_target_and_new_version_with_lineage(reviewed_project):
+    project = reviewed_project
+    review = dr.start_data_review(project, "tickets", sample=20, seed=3)
+    again = dr.start_data_review(project, "tickets", sample=20, seed=3)
+    assert review["items"] == again["items"] and len(set(review["items"])) == 20  # seeded
+    for n, rid in enumerate(review["items"]):
+        if n < 2:
+            dr.decide(project, review["id"], rid, "fail", "alice", reason="wrong label")
+        elif n == 2:
+            dr.decide(project, review["id"], rid, "edit", "alice", edited={"messages": [
+                {"role": "user", "content": "fixed question"}, {"role": "assistant", "content": "billing"}]})
+        else:
+            dr.decide(project, review["id"], rid, "pass", "alice")
+    s = dr.data_review_summary(project, review["id"])
+    assert (s["pass"], s["fail"], s["edit"], s["pending"]) == (17, 2, 1, 0)
+    assert s["pass_rate"]["mean"] == pytest.approx(17 / 20)
+    assert s["pass_rate"]["high"] < 0.95 and s["meets_target"] is False  # Wilson(17/20) tops out at 0.95-
+    assert s["fail_reasons"] == {"wrong label": 2}
+    with pytest.raises(TailorError, match="needs a reason"):
+        dr.decide(project, review["id"], review["items"][0], "fail", "alice")
+    with pytest.raises(TailorError, match="not in the sample"):
+        dr.decide(project, review["id"], "nope", "pass", "alice")
+    with pytest.raises(TailorError, match="not a valid chat record|needs 'messages'"):
+        dr.decide(project, review["id"], review["items"][0], "edit", "alice", edited={"messages": []})
+    before = {r["id"] for r in project.store.select("dataset_versions")}
+    new = dr.finish_data_review(project, review["id"])
+    assert new["parents"] == [review["dataset_version"]] and new["id"] not in before
+    assert new["accounting"]["kept"] == 38 and new["accounting"]["holds"]
+    from tailorlm.data.versions import load_records, resolve
+    records = {r.id: r for r in load_records(project, new)}
+    assert review["items"][0] not in records and review["items"][1] not in records
+    assert records[review["items"][2]].content["messages"][0]["content"] == "fixed question"
+    old = {r.id: r for r in load_records(project, resolve(project, review["dataset_version"]))}
+    assert len(old) == 40 and old[review["items"][2]].content["messages"][0]["content"] != "fixed question"
+    assert dr.get_review(project, review["id"])["result_version"] == new["id"]
+    with pytest.raises(TailorError, match="finished"):
+        dr.decide(project, review["id"], review["items"][5], "pass", "alice")
+
+
+def _rate_all(project, review_id, rater, prefer_b=True, noisy=()):
+    """Rate every item blind: the better answer (B's) gets 4s, the other 2s, except on `noisy` items."""
+    # The test peeks at the stored positions, which the rater never sees, to rate B's answer the better one.
+    first = {i["example_id"]: i["shown_first"] for i in project.store.select("pair_review_items", review_id=review_id)}
+    for item in pr.blind_items(project, review_id):
+        is_b_left = first[item["example_id"]] == "b"
+        good, bad = {c: 4 for c in pr.CRITERIA}, {c: 2 for c in pr.CRITERIA}
+        if item["ord"] in noisy:
+            good, bad = bad, good
+        left, right = (good, bad) if is_b_left == prefer_b else (bad, good)
+        pr.rate(project, review_id, item["example_id"], rater, left=left, right=right)
+
+
+def test_blind_pair_review_ratings_positions_and_result(reviewed_project):
+    project = reviewed_project
+    review = pr.start_pair_review(project, "base", "tuned", suite="review", sample=10, seed=1)
+    items = project.store.select("pair_review_items", review_id=review["id"])
+    first = [i["shown_first"] for i in items]
+    assert len(items) == 10 and 0 < first.count("a") < 10  # positions randomised, seeded
+    again = pr.start_pair_review(project, "base", "tuned", suite="review", sample=10, seed=1)
+    assert [i["shown_first"] for i in project.store.select("pair_review_items", review_id=again["id"])] == first
+    blind = pr.blind_items(project, review["id"])
+    assert set(blind[0]) >= {"left", "right", "input"} and "shown_first" not in blind[0]
+    _rate_all(project, review["id"], "alice")
+    _rate_all(project, review["id"], "bob", noisy={0, 1})
+    stored = pr.ratings(project, review["id"])
+    assert len(stored) == 20
+    assert all((r["b_correctness"], r["a_correctness"]) == (4, 2) for r in stored if r["rater"] == "alice")
+    s = pr.pair_summary(project, review["id"])
+    # Per item the raters' mean overall: alice B 4 / A 2; bob the same except 2 items swapped -> 8 items B 4 A 2, 2 items 3/3.
+    assert s["means"]["overall"]["a"]["mean"] == pytest.approx((8 * 2 + 2 * 3) / 10)
+    assert s["means"]["overall"]["b"]["mean"] == pytest.approx((8 * 4 + 2 * 3) / 10)
+    assert s["rule"]["gain"] == pytest.approx(3.8 / 2.2 - 1)
+    assert s["rule"]["low"] >= 0.2 and s["rule"]["verdict"] == "met"
+    assert s["preferences"] == {"a": 2, "b": 18, "tie": 0}
+    assert s["win_rate_b"]["mean"] == pytest.approx(0.9) and s["win_rate_b"]["low"] < 0.9
+    ag = s["agreement"]
+    assert ag["raters"] == ["alice", "bob"] and ag["items"] == 10
+    assert ag["kappa_preferences"] == pytest.approx(cohen_kappa(["b"] * 10, ["a", "a"] + ["b"] * 8) or 0, abs=1e-9) or \
+        ag["kappa_preferences"] is None
+    assert ag["alpha_ratings"] < 1
+
+
+def test_rating_errors_and_undecided_rule(reviewed_project):
+    project = reviewed_project
+    review = pr.start_pair_review(project, "base", "tuned", suite="review", sample=4, seed=0)
+    ex = pr.blind_items(project, review["id"])[0]["example_id"]
+    with pytest.raises(TailorError, match="from 1 to 5"):
+        pr.rate(project, review["id"], ex, "alice", left={"correctness": 6, "style": 1, "usefulness": 1},
+                right={"correctness": 1, "style": 1, "usefulness": 1})
+    with pytest.raises(TailorError, match="ratings, a preference"):
+        pr.rate(project, review["id"], ex, "alice")
+    with pytest.raises(TailorError, match="no eval report"):
+        pr.start_pair_review(project, "base", "nobody", suite="review")
+    for item in pr.blind_items(project, review["id"]):
+        pr.rate(project, review["id"], item["example_id"], "alice", preference="left")
+    s = pr.pair_summary(project, review["id"])
+    assert "rule" not in s and sum(s["preferences"].values()) == 4  # preferences only: no ratings to take a gain of
+    assert s["preferred_left"] == 4
+
+
+def test_dpo_export_decontaminates_and_trains_from_a_non_eval_suite(reviewed_project):
+    project = reviewed_project
+    review = pr.start_pair_review(project, "base", "tuned", suite="review", sample=10, seed=1)
+    _rate_all(project, review["id"], "alice")
+    records = pr.preference_records(project, review["id"])
+    assert records and all(r.content["chosen"] != r.content["rejected"] for r in records)
+    assert all(r.meta["chosen_from"] == "shop:tuned" for r in records)
+    out = pr.export_dpo(project, review["id"])
+    # The review suite is the project's eval suite: every pair overlaps it, so none may train.
+    assert out["pairs"] == len(records) and out["kept"] == 0 and out["dropped"].get("overlaps_eval") == len(records)
+    fresh = pr.start_pair_review(project, "base", "tuned", suite="fresh", sample=10, seed=1)
+    _rate_all(project, fresh["id"], "alice")
+    out = pr.export_dpo(project, fresh["id"])
+    assert out["kept"] == out["pairs"] > 0 and out["dataset_version"].startswith("human-pairs@")
+    from tailorlm.data.versions import load_records, resolve
+    kept = load_records(project, resolve(project, "human-pairs"))
+    assert {r.kind for r in kept} == {"preference"} and len(kept) == out["kept"]
+
+
+def test_feedback_queue_worst_first_and_answers_reach_the_loop(reviewed_project):
+    project = reviewed_project
+    q = fq.queue(project)
+    assert [x["trace_id"] for x in q] == ["tr0", "tr2", "tr1"]  # thumbs down, unrated, thumbs up
+    fq.answer(project, "tr0", "billing", "carol")
+    nxt = fq.next_loop(project)
+    assert any(s["trace"] == "tr0" and s["messages"][-1]["content"] == "billing" for s in nxt["sft"])
+    assert fq.queue(project)[-1]["trace_id"] == "tr0" and fq.queue(project, include_reviewed=False)[0]["trace_id"] == "tr2"
+    with pytest.raises(TailorError, match="empty"):
+        fq.answer(project, "tr2", "  ", "carol")
