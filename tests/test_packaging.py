@@ -22,7 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "tailorlm"
 # Files the code opens through importlib.resources; the walk below also catches new ones.
 OPENED = ["templates/tailor.yaml", "suites/general.jsonl", "examples/support/tailor.yaml",
-          "examples/support/prompts/default.md"]
+          "examples/support/prompts/default.md",
+          # the workbench (tailor ui): its templates and its only assets; no CDN at run time
+          "ui/templates/base.html", "ui/templates/pair_rate.html", "ui/static/tailor.css", "ui/static/tailor.js"]
 
 
 def _data_files() -> list[str]:

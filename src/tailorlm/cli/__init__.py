@@ -22,7 +22,7 @@ JOURNEY = """Tailor turns your own data into a custom LLM, one measured rung at 
 
 The journey: init -> data prepare -> advise -> ladder -> train -> eval/compare -> serve -> loop -> export.
 Available now: init, config, models, chat, generate, data, rag, train, runs, export, eval, compare, gate,
-ladder, reports, advise, costs, serve, feedback, loop, promote, rollback, quickstart.
+ladder, reports, advise, costs, serve, feedback, loop, promote, rollback, review, ui, quickstart.
 
 Example:  tailor quickstart        # an example project, answered by the embedded model, offline
 """
@@ -94,7 +94,7 @@ def emit(obj: dict, as_json: bool) -> bool:
 
 
 def register() -> None:
-    from tailorlm.cli import advise, data, eval, generate, loop, models, project, rag, serve, train  # noqa: F401  (each module adds its commands)
+    from tailorlm.cli import advise, data, eval, generate, loop, models, project, rag, review, serve, train, ui  # noqa: F401  (each module adds its commands)
 
 
 register()

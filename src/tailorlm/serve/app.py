@@ -214,6 +214,9 @@ def create_app(project, pool=None, embedder=None, *, upstream: str | None = None
         return PlainTextResponse(gateway.metrics.render(), media_type="text/plain; version=0.0.4")
 
     _document(app)
+    from tailorlm.ui.app import create_ui_app  # the workbench under /ui, with the same keys
+
+    app.mount("/ui", create_ui_app(project, load_key_hashes(project.config.serve.api_keys_env)))
     # The last added runs first: every request is observed, then size- and key-checked.
     app.add_middleware(Guard, max_bytes=project.config.serve.max_request_bytes,
                        key_hashes=load_key_hashes(project.config.serve.api_keys_env))

@@ -17,6 +17,8 @@ from starlette.exceptions import HTTPException
 from tailorlm.errors import ConfigError
 
 OPEN_PATHS = {"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+# The workbench mounted under /ui checks the same keys itself: a Bearer key, or a browser session signed in with one.
+OPEN_PREFIXES = ("/ui/",)
 
 
 def _digest(key: str) -> bytes:
@@ -69,7 +71,8 @@ class Guard:
         length = headers.get(b"content-length", b"")
         if length.isdigit() and int(length) > self.max_bytes:
             return await self._too_large(send)
-        if self.key_hashes is not None and scope["path"] not in OPEN_PATHS:
+        if self.key_hashes is not None and scope["path"] not in OPEN_PATHS \
+                and not (scope["path"] + "/").startswith(OPEN_PREFIXES):
             scheme, _, key = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
             if scheme.lower() != "bearer" or not key_matches(key.strip(), self.key_hashes):
                 return await send_error(send, 401, "invalid or missing API key: send `Authorization: Bearer KEY`",

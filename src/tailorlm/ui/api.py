@@ -1,0 +1,163 @@
+"""The workbench's JSON API: every action a page offers, as one library call behind one endpoint.
+
+Mounted under `/api` of the UI app (so `/ui/api/...` inside `tailor serve`). Bodies are JSON; errors are
+`{"error": {...}}` with 400 for bad input and 401 without a key when keys are configured.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+
+from tailorlm.review import data as dr
+from tailorlm.review import pairs as pr
+from tailorlm.review import queue as fq
+
+router = APIRouter()
+
+
+def _project(request: Request):
+    return request.app.state.project
+
+
+class DataReviewIn(BaseModel):
+    dataset: str = Field(description="NAME, NAME@HASH or NAME@ALIAS")
+    sample: int = Field(dr.DEFAULT_SAMPLE, description="records to draw")
+    seed: int = 0
+    split: str | None = None
+    target: float = Field(dr.DEFAULT_TARGET, description="pass rate the review must show")
+    reviewer: str = "reviewer"
+
+
+class DecisionIn(BaseModel):
+    record_id: str
+    decision: str = Field(description="pass | fail | edit")
+    reviewer: str
+    reason: str | None = None
+    edited: dict | None = Field(None, description="the record's corrected content, for edit")
+
+
+class PairReviewIn(BaseModel):
+    a: str = Field(description="report id or subject (rung or model version)")
+    b: str
+    suite: str | None = None
+    sample: int = pr.DEFAULT_SAMPLE
+    seed: int = 0
+    created_by: str = "reviewer"
+
+
+class RatingIn(BaseModel):
+    example_id: str
+    rater: str
+    left: dict | None = Field(None, description="{correctness, style, usefulness}: 1-5 each")
+    right: dict | None = None
+    preference: str | None = Field(None, description="left | right | tie")
+
+
+class AnswerIn(BaseModel):
+    correction: str
+    reviewer: str = "reviewer"
+
+
+class AcceptIn(BaseModel):
+    reviewer: str = "reviewer"
+
+
+@router.get("/data-reviews")
+def list_data_reviews(request: Request):
+    return {"data_reviews": dr.list_data_reviews(_project(request))}
+
+
+@router.post("/data-reviews")
+def start_data_review(body: DataReviewIn, request: Request):
+    return dr.start_data_review(_project(request), **body.model_dump())
+
+
+@router.get("/data-reviews/{review_id}")
+def get_data_review(review_id: str, request: Request):
+    project = _project(request)
+    return {**dr.data_review_summary(project, review_id), "items": dr.items(project, review_id)}
+
+
+@router.post("/data-reviews/{review_id}/decisions")
+def decide(review_id: str, body: DecisionIn, request: Request):
+    return dr.decide(_project(request), review_id, **body.model_dump())
+
+
+@router.post("/data-reviews/{review_id}/finish")
+def finish(review_id: str, request: Request):
+    m = dr.finish_data_review(_project(request), review_id)
+    return {"dataset_version": m["id"], "parents": m["parents"], "accounting": m["accounting"]}
+
+
+@router.get("/pair-reviews")
+def list_pair_reviews(request: Request):
+    return {"pair_reviews": pr.list_pair_reviews(_project(request))}
+
+
+@router.post("/pair-reviews")
+def start_pair_review(body: PairReviewIn, request: Request):
+    return pr.start_pair_review(_project(request), **body.model_dump())
+
+
+@router.get("/pair-reviews/{review_id}")
+def pair_summary(review_id: str, request: Request):
+    return pr.pair_summary(_project(request), review_id)
+
+
+@router.get("/pair-reviews/{review_id}/next")
+def next_item(review_id: str, rater: str, request: Request):
+    """The next blind item for `rater` (left and right answers, never which is which), or null when done."""
+    return {"item": pr.next_item(_project(request), review_id, rater)}
+
+
+@router.post("/pair-reviews/{review_id}/ratings")
+def rate(review_id: str, body: RatingIn, request: Request):
+    row = pr.rate(_project(request), review_id, **body.model_dump())
+    return {"id": row["id"], "example_id": row["example_id"], "rater": row["rater"]}  # blind: no a/b in the reply
+
+
+@router.post("/pair-reviews/{review_id}/export")
+def export(review_id: str, request: Request, name: str = "human-pairs"):
+    return pr.export_dpo(_project(request), review_id, name)
+
+
+@router.get("/judge/{review_id}")
+def judge(review_id: str, request: Request):
+    from tailorlm.review.judge import judge_agreement
+
+    return judge_agreement(_project(request), review_id)
+
+
+@router.get("/queue")
+def queue(request: Request, limit: int = 100):
+    return {"queue": fq.queue(_project(request), limit)}
+
+
+@router.post("/queue/{trace_id}/answer")
+def answer(trace_id: str, body: AnswerIn, request: Request):
+    return fq.answer(_project(request), trace_id, body.correction, body.reviewer)
+
+
+@router.post("/queue/{trace_id}/accept")
+def accept(trace_id: str, body: AcceptIn, request: Request):
+    return fq.accept(_project(request), trace_id, body.reviewer)
+
+
+@router.get("/queue/next-loop")
+def next_loop(request: Request):
+    return fq.next_loop(_project(request))
+
+
+@router.get("/report")
+def report(request: Request):
+    from tailorlm.review.report import review_report
+
+    return review_report(_project(request))
+
+
+@router.get("/overview")
+def overview(request: Request):
+    from tailorlm.ui.views import overview as build
+
+    return build(_project(request))

@@ -1,0 +1,139 @@
+"""What the workbench's read-only pages show, gathered from the store and the artifacts tree.
+
+Each function returns plain data (also served as JSON by the API), so the templates only lay it out.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+from tailorlm.errors import TailorError
+
+
+def newest_ladder(project) -> dict | None:
+    rows = [r for r in project.store.select("reports", order_by="created_at") if r["subject"] == "ladder"]
+    for row in reversed(rows):
+        path = project.root / row["path"]
+        if path.exists():
+            return json.loads(path.read_text(encoding="utf-8"))
+    return None
+
+
+def ladder_bars(ladder: dict, width: int = 480, row_h: int = 26) -> list[dict]:
+    """Geometry for the overview's SVG chart: one bar per rung with its interval as a whisker."""
+    bars = []
+    for i, r in enumerate(ladder["rungs"]):
+        q = r["quality"]
+        bars.append({"name": r["name"], "y": i * row_h, "w": q["mean"] * width, "lo": q["low"] * width,
+                     "hi": q["high"] * width, "mean": q["mean"]})
+    return bars
+
+
+def overview(project) -> dict:
+    """The project, its task, dataset versions, the newest ladder, the aliases and what advise says next."""
+    from tailorlm.data.versions import list_versions
+
+    cfg = project.config
+    ladder = newest_ladder(project)
+    aliases = [{k: a[k] for k in ("scope", "name", "alias", "target", "updated_at")}
+               for a in project.store.select("aliases", order_by="scope, name, alias")]
+    with project.store.engine.connect() as conn:
+        counts = {t: conn.exec_driver_sql(f"SELECT COUNT(*) FROM {t}").scalar()
+                  for t in ("traces", "feedback", "reports", "runs", "model_versions")}
+    out = {"name": cfg.name, "task": cfg.task.model_dump(mode="json"), "datasets": list_versions(project),
+           "aliases": aliases, "counts": counts, "ladder": None, "next": None}
+    if ladder:
+        out["ladder"] = {k: ladder.get(k) for k in ("id", "suite", "primary", "rungs", "recommendation", "created_at")}
+        rec = ladder.get("recommendation") or {}
+        out["next"] = rec.get("next") or rec.get("why") or rec.get("reason")
+    return out
+
+
+def dataset(project, ref: str, reason: str | None = None, limit: int = 200) -> dict:
+    """A version's funnel (read -> each step -> kept), its quarantine (filtered by reason) and a token-length histogram."""
+    from tailorlm.data.versions import load_records, resolve
+
+    m = resolve(project, ref)
+    funnel, left = [{"step": "read", "count": m["accounting"]["read"]}], m["accounting"]["read"]
+    for s in m.get("steps", []):
+        left = s.get("kept", left)
+        funnel.append({"step": s["step"], "count": left, "dropped": s.get("dropped", {})})
+    quarantine = []
+    qpath = project.root / m["path"] / "quarantine.jsonl"
+    reasons: Counter = Counter()
+    if qpath.exists():
+        for line in qpath.read_text(encoding="utf-8").splitlines():
+            q = json.loads(line)
+            reasons[q.get("reason", "?")] += 1
+            if reason in (None, "", q.get("reason")) and len(quarantine) < limit:
+                where = q.get("file") or (q.get("record") or {}).get("meta", {}).get("path") or ""
+                line_no = q.get("line") or (q.get("record") or {}).get("meta", {}).get("line")
+                text = json.dumps((q.get("record") or {}).get("content", q.get("text", "")), ensure_ascii=False)[:400]
+                quarantine.append({"step": q.get("step"), "reason": q.get("reason"),
+                                   "where": f"{where}:{line_no}" if line_no else where, "text": text})
+    tokens = [r.meta.get("tokens") for r in load_records(project, m) if r.meta.get("tokens")]
+    hist = []
+    if tokens:
+        top, bins = max(tokens), 10
+        step = max(1, -(-top // bins))
+        counts = Counter(min(t // step, bins - 1) for t in tokens)
+        hist = [{"from": i * step, "to": (i + 1) * step, "n": counts.get(i, 0)} for i in range(bins)]
+    pii = sum(s.get("stats", {}).get("redacted", 0) or sum(v for k, v in s.get("stats", {}).items() if "pii" in k or "redact" in k)
+              for s in m.get("steps", []) if s["step"] == "pii")
+    dups = sum(sum(s.get("dropped", {}).values()) for s in m.get("steps", []) if "dedup" in s["step"])
+    return {"id": m["id"], "kind": m["kind"], "splits": m["splits"], "parents": m.get("parents", []),
+            "origin": m.get("origin"), "funnel": funnel, "reasons": dict(reasons.most_common()), "reason": reason,
+            "quarantine": quarantine, "histogram": hist, "hist_max": max([h["n"] for h in hist] or [1]),
+            "pii": pii, "duplicates": dups, "created_at": m.get("created_at")}
+
+
+def runs(project) -> list[dict]:
+    out = []
+    for r in project.store.select("runs", order_by="created_at DESC"):
+        versions = [v["id"] for v in project.store.select("model_versions", run_id=r["id"])]
+        out.append({"id": r["id"], "method": r["method"], "status": r["status"], "dataset": r["dataset_version"],
+                    "created_at": r["created_at"], "model_versions": versions})
+    return out
+
+
+def run(project, run_id: str, width: int = 520, height: int = 160) -> dict:
+    """A run's settings, model versions and loss curves (train and validation) as SVG polylines."""
+    rows = project.store.select("runs", id=run_id)
+    if not rows:
+        raise TailorError(f"no run {run_id!r}")
+    r = rows[0]
+    series: dict[str, list[tuple[int, float]]] = {}
+    for m in project.store.select("run_metrics", order_by="step", run_id=run_id):
+        series.setdefault(m["name"], []).append((m["step"], m["value"]))
+    curves = {}
+    losses = {k: v for k, v in series.items() if "loss" in k}
+    points = [p for v in losses.values() for p in v]
+    if points:
+        x_max = max(s for s, _ in points) or 1
+        y_max = max(v for _, v in points) or 1
+        for name, pts in losses.items():
+            curves[name] = " ".join(f"{s / x_max * width:.1f},{height - v / y_max * height:.1f}" for s, v in pts)
+    last = {k: v[-1][1] for k, v in series.items()}
+    return {"id": r["id"], "method": r["method"], "status": r["status"], "dataset": r["dataset_version"],
+            "config": json.loads(r["config"]), "error": r["error"], "curves": curves, "last": last,
+            "tokens_per_s": last.get("tokens_per_s") or last.get("train_tokens_per_s"),
+            "model_versions": [v["id"] for v in project.store.select("model_versions", run_id=run_id)],
+            "width": width, "height": height}
+
+
+def reports(project) -> list[dict]:
+    return [{"id": r["id"], "suite": r["suite"], "subject": r["subject"], "n": r["n"], "created_at": r["created_at"],
+             "metrics": json.loads(r["metrics"])} for r in project.store.select("reports", order_by="created_at DESC")]
+
+
+def compare_reports(project, a: str, b: str) -> dict:
+    from tailorlm.eval.compare import compare
+    from tailorlm.eval.runner import load_report
+
+    ra, rb = load_report(project, a), load_report(project, b)
+    c = compare(ra, rb)
+    eb = {e["id"]: e for e in rb["examples"]}
+    differ = [{"id": e["id"], "input": e["input"], "a": e.get("prediction"), "b": eb[e["id"]].get("prediction")}
+              for e in ra["examples"] if e["id"] in eb and e.get("prediction") != eb[e["id"]].get("prediction")]
+    return {"a": ra["subject"], "b": rb["subject"], "comparison": c, "differ": differ[:100]}

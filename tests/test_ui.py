@@ -1,0 +1,152 @@
+"""The workbench over real HTTP on loopback, without a browser: pages, the JSON API, keys, CSRF, escaping,
+and its mount under `tailor serve`."""
+
+import re
+from importlib import resources
+
+import httpx
+import pytest
+
+from tests.review_fixtures import CANARY, reviewed_project  # noqa: F401
+
+PAGES = ["/", "/data", "/data/tickets", "/review/data", "/review/pairs", "/runs", "/reports", "/queue", "/judge"]
+
+
+@pytest.fixture
+def ui(reviewed_project):
+    """ui(keys=None) -> an httpx client on a real server for the project's workbench."""
+    from tailorlm.serve.server import running
+    from tailorlm.ui.app import create_ui_app
+
+    opened = []
+
+    def start(keys=None):
+        from tailorlm.serve.auth import _digest
+
+        cm = running(create_ui_app(reviewed_project, [_digest(k) for k in keys] if keys else None))
+        url = cm.__enter__()
+        opened.append(cm)
+        return httpx.Client(base_url=url.removesuffix("/v1"), timeout=30)
+
+    yield start
+    for cm in opened:
+        cm.__exit__(None, None, None)
+
+
+def _csrf(html: str) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+
+
+def test_every_page_renders_and_escapes_record_text(ui):
+    client = ui()
+    for path in PAGES:
+        r = client.get(path)
+        assert r.status_code == 200, (path, r.text[:500])
+        assert "<script>window.__xss" not in r.text, path  # never raw
+        assert "script-src 'self'" in r.headers["content-security-policy"]
+    assert "&lt;script&gt;window.__xss" in client.get("/queue").text  # shown, as text
+
+
+def test_no_asset_comes_from_another_host():
+    folder = resources.files("tailorlm") / "ui"
+    for sub in ("templates", "static"):
+        for f in (folder / sub).iterdir():
+            assert not re.search(r"(src|href)=\"(https?:)?//", f.read_text()), f.name
+    assert (folder / "static" / "tailor.js").is_file()
+
+
+def test_forms_need_the_csrf_token(ui, reviewed_project):
+    client = ui()
+    page = client.get("/review/data").text
+    form = {"dataset": "tickets", "sample": "5", "seed": "0", "target": "0.95", "reviewer": "alice"}
+    assert client.post("/review/data", data=form).status_code == 403
+    assert client.post("/review/data", data={**form, "csrf": "forged"}).status_code == 403
+    assert not reviewed_project.store.select("data_reviews")
+    r = client.post("/review/data", data={**form, "csrf": _csrf(page)}, follow_redirects=False)
+    assert r.status_code == 303 and len(reviewed_project.store.select("data_reviews")) == 1
+    other = httpx.Client(base_url=str(client.base_url))  # another browser: its own session, its own token
+    other.get("/")
+    assert other.post("/review/data", data={**form, "csrf": _csrf(page)}).status_code == 403
+
+
+def test_data_review_and_side_by_side_through_the_api(ui, reviewed_project):
+    client = ui()
+    token = {"X-CSRF-Token": _csrf(client.get("/review/data").text)}
+    review = client.post("/api/data-reviews", json={"dataset": "tickets", "sample": 20, "seed": 2, "reviewer": "alice"},
+                         headers=token).json()
+    assert len(review["items"]) == 20
+    for n, rid in enumerate(review["items"]):
+        body = {"record_id": rid, "reviewer": "alice", "decision": "fail" if n == 0 else "pass",
+                "reason": "wrong label" if n == 0 else None}
+        assert client.post(f"/api/data-reviews/{review['id']}/decisions", json=body, headers=token).status_code == 200
+    s = client.get(f"/api/data-reviews/{review['id']}").json()
+    assert s["pass"] == 19 and s["pass_rate"]["mean"] == pytest.approx(0.95) and s["meets_target"] is None
+    bad = client.post(f"/api/data-reviews/{review['id']}/decisions", json={"record_id": "x", "reviewer": "a", "decision": "pass"},
+                      headers=token)
+    assert bad.status_code == 400 and "not in the sample" in bad.json()["error"]["message"]
+    done = client.post(f"/api/data-reviews/{review['id']}/finish", headers=token).json()
+    assert done["parents"] == [review["dataset_version"]] and done["accounting"]["kept"] == 39
+
+    pr = client.post("/api/pair-reviews", json={"a": "base", "b": "tuned", "suite": "fresh", "sample": 6}, headers=token).json()
+    while (item := client.get(f"/api/pair-reviews/{pr['id']}/next", params={"rater": "bob"}).json()["item"]):
+        assert "shown_first" not in item and "a" not in item
+        r = client.post(f"/api/pair-reviews/{pr['id']}/ratings", headers=token,
+                        json={"example_id": item["example_id"], "rater": "bob", "preference": "right"})
+        assert r.status_code == 200 and set(r.json()) == {"id", "example_id", "rater"}
+    s = client.get(f"/api/pair-reviews/{pr['id']}").json()
+    first = [i["shown_first"] for i in reviewed_project.store.select("pair_review_items", review_id=pr["id"])]
+    # "right" every time: B wins exactly where B was shown on the right.
+    assert s["preferences"]["b"] == first.count("a") and s["preferences"]["a"] == first.count("b")
+
+
+def test_feedback_queue_answer_over_http_reaches_the_loop(ui):
+    client = ui()
+    token = {"X-CSRF-Token": _csrf(client.get("/queue").text)}
+    assert client.get("/api/queue").json()["queue"][0]["trace_id"] == "tr0"
+    assert client.post("/api/queue/tr0/answer", json={"correction": "billing", "reviewer": "carol"}, headers=token).status_code == 200
+    nxt = client.get("/api/queue/next-loop").json()
+    assert [s["trace"] for s in nxt["sft"]] == ["tr0"]
+    assert client.post("/api/queue/nope/accept", json={}, headers=token).status_code == 400
+
+
+def test_the_same_keys_as_the_server(ui):
+    client = ui(keys=["sekret-key-1"])
+    r = client.get("/", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].endswith("/login")
+    assert client.get("/api/queue").status_code == 401
+    assert client.get("/api/queue", headers={"Authorization": "Bearer sekret-key-1"}).status_code == 200
+    # A Bearer client needs no CSRF token: browsers never attach that header by themselves.
+    assert client.post("/api/queue/tr1/accept", json={}, headers={"Authorization": "Bearer sekret-key-1"}).status_code == 200
+    login = client.get("/login").text
+    assert client.post("/login", data={"key": "wrong", "csrf": _csrf(login)}).status_code == 401
+    r = client.post("/login", data={"key": "sekret-key-1", "csrf": _csrf(login)}, follow_redirects=False)
+    assert r.status_code == 303 and "sekret" not in r.headers["location"]
+    for path in PAGES:
+        page = client.get(path)
+        assert page.status_code == 200 and "sekret-key-1" not in page.text
+    assert all(c.name != "sekret-key-1" and "sekret" not in (c.value or "") for c in client.cookies.jar)
+
+
+def test_tailor_serve_mounts_the_workbench_under_ui(reviewed_project, tiny_generator, monkeypatch):
+    from tailorlm.models.pool import ModelPool
+    from tailorlm.serve.app import create_app
+    from tailorlm.serve.server import running
+    from tests.helpers import extend_config
+
+    monkeypatch.setenv("TAILOR_TEST_KEYS", "k-1")
+    extend_config(reviewed_project.root, {"serve": {"api_keys_env": "TAILOR_TEST_KEYS"}})
+    from tailorlm.project import Project
+
+    project = Project.load(reviewed_project.root)
+    with running(create_app(project, pool=ModelPool(project, generator=tiny_generator))) as url:
+        base = url.removesuffix("/v1")
+        c = httpx.Client(base_url=base, timeout=30)
+        assert c.get("/v1/models").status_code == 401  # the server's own guard still holds
+        assert c.get("/ui/api/queue").status_code == 401  # and the workbench checks the same keys
+        assert c.get("/ui/api/queue", headers={"Authorization": "Bearer k-1"}).status_code == 200
+        r = c.get("/ui/", follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/ui/login"
+        login = c.get("/ui/login")
+        assert login.status_code == 200 and 'href="/ui/static/tailor.css"' in login.text
+        c.post("/ui/login", data={"key": "k-1", "csrf": _csrf(login.text)})
+        assert "Feedback queue" in c.get("/ui/queue").text
