@@ -1,16 +1,21 @@
-"""lm-evaluation-harness against an OpenAI-compatible server, as docs/lm-eval.md documents it.
+"""lm-evaluation-harness against `tailor serve`, as docs/lm-eval.md documents it.
 
-lm-eval is an optional extra, so these tests skip (saying why) without it, and the Hub task skips
-when its data is not cached. The server is the scripted `FakeUpstream`: what is under test is
-that the documented command and model arguments drive a chat-completions server end to end.
+lm-eval is an optional extra (installed in CI), so these tests skip, saying why, without it; the Hub
+task skips when its data is not cached. The local tasks (tests/fixtures/lm_eval) run against a real
+`tailor serve` process over the tiny model through `local-completions`: the multiple-choice task is
+scored from the server's echoed prompt log-probabilities and must give exactly the accuracy that a
+plain in-process forward pass gives; the generative task's answers must be the in-process greedy
+answers. The chat-completions command is checked against the scripted `FakeUpstream`.
 """
 
 import glob
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -18,22 +23,113 @@ import pytest
 from tailorlm.config import ServeConfig
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "lm-eval.md"
+TASKS = Path(__file__).resolve().parent / "fixtures" / "lm_eval"
 NEEDS_LM_EVAL = "lm-eval is an optional extra and is not installed: pip install 'tailorlm[lmeval]'"
 
 
-def _lm_eval(tmp_path, base_url: str, *args: str) -> dict:
+def _lm_eval(tmp_path, base_url: str, *args: str, model: str = "local-chat-completions",
+             model_args: str | None = None, cwd: Path | None = None) -> dict:
     """Run the documented `lm_eval` command against `base_url`; the results JSON it wrote."""
     pytest.importorskip("lm_eval", reason=NEEDS_LM_EVAL)
-    env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "HF_DATASETS_CACHE": str(tmp_path / "hf-cache")}
     out = tmp_path / "results"
-    cmd = [sys.executable, "-m", "lm_eval", "--model", "local-chat-completions",
-           "--model_args", f"model=p:production,base_url={base_url}/chat/completions,num_concurrent=1,max_retries=1",
-           "--apply_chat_template", "--output_path", str(out), *args]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    model_args = model_args or f"model=p:production,base_url={base_url}/chat/completions,num_concurrent=1,max_retries=1"
+    chat = ["--apply_chat_template"] if model == "local-chat-completions" else []
+    cmd = [sys.executable, "-m", "lm_eval", "--model", model, "--model_args", model_args, *chat,
+           "--output_path", str(out), *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=cwd)
     assert done.returncode == 0, done.stderr[-3000:]
     files = glob.glob(str(out / "**" / "results_*.json"), recursive=True)
     assert len(files) == 1, done.stderr[-3000:]
-    return json.loads(Path(files[0]).read_text())
+    results = json.loads(Path(files[0]).read_text())
+    results["samples"] = {}
+    for f in glob.glob(str(out / "**" / "samples_*.jsonl"), recursive=True):
+        task = Path(f).name.removeprefix("samples_").rsplit("_", 1)[0]
+        results["samples"][task] = [json.loads(line) for line in Path(f).read_text().splitlines()]
+    return results
+
+
+@pytest.fixture
+def tailor_serve(tmp_path, tiny_model_dir):
+    """A real `tailor serve` process over the tiny model, on a free loopback port: its /v1 URL."""
+    import httpx
+
+    from tests.conftest import free_port
+    from tests.serve_fixtures import write_project
+
+    project = write_project(tmp_path / "acme", generator=tiny_model_dir)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "tailorlm.cli", "serve", "-p", str(project.root), "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, proc.stderr.read()[-3000:]
+            assert time.monotonic() < deadline, "tailor serve did not come up"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _in_process_loglikelihood(model, tokenizer, context: str, continuation: str) -> float:
+    """log p(continuation | context) from one forward pass, tokenised as lm-eval does (`_encode_pair`:
+    the context's trailing spaces move to the continuation, and no special tokens are added)."""
+    import torch
+
+    spaces = len(context) - len(context.rstrip())
+    if spaces:
+        context, continuation = context[:-spaces], context[-spaces:] + continuation
+    whole = tokenizer(context + continuation, add_special_tokens=False)["input_ids"]
+    n = len(tokenizer(context, add_special_tokens=False)["input_ids"])
+    with torch.inference_mode():
+        lp = torch.log_softmax(model(torch.tensor([whole])).logits[0].float(), -1)
+    return sum(float(lp[t - 1, whole[t]]) for t in range(n, len(whole)))
+
+
+def test_lm_eval_local_completions_against_tailor_serve(tmp_path, tailor_serve, tiny_model, tiny_model_dir, tokenizer):
+    """A multiple-choice task (log-likelihoods from echo + logprobs) and a generative one, through the real server."""
+    import shutil
+
+    from tailorlm.models.base import GenParams
+    from tailorlm.models.local import LocalGenerator
+
+    tasks = tmp_path / "tasks"
+    shutil.copytree(TASKS, tasks)  # the task YAMLs name their data files relative to the working directory
+    args = (f"model=acme:zero_shot,base_url={tailor_serve}/completions,tokenizer_backend=huggingface,"
+            f"tokenizer={tiny_model_dir},num_concurrent=4,max_retries=1")
+    results = _lm_eval(tmp_path, tailor_serve, "--tasks", "tailor_mc,tailor_capitals", "--include_path", str(tasks),
+                       "--log_samples", model="local-completions", model_args=args, cwd=tasks)
+
+    docs = [json.loads(line) for line in (tasks / "mc.jsonl").read_text().splitlines()]
+    samples = sorted(results["samples"]["tailor_mc"], key=lambda s: s["doc_id"])
+    assert len(samples) == len(docs)
+    right = 0
+    for doc, sample in zip(docs, samples):
+        context = f"Question: {doc['question']}\nAnswer: "  # doc_to_text + lm-eval's target delimiter
+        ours = [_in_process_loglikelihood(tiny_model, tokenizer, context, c) for c in doc["choices"]]
+        served = [float(resp[0][0]) for resp in sample["resps"]]  # the samples file keeps them as text
+        assert served == pytest.approx(ours, abs=1e-3)
+        right += max(range(len(ours)), key=ours.__getitem__) == doc["label"]
+    assert len(set(round(x, 2) for x in served)) > 1  # the choices really differ: the test can fail
+    assert results["results"]["tailor_mc"]["acc,none"] == right / len(docs)
+
+    gen = LocalGenerator(tiny_model, tokenizer)
+    capitals = [json.loads(line) for line in (tasks / "capitals.jsonl").read_text().splitlines()]
+    answers = sorted(results["samples"]["tailor_capitals"], key=lambda s: s["doc_id"])
+    for doc, sample in zip(capitals, answers):
+        ids = tokenizer(doc["question"], add_special_tokens=False)["input_ids"]
+        expected = "".join(c.text for _, c in gen._decode([ids], GenParams(max_tokens=8, stop=["\n", "."])))
+        assert sample["resps"][0][0] == expected
 
 
 def test_the_documented_command_targets_tailor_serve_defaults():

@@ -178,7 +178,8 @@ class DecodeBatch:
             prev = lp[c - 1 - a] if c > a else g.carry[i]
             row.prompt_lp.append(TokenLogprob(token, float(prev[token]), _top(prev, k)))
         g.carry = {**(g.carry or {}), i: lp[-1]}
-        return Chunk("", prompt_logprobs=row.prompt_lp) if b == width else None
+        # The prompt comes back as the answer's start (echo), with its tokens' log-probabilities.
+        return Chunk(row.tokenizer.decode(row.prompt), prompt_logprobs=row.prompt_lp) if b == width else None
 
     def _join(self, g: _Group, keep: list[int], tokens) -> None:
         """Move the prefilled rows `keep` of `g` into the running batch."""
