@@ -32,8 +32,9 @@ def auto_epochs(n_examples: int) -> int:
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    method: Literal["sft", "dpo", "cpt", "pretrain"] = Field(
-        "sft", description="sft: chat examples; dpo: preference pairs; cpt: documents; pretrain: a new model from documents.")
+    method: Literal["sft", "dpo", "cpt", "pretrain", "grpo", "kto"] = Field(
+        "sft", description="sft: chat examples; dpo: preference pairs; cpt: documents; pretrain: a new model from documents; "
+        "grpo: sampled answers to chat prompts, scored by rewards; kto: answers marked good or bad (unpaired thumbs).")
     dataset: str = Field(..., description="Dataset version to train on: NAME, NAME@latest or NAME@HASH.")
     base: str | None = Field(None, description="Base model (embedded name, HF id, folder) or a model version id to start from; "
                                                "default: the project's generator.")
@@ -91,7 +92,13 @@ class TrainConfig(BaseModel):
     early_stopping_patience: int | None = Field(3, ge=1, description="Stop after this many evaluations without improvement; null: never.")
     save_total_limit: int = Field(2, ge=1, description="Checkpoints kept on disk besides the best one.")
     logging_steps: int = Field(1, ge=1, description="Log the training loss every this many steps.")
-    beta: float = Field(0.1, gt=0, description="dpo: strength of the KL anchor to the reference model.")
+    beta: float = Field(0.1, ge=0, description="dpo, kto, grpo: strength of the KL anchor to the reference model.")
+    num_generations: int = Field(4, ge=2, description="grpo: answers sampled per prompt; each is scored against its group's mean.")
+    max_completion_tokens: int = Field(64, ge=1, description="grpo: longest sampled answer in tokens.")
+    temperature: float = Field(1.0, gt=0, description="grpo: sampling temperature of the answers.")
+    rewards: list[dict] = Field(
+        default_factory=list, description="grpo: [{kind, weight, ...options}] (train/rewards.py: label, label_valid, schema, "
+        "reference, length, format, python, judge), summed with their weights; empty: from the task.")
     seed: int = Field(0, description="Seed for initialisation, shuffling and dropout.")
     compute_flops: float | None = Field(None, gt=0, description="pretrain: training budget in FLOPs; sizes the model the Chinchilla way.")
     params: int | None = Field(None, ge=1000, description="pretrain: model size in parameters (instead of a FLOP budget).")

@@ -35,8 +35,9 @@ def to_example(content: dict) -> dict:
             "rejected": [{"role": "assistant", "content": content["rejected"]}]}
 
 
-def dpo_config(cfg: TrainConfig, out: Path, has_eval: bool):
-    """Tailor's training arguments (precision, schedule, eval, checkpoints) as a DPOConfig."""
+def dpo_config(cfg: TrainConfig, out: Path, has_eval: bool, config_class=None):
+    """Tailor's training arguments (precision, schedule, eval, checkpoints) as a DPOConfig (or, for
+    KTO, `config_class`: TRL's preference configs share these fields)."""
     from trl import DPOConfig
 
     base = training_arguments(cfg, out, has_eval)
@@ -45,17 +46,17 @@ def dpo_config(cfg: TrainConfig, out: Path, has_eval: bool):
     kwargs = {f.name: getattr(base, f.name) for f in dataclasses.fields(base)
               if f.init and not f.name.startswith("gradient_checkpointing")}
     kwargs.update(beta=cfg.beta, max_length=cfg.max_seq_len, precompute_ref_log_probs=False)
-    return DPOConfig(**kwargs)
+    return (config_class or DPOConfig)(**kwargs)
 
 
-def reward_callback(project, run_id: str):
-    """Stores DPO's reward margins and accuracies, which `metrics_callback` does not know about."""
+def reward_callback(project, run_id: str, keys=REWARD_KEYS):
+    """Stores DPO's reward margins and accuracies (or KTO's `keys`), which `metrics_callback` does not know about."""
     from transformers import TrainerCallback
 
     class RewardMetrics(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
             for key, value in (logs or {}).items():
-                if key.removeprefix("eval_") in REWARD_KEYS and isinstance(value, (int, float)):
+                if key.removeprefix("eval_") in keys and isinstance(value, (int, float)):
                     project.store.upsert_metric(run_id, state.global_step, key, float(value))
 
     return RewardMetrics()

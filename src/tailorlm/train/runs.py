@@ -62,6 +62,10 @@ def train(project, cfg: TrainConfig | None = None, resume: str | bool | None = N
     try:
         if cfg.method == "dpo":
             from tailorlm.train.dpo import run_dpo as engine
+        elif cfg.method == "grpo":
+            from tailorlm.train.grpo import run_grpo as engine
+        elif cfg.method == "kto":
+            from tailorlm.train.kto import run_kto as engine
         elif cfg.method == "pretrain":
             from tailorlm.train.pretrain import run_pretrain as engine
         else:

@@ -15,7 +15,7 @@ from tailorlm.train.data import PackedCollator, PaddedCollator, encode_chat, enc
 from tailorlm.train.trainer import (fit, load_model, make_trainer_class, save_and_summarise, standard_callbacks,
                                     training_arguments)
 
-NEEDS = {"sft": "chat", "cpt": "text", "pretrain": "text"}
+NEEDS = {"sft": "chat", "cpt": "text", "pretrain": "text", "grpo": "chat", "kto": "chat"}
 
 
 def load_splits(project, cfg: TrainConfig) -> tuple[dict, dict]:
