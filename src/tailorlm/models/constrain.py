@@ -204,6 +204,60 @@ class RowMasks:
         return m.is_stopped()
 
 
+TOOL_OPEN, TOOL_CLOSE = "<tool_call>\n", "\n</tool_call>"
+
+
+def tool_calls(tools: list[dict], mode: str = "auto", answer: dict | None = None, parallel: bool = True) -> dict:
+    """A lark constraint for answers that may call `tools` (OpenAI's function definitions).
+
+    A call is written `<tool_call>\\n{"name": NAME, "arguments": ARGS}\\n</tool_call>` (Hermes' format,
+    which Qwen's and other templates also use), with ARGS valid for the function's `parameters`;
+    several calls are separated by a newline unless `parallel` is False. `mode`:
+    - "auto": either calls, or an answer that starts with anything but `<` (free text, or held to
+      `answer`, a choice, regex or JSON constraint), so the first token decides which;
+    - "required": one call or more, of any of the tools;
+    - a function's name: exactly one call of that function.
+    """
+    by_name = {t["function"]["name"]: t["function"] for t in tools}
+    names = list(by_name) if mode in ("auto", "required") else [mode]
+    if any(n not in by_name for n in names):
+        raise ConstraintError(f"tool_choice names {mode!r}, which is not among the tools")
+    rules = [f"call_{i}: {json.dumps(TOOL_OPEN)} %json {json.dumps(_call_schema(n, by_name[n].get('parameters')))} "
+             f"{json.dumps(TOOL_CLOSE)}" for i, n in enumerate(names)]
+    calls = "call" if not parallel or mode not in ("auto", "required") else 'call ("\\n" call)*'
+    lines = [f"calls: {calls}", "call: " + " | ".join(f"call_{i}" for i in range(len(names))), *rules]
+    if mode == "auto":
+        lines = ["start: calls | answer", f"answer: {_lark_answer(answer)}", *lines, "TEXT: /[^<](.|\\n)*/"]
+    else:
+        lines = ["start: calls", *lines]
+    return check({"type": "lark", "grammar": "\n".join(lines) + "\n"})
+
+
+def _call_schema(name: str, parameters: dict | None) -> dict:
+    params = dict(parameters or {"type": "object"})
+    # A pydantic schema refers to "#/$defs/X" from its root; inside the call object its root moves, so
+    # the definitions move up with it.
+    defs = {k: params.pop(k) for k in ("$defs", "definitions") if k in params}
+    return {"type": "object", "properties": {"name": {"const": name}, "arguments": closed(params)},
+            "required": ["name", "arguments"], "additionalProperties": False, **closed(defs),
+            "x-guidance": JSON_OPTIONS}
+
+
+def _lark_answer(spec: dict | None) -> str:
+    """The lark expression for an answer held to `spec` (TEXT, any text, when None)."""
+    if spec is None:
+        return "TEXT"
+    kind = check(spec)["type"]
+    if kind == "choice":
+        return " | ".join(json.dumps(c, ensure_ascii=False) for c in spec["choices"])
+    if kind == "regex":
+        return "/" + spec["pattern"].replace("/", "\\/") + "/"
+    if kind in ("json_schema", "json_object"):
+        schema = closed(spec["schema"]) if kind == "json_schema" else {"type": "object"}
+        return "%json " + json.dumps({**schema, "x-guidance": JSON_OPTIONS}, ensure_ascii=False)
+    raise ConstraintError("a lark grammar cannot be combined with tools; give the grammar alone")
+
+
 def openai_args(spec: dict) -> dict:
     """The request fields that ask an OpenAI-compatible upstream to enforce `spec` itself.
 

@@ -6,6 +6,7 @@ config names; it never appears in tailor.yaml or in logs.
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Iterator
 
 from tailorlm.errors import TailorError
@@ -37,17 +38,30 @@ def _call(fn, base_url: str):
         raise TailorError(f"{base_url} answered HTTP {e.status_code}: {e.message}") from e
 
 
+@dataclass
+class CallChunk(Chunk):
+    """A chunk that also carries the upstream's tool-call deltas, in OpenAI's shape."""
+
+    tool_calls: list[dict] = field(default_factory=list)
+
+
 class OpenAIGenerator:
     """Generate through /v1/chat/completions.
 
+    `stream(..., wire=...)` adds request fields as they are (`tools`, `tool_choice`,
+    `response_format`, `extra_body` for vLLM's `guided_*`), so `tailor serve` passes a client's
+    structured-output and tool fields through; the upstream's tool calls come back as `CallChunk`s.
+
     >>> gen = OpenAIGenerator("http://localhost:8000/v1", "support:rag")  # doctest: +SKIP
     """
+
+    passes_wire = True
 
     def __init__(self, base_url: str, model: str, api_key_env: str | None = None, concurrency: int = 8):
         self.base_url, self.name, self.concurrency = base_url, model, concurrency
         self.client = _client(base_url, api_key_env)
 
-    def _args(self, messages: Messages, params: GenParams) -> dict:
+    def _args(self, messages: Messages, params: GenParams, wire: dict | None = None) -> dict:
         args = dict(model=self.name, messages=messages, temperature=params.temperature, top_p=params.top_p,
                     max_tokens=params.max_tokens)
         if params.stop:
@@ -58,6 +72,7 @@ class OpenAIGenerator:
             from tailorlm.models.constrain import openai_args
 
             args.update(openai_args(params.constraint))  # enforced by upstreams that support it (vLLM, OpenAI)
+        args.update(wire or {})
         return args
 
     def generate(self, messages: Messages, params: GenParams | None = None) -> Completion:
@@ -68,8 +83,8 @@ class OpenAIGenerator:
         return Completion(choice.message.content or "", choice.finish_reason or "stop", usage, self.name,
                           time.perf_counter() - started)
 
-    def stream(self, messages: Messages, params: GenParams | None = None) -> Iterator[Chunk]:
-        args = self._args(messages, params or GenParams())
+    def stream(self, messages: Messages, params: GenParams | None = None, wire: dict | None = None) -> Iterator[Chunk]:
+        args = self._args(messages, params or GenParams(), wire)
         events = _call(lambda: self.client.chat.completions.create(**args, stream=True,
                                                                    stream_options={"include_usage": True}), self.base_url)
         reason, usage = None, None
@@ -80,6 +95,8 @@ class OpenAIGenerator:
                 reason = choice.finish_reason or reason
                 if choice.delta and choice.delta.content:
                     yield Chunk(choice.delta.content)
+                if choice.delta and choice.delta.tool_calls:
+                    yield CallChunk("", tool_calls=[c.model_dump(exclude_none=True) for c in choice.delta.tool_calls])
         yield Chunk("", reason or "stop", usage or Usage())
 
     def generate_batch(self, batch: list[Messages], params: GenParams | None = None,

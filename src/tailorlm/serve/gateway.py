@@ -17,9 +17,11 @@ from functools import partial
 
 from tailorlm.errors import TailorError
 from tailorlm.models.base import Chunk, Completion, GenParams, Usage
+from tailorlm.models.constrain import ConstraintError
 from tailorlm.serve.batcher import WAIT_MS, Batcher, ClientGone, Direct, Job, Overloaded
 from tailorlm.serve.metrics import Metrics
 from tailorlm.serve.routing import ModelNotReady, UnknownModel
+from tailorlm.serve.tools import CallParser, answer_spec, constraint, merge, render, tool_mode, upstream_fields
 from tailorlm.serve.traces import Traces
 from tailorlm.store import new_id
 
@@ -55,17 +57,28 @@ class Call:
     texts: list = field(default_factory=list)
     reasons: list = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
+    calls: list = field(default_factory=list)  # per row: its whole tool calls so far
+    parsers: list | None = None  # per row, when the answer may be tool calls decoded as text (local backend)
 
-    def take(self, index: int, chunk: Chunk) -> None:
+    def take(self, index: int, chunk: Chunk) -> tuple[str, list[dict]]:
+        """Add a chunk to its row; returns the content and tool-call deltas it adds."""
         if self.first_token_s is None and chunk.text:
             self.first_token_s = time.perf_counter() - self.started
-        self.texts[index] += chunk.text
+        text, deltas = chunk.text, list(getattr(chunk, "tool_calls", None) or [])  # an upstream's own deltas
+        if self.parsers:
+            text, found = self.parsers[index].feed(chunk.text)
+            deltas += found
+            text += self.parsers[index].finish() if chunk.finish_reason else ""
+        self.texts[index] += text
+        merge(self.calls[index], deltas)
         if chunk.finish_reason:
-            self.reasons[index] = chunk.finish_reason
+            called = self.calls[index] and chunk.finish_reason == "stop"
+            self.reasons[index] = "tool_calls" if called else chunk.finish_reason
             u = chunk.usage or Usage()
             # Every answer to one prompt shares its prompt tokens: count them once, as OpenAI does.
             self.usage.prompt_tokens += u.prompt_tokens if index % self.n == 0 else 0
             self.usage.completion_tokens += u.completion_tokens
+        return text, deltas
 
     def tags(self) -> dict:
         return {"rung": getattr(self.rung, "name", None), "model_version": getattr(self.rung, "meta", {}).get("model_version")}
@@ -79,14 +92,20 @@ class _Shape:
         self.object = "chat.completion" if chat else "text_completion"
         self.chunk_object = "chat.completion.chunk" if chat else "text_completion"
 
-    def choice(self, i: int, text: str, reason: str | None) -> dict:
+    def choice(self, i: int, text: str, reason: str | None, calls: list | None = None) -> dict:
         if self.chat:
-            return {"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": reason}
+            message = {"role": "assistant", "content": text or None if calls else text}
+            if calls:
+                message["tool_calls"] = calls
+            return {"index": i, "message": message, "finish_reason": reason}
         return {"index": i, "text": text, "finish_reason": reason, "logprobs": None}
 
-    def delta(self, i: int, text: str | None, reason: str | None = None, role: bool = False) -> dict:
+    def delta(self, i: int, text: str | None, reason: str | None = None, role: bool = False,
+              calls: list | None = None) -> dict:
         if self.chat:
             delta = {"role": "assistant", "content": ""} if role else ({"content": text} if text else {})
+            if calls:
+                delta["tool_calls"] = calls
             return {"index": i, "delta": delta, "finish_reason": reason}
         return {"index": i, "text": text or "", "finish_reason": reason, "logprobs": None}
 
@@ -123,16 +142,27 @@ class Gateway:
         params = self._params(req)
         messages = [m.plain() for m in req.messages]
         gen = call.rung.generator
+        wire = upstream_fields(req)  # response_format, guided_*, tools: what the answer is held to
         if getattr(call.rung, "labels", None):
+            if wire:
+                raise APIError(400, f"{req.model!r} answers with one of its task's labels; it takes no "
+                                    f"{', '.join(sorted(wire))}", code="unsupported")
             # A rung held to the task's labels decides the whole label (scored or constrained) as eval does.
             self._submit_direct(call, [partial(call.rung.stream, messages, params)] * req.n)
         elif _is_local(gen):
+            params = replace(params, constraint=_checked(constraint, req))
+            tools = [t.model_dump(exclude_none=True) for t in req.tools] if tool_mode(req) != "none" else None
+            if tools:
+                call.parsers = [CallParser() for _ in range(call.rows)]
             # One trip to a thread for both: under load, every hop delays admission into the next batch.
-            call.prepared, prompt = await self._blocking(self._prepare_local, call.rung, messages, params)
+            call.prepared, prompt = await self._blocking(self._prepare_local, call.rung, messages, params, tools)
             self._submit_local(call, gen, [prompt] * req.n, params)
         else:
+            if wire and not getattr(gen, "passes_wire", False):
+                raise APIError(400, f"{req.model!r} cannot take {', '.join(sorted(wire))}", code="unsupported")
             call.prepared = await self._blocking(call.rung.prepare, messages, params)
-            self._submit_direct(call, [partial(gen.stream, call.prepared.messages, params)] * req.n)
+            extra = {"wire": wire} if wire else {}
+            self._submit_direct(call, [partial(gen.stream, call.prepared.messages, params, **extra)] * req.n)
         return await self._answer(call, CHAT, req, disconnected)
 
     async def complete(self, req, disconnected):
@@ -141,18 +171,23 @@ class Gateway:
         params = self._params(req)
         gen = call.rung.generator
         if _is_local(gen):
+            params = replace(params, constraint=_checked(answer_spec, req))
+            if params.constraint is not None:
+                await self._blocking(_compile, gen, params.constraint)
             ids = await self._blocking(self._encode, lambda texts: [gen.tokenizer(t)["input_ids"] for t in texts], prompts)
             if not all(ids):
                 raise APIError(400, "prompt: an empty text has nothing to continue", code="invalid_value")
             self._submit_local(call, gen, [p for p in ids for _ in range(req.n)], params)
         else:
-            self._submit_direct(call, [partial(_upstream_text, gen, p, params) for p in prompts for _ in range(req.n)])
+            wire = upstream_fields(req)
+            self._submit_direct(call, [partial(_upstream_text, gen, p, params, wire) for p in prompts for _ in range(req.n)])
         return await self._answer(call, TEXT, req, disconnected)
 
     async def embed(self, req) -> dict:
         if req.model != self.router.embedder_name:
             raise APIError(404, f"unknown embedding model {req.model!r}; this server embeds with "
                                 f"{self.router.embedder_name!r}", code="model_not_found")
+        self.metrics.served(req.model)
         texts = req.texts()
         started = time.perf_counter()
         embedder = await self._blocking(self.router.embedder)
@@ -177,10 +212,12 @@ class Gateway:
         except UnknownModel as e:
             raise APIError(404, str(e), code="model_not_found") from None
         except ModelNotReady as e:
+            self.metrics.served(req.model)
             raise APIError(503, str(e), "server_error", "model_not_ready") from None
+        self.metrics.served(req.model)
         rows = rows or n
         return Call(new_id(prefix), endpoint, req.model, req.model_dump(exclude_none=True), rung, n, rows,
-                    texts=[""] * rows, reasons=[None] * rows)
+                    texts=[""] * rows, reasons=[None] * rows, calls=[[] for _ in range(rows)])
 
     def _params(self, req) -> GenParams:
         temperature = req.temperature if req.temperature >= GREEDY_BELOW else 0.0
@@ -188,9 +225,18 @@ class Gateway:
         return GenParams(temperature=temperature, top_p=req.top_p, max_tokens=max_tokens, stop=req.stops(),
                          seed=None if req.seed is None else req.seed % 2**63)  # what torch's generator takes
 
-    def _prepare_local(self, rung, messages, params):
+    def _prepare_local(self, rung, messages, params, tools=None):
         prepared = rung.prepare(messages, params)
-        return prepared, self._encode(rung.generator.encode, prepared.messages)
+        gen = rung.generator
+        if params.constraint is not None:
+            _compile(gen, params.constraint)
+        # After the rung's prompting, so the functions join its system prompt rather than displace it.
+        conversation, extra = render(prepared.messages, tools, gen.tokenizer)
+        if not extra:
+            return prepared, self._encode(gen.encode, conversation)
+        text = self._encode(lambda m: gen.tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True,
+                                                                         **extra), conversation)
+        return prepared, gen.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def _encode(self, fn, arg):
         with self._encode_lock:
@@ -250,11 +296,11 @@ class Gateway:
             if shape.chat:
                 yield event([shape.delta(i, None, role=True) for i in range(call.rows)])
             async for index, chunk in call.job.results():
-                call.take(index, chunk)
-                if chunk.text:
-                    yield event([shape.delta(index, chunk.text)])
+                text, deltas = call.take(index, chunk)
+                if text or deltas:
+                    yield event([shape.delta(index, text, calls=deltas)])
                 if chunk.finish_reason:
-                    yield event([shape.delta(index, None, chunk.finish_reason)])
+                    yield event([shape.delta(index, None, call.reasons[index])])
             if include_usage:
                 yield event([], usage=call.usage.to_dict())
             status = 200
@@ -281,7 +327,7 @@ class Gateway:
     def _record(self, call: Call, shape: _Shape, status: int) -> dict:
         """Store the trace and count the tokens; returns the response body."""
         body = {"id": call.id, "object": shape.object, "created": int(time.time()), "model": call.model,
-                "choices": [shape.choice(i, t, r) for i, (t, r) in enumerate(zip(call.texts, call.reasons))],
+                "choices": [shape.choice(i, t, r, c) for i, (t, r, c) in enumerate(zip(call.texts, call.reasons, call.calls))],
                 "usage": call.usage.to_dict()}
         tags, latency = call.tags(), time.perf_counter() - call.started
         if shape.chat and call.prepared is not None and status == 200:  # the rung maps [n] to its sources
@@ -317,7 +363,24 @@ def _count_tokens(embedder, texts: list[str]) -> int:
     return sum(len(t.split()) for t in texts)
 
 
-def _upstream_text(gen, prompt: str, params: GenParams):
+def _checked(make, req):
+    """The constraint `make(req)` builds from the request, or a 400 saying what is wrong with it."""
+    try:
+        return make(req)
+    except (ValueError, ConstraintError) as e:
+        raise APIError(400, str(e), code="invalid_value") from None
+
+
+def _compile(gen, spec: dict) -> None:
+    """Compile a constraint before the request is queued, so a schema llguidance refuses is a 400
+    (the decode loop reuses the compiled grammar)."""
+    try:
+        gen._row_masks([spec])
+    except ConstraintError as e:
+        raise APIError(400, f"response_format/guided/tools: {e}", code="invalid_value") from None
+
+
+def _upstream_text(gen, prompt: str, params: GenParams, wire: dict | None = None):
     """Raw text completion through an OpenAI-compatible upstream's /v1/completions, as Chunks."""
     from tailorlm.models.openai_compat import _call
 
@@ -330,6 +393,8 @@ def _upstream_text(gen, prompt: str, params: GenParams):
         args["stop"] = params.stop
     if params.seed is not None:
         args["seed"] = params.seed
+    if wire:  # the completions API has no typed response_format: everything travels in the body's extras
+        args["extra_body"] = {**{k: v for k, v in wire.items() if k != "extra_body"}, **wire.get("extra_body", {})}
     reason, usage = None, None
     for event in _call(lambda: client.completions.create(**args), gen.base_url):
         if event.usage:

@@ -1,6 +1,6 @@
 """`GET /metrics`: the server's counters in Prometheus' text exposition format (version 0.0.4).
 
-Requests by endpoint, model and status; tokens by model and kind; request latency and time to
+Requests by endpoint, model (names that routed to no model share the value `other`) and status; tokens by model and kind; request latency and time to
 first token as histograms; queue depth, rows decoding and batch sizes. A few dozen lines of our own
 instead of a client library: the server needs only counters, gauges and fixed-bucket histograms.
 """
@@ -11,6 +11,7 @@ from collections import defaultdict
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+UNKNOWN = "other"  # the model label of every request whose name did not route to a model
 
 
 def _labels(labels: tuple) -> str:
@@ -57,9 +58,18 @@ class Metrics:
         self._latency: dict[tuple, _Histogram] = {}
         self._ttft: dict[tuple, _Histogram] = {}
         self._batches = _Histogram(BATCH_BUCKETS)
+        self._models: set[str] = set()  # names that routed to a model: the only ones that get their own series
+
+    def served(self, model: str) -> None:
+        """Give `model` its own label value: the gateway calls this once a name has routed to a model
+        (served names are bounded by the project; names clients make up are not)."""
+        with self._lock:
+            self._models.add(model)
 
     def request(self, endpoint: str, model: str, status: int, latency_s: float) -> None:
         with self._lock:
+            # Any other name (a typo, a probe's random names, a 404) shares one series, as unknown paths do.
+            model = model if not model or model in self._models else UNKNOWN
             self._requests[(("endpoint", endpoint), ("model", model), ("status", status))] += 1
             self._latency.setdefault((("endpoint", endpoint),), _Histogram(LATENCY_BUCKETS)).observe(latency_s)
 

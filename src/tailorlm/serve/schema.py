@@ -43,18 +43,81 @@ class ContentPart(Lax):
     text: Text
 
 
+class FunctionCall(Lax):
+    name: NonEmpty
+    arguments: Text = Field(..., description="The arguments as a JSON text.")
+
+
+class ToolCall(Lax):
+    id: NonEmpty
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class Message(Lax):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: Text | list[ContentPart] | None = None
     name: Text | None = None
+    tool_calls: list[ToolCall] | None = Field(None, description="An assistant's earlier calls.")
+    tool_call_id: Text | None = Field(None, description="In a `tool` message: the call it answers.")
 
     def plain(self) -> dict:
-        """The message as the chat template wants it: a role and one string."""
+        """The message as the chat template wants it: a role and one string (plus earlier tool
+        calls, and the call a tool result answers, in OpenAI's shape)."""
         content = self.content
         if isinstance(content, list):
             content = "".join(p.text for p in content)
         role = "system" if self.role == "developer" else self.role
-        return {"role": role, "content": content or ""}
+        out = {"role": role, "content": content or ""}
+        if self.tool_calls:
+            out["tool_calls"] = [c.model_dump() for c in self.tool_calls]
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
+        return out
+
+
+FunctionName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
+class Function(Lax):
+    name: FunctionName
+    description: Text | None = None
+    parameters: dict | None = Field(None, description="A JSON Schema for the arguments (default: any object).")
+    strict: bool | None = None
+
+
+class Tool(Lax):
+    type: Literal["function"]
+    function: Function
+
+
+class FunctionChoice(Lax):
+    name: FunctionName
+
+
+class NamedTool(Lax):
+    type: Literal["function"]
+    function: FunctionChoice
+
+
+class TextFormat(Lax):
+    type: Literal["text"]
+
+
+class JSONObjectFormat(Lax):
+    type: Literal["json_object"]
+
+
+class JSONSchemaSpec(Lax):
+    name: Text = "answer"
+    description: Text | None = None
+    schema_: dict = Field(..., alias="schema", description="The JSON Schema the answer must be valid for.")
+    strict: bool | None = Field(None, description="Enforced either way on the local backend.")
+
+
+class JSONSchemaFormat(Lax):
+    type: Literal["json_schema"]
+    json_schema: JSONSchemaSpec
 
 
 class StreamOptions(Lax):
@@ -76,6 +139,12 @@ class Sampling(Lax):
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: Text | None = None
+    response_format: TextFormat | JSONObjectFormat | JSONSchemaFormat | None = Field(
+        None, description="json_object or json_schema: the answer is held to it by constrained decoding.")
+    guided_choice: Annotated[list[NonEmpty], Field(min_length=1)] | None = Field(
+        None, description="vLLM's: the answer is exactly one of these strings.")
+    guided_json: dict | None = Field(None, description="vLLM's: the answer is JSON valid for this schema.")
+    guided_regex: NonEmpty | None = Field(None, description="vLLM's: the answer fully matches this regex.")
 
     def stops(self) -> list[str]:
         if self.stop is None:
@@ -85,6 +154,11 @@ class Sampling(Lax):
 
 class ChatRequest(Sampling):
     messages: list[Message] = Field(..., min_length=1)
+    tools: Annotated[list[Tool], Field(max_length=128)] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedTool | None = Field(
+        None, description="Default: auto when tools are given, else none.")
+    parallel_tool_calls: bool = Field(True, description="False: at most one call per answer.")
+
 
 
 class CompletionRequest(Sampling):
@@ -133,13 +207,17 @@ class Usage(BaseModel):
 
 class AssistantMessage(BaseModel):
     role: Literal["assistant"]
-    content: str
+    content: str | None = Field(..., description="None when the answer is tool calls.")
+    tool_calls: list[ToolCall] | None = None
+
+
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
 
 
 class ChatChoice(BaseModel):
     index: int
     message: AssistantMessage
-    finish_reason: Literal["stop", "length"]
+    finish_reason: FinishReason
 
 
 class ChatCompletion(BaseModel):
