@@ -13,7 +13,7 @@ LABELS = ["billing", "login", "bug"]
 CANARY = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2">'
 
 
-def build(root):
+def build(root, store_url: str | None = None):
     from tailorlm.data.pipeline import prepare
     from tailorlm.eval.runner import evaluate
     from tailorlm.eval.suite import load_suite
@@ -38,7 +38,7 @@ def build(root):
         "name: shop\ntask: {description: Route tickets., type: classification, labels: [billing, login, bug]}\n"
         "sources:\n  - {name: tickets, path: tickets.jsonl, kind: chat}\n"
         "data:\n  steps:\n    - validate: {}\n    - split: {train: 0.8, validation: 0.2, test: 0.0}\n"
-        "eval: {path: review.jsonl, metrics: [accuracy]}\n")
+        "eval: {path: review.jsonl, metrics: [accuracy]}\n" + (f"store: {{url: '{store_url}'}}\n" if store_url else ""))
     project = Project.load(root)
     prepare(project)
     # A answers a third right, B two thirds: B should win.

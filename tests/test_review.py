@@ -9,7 +9,8 @@ from tailorlm.review import data as dr
 from tailorlm.review import pairs as pr
 from tailorlm.review import queue as fq
 from tailorlm.review.agreement import cohen_kappa, krippendorff_alpha
-from tests.review_fixtures import reviewed_project  # noqa: F401
+from tests.pg_fixtures import pg_server, pg_url  # noqa: F401
+from tests.review_fixtures import build, reviewed_project  # noqa: F401
 
 
 def test_krippendorff_alpha_matches_krippendorffs_published_example():
@@ -158,3 +159,20 @@ def test_feedback_queue_worst_first_and_answers_reach_the_loop(reviewed_project)
     assert fq.queue(project)[-1]["trace_id"] == "tr0" and fq.queue(project, include_reviewed=False)[0]["trace_id"] == "tr2"
     with pytest.raises(TailorError, match="empty"):
         fq.answer(project, "tr2", "  ", "carol")
+
+
+def test_reviews_on_a_postgresql_store(tmp_path, pg_url):
+    project = build(tmp_path / "pg", store_url=pg_url)
+    assert project.store.engine.dialect.name == "postgresql" and "003_human_review" in project.store.applied()
+    review = dr.start_data_review(project, "tickets", sample=5, seed=0)
+    for rid in review["items"]:
+        dr.decide(project, review["id"], rid, "pass", "alice")
+    dr.decide(project, review["id"], review["items"][0], "fail", "bob", reason="typo")  # the newest decision counts
+    s = dr.data_review_summary(project, review["id"])
+    assert (s["pass"], s["fail"]) == (4, 1) and s["target"] == pytest.approx(0.95)
+    assert dr.finish_data_review(project, review["id"])["accounting"]["kept"] == 39
+    pair = pr.start_pair_review(project, "base", "tuned", suite="fresh", sample=6, seed=0)
+    _rate_all(project, pair["id"], "alice")
+    _rate_all(project, pair["id"], "bob")
+    summary = pr.pair_summary(project, pair["id"])
+    assert summary["ratings"] == 12 and summary["preferences"]["b"] == 12 and summary["rule"]["verdict"] == "met"
