@@ -85,7 +85,10 @@ def free_port() -> int:
 
 
 class FakeUpstream:
-    """A scripted OpenAI-compatible server on loopback: answers are queued, requests recorded."""
+    """A scripted OpenAI-compatible server on loopback: answers are queued, requests recorded.
+
+    An answer is a text, or a list of tool calls ({"name", "arguments"}) sent as OpenAI's tool_calls.
+    """
 
     def __init__(self):
         self.answers: list[str] = []
@@ -107,6 +110,8 @@ class FakeUpstream:
                     return self._json({"object": "list", "data": data, "model": body["model"],
                                        "usage": {"prompt_tokens": 1, "total_tokens": 1}})
                 answer = upstream.answers.pop(0)
+                if isinstance(answer, list):
+                    return self._calls(body, answer)
                 usage = {"prompt_tokens": 7, "completion_tokens": len(answer.split()), "total_tokens": 7 + len(answer.split())}
                 if not body.get("stream"):
                     return self._json({"id": "cmpl-1", "object": "chat.completion", "created": 0, "model": body["model"],
@@ -122,6 +127,30 @@ class FakeUpstream:
                                  "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
                 self._event({"id": "c", "object": "chat.completion.chunk", "created": 0, "model": body["model"],
                              "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+                self._event({"id": "c", "object": "chat.completion.chunk", "created": 0, "model": body["model"],
+                             "choices": [], "usage": usage})
+                self.wfile.write(b"data: [DONE]\n\n")
+
+            def _calls(self, body, calls):
+                usage = {"prompt_tokens": 7, "completion_tokens": 5, "total_tokens": 12}
+                whole = [{"id": f"up_{i}", "type": "function", "function": c} for i, c in enumerate(calls)]
+                if not body.get("stream"):
+                    return self._json({"id": "c", "object": "chat.completion", "created": 0, "model": body["model"],
+                                       "choices": [{"index": 0, "message": {"role": "assistant", "content": None,
+                                                                            "tool_calls": whole}, "finish_reason": "tool_calls"}],
+                                       "usage": usage})
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                for i, c in enumerate(calls):  # the name first, then the arguments in two pieces, as OpenAI streams them
+                    half = len(c["arguments"]) // 2
+                    for delta in ({"index": i, "id": f"up_{i}", "type": "function", "function": {"name": c["name"], "arguments": ""}},
+                                  {"index": i, "function": {"arguments": c["arguments"][:half]}},
+                                  {"index": i, "function": {"arguments": c["arguments"][half:]}}):
+                        self._event({"id": "c", "object": "chat.completion.chunk", "created": 0, "model": body["model"],
+                                     "choices": [{"index": 0, "delta": {"tool_calls": [delta]}, "finish_reason": None}]})
+                self._event({"id": "c", "object": "chat.completion.chunk", "created": 0, "model": body["model"],
+                             "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
                 self._event({"id": "c", "object": "chat.completion.chunk", "created": 0, "model": body["model"],
                              "choices": [], "usage": usage})
                 self.wfile.write(b"data: [DONE]\n\n")

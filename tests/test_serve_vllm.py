@@ -86,3 +86,46 @@ def test_the_upstream_key_comes_from_the_environment(start, project, upstream, m
     upstream.answers.append("ok")
     client_for(url).chat.completions.create(model="acme:zero_shot", messages=[{"role": "user", "content": "hi"}])
     assert upstream.headers[-1]["authorization"] == "Bearer upstream-secret-1"
+
+
+def test_structured_output_and_tool_fields_pass_through_to_the_upstream(start, project, upstream):
+    url, _ = start(upstream=upstream.base_url)
+    client = client_for(url)
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+    fmt = {"type": "json_schema", "json_schema": {"name": "t", "schema": {"type": "object"}, "strict": True}}
+    ask = [{"role": "user", "content": "Weather in Paris?"}]
+    upstream.answers += ['{"a": 1}', "lisbon", [{"name": "get_weather", "arguments": '{"city": "Paris"}'}],
+                         [{"name": "get_weather", "arguments": '{"city": "Rome"}'}], "It is 21 degrees.", "123"]
+
+    r = client.chat.completions.create(model="acme:zero_shot", messages=ask, response_format=fmt)
+    assert r.choices[0].message.content == '{"a": 1}' and upstream.requests[-1]["response_format"] == fmt
+    client.chat.completions.create(model="acme:zero_shot", messages=ask, extra_body={"guided_choice": ["lisbon", "rome"]})
+    assert upstream.requests[-1]["guided_choice"] == ["lisbon", "rome"]
+
+    r = client.chat.completions.create(model="acme:zero_shot", messages=ask, tools=tools, tool_choice="required",
+                                       parallel_tool_calls=False)
+    sent = upstream.requests[-1]
+    assert sent["tools"] == tools and sent["tool_choice"] == "required" and sent["parallel_tool_calls"] is False
+    call = r.choices[0].message.tool_calls[0]
+    assert (call.id, call.function.name, call.function.arguments) == ("up_0", "get_weather", '{"city": "Paris"}')
+    assert r.choices[0].finish_reason == "tool_calls" and r.choices[0].message.content is None
+
+    events = list(client.chat.completions.create(model="acme:zero_shot", messages=ask, tools=tools, stream=True,
+                                                 tool_choice={"type": "function", "function": {"name": "get_weather"}}))
+    assert upstream.requests[-1]["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+    deltas = [d for e in events if e.choices for d in (e.choices[0].delta.tool_calls or [])]
+    assert deltas[0].id == "up_0" and "".join(d.function.arguments or "" for d in deltas) == '{"city": "Rome"}'
+
+    # The conversation goes on with the call and its result, in OpenAI's shape, to the upstream.
+    history = [*ask, {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "up_0", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+        {"role": "tool", "tool_call_id": "up_0", "content": "21"}]
+    r = client.chat.completions.create(model="acme:zero_shot", messages=history, tools=tools)
+    assert r.choices[0].message.content == "It is 21 degrees."
+    sent = upstream.requests[-1]["messages"]
+    assert sent[-2]["tool_calls"][0]["function"]["arguments"] == '{"city": "Paris"}'
+    assert sent[-1] == {"role": "tool", "content": "21", "tool_call_id": "up_0"}
+
+    client.completions.create(model="acme:zero_shot", prompt="Code:", extra_body={"guided_regex": "[0-9]{3}"})
+    assert upstream.requests[-1]["guided_regex"] == "[0-9]{3}"
