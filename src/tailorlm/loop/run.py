@@ -3,8 +3,10 @@
 The loop turns feedback into curated datasets, trains a candidate from the production model
 (sft on corrections, else dpo on preference pairs), scores candidate and production on the
 project's golden suite and on the general-capability suite, and moves `production` to the
-candidate only if the regression gate passes. Each loop is written to `.tailor/loops/ID.json`
-with its datasets, run, reports and gate, and every alias move is kept in `alias_history`.
+candidate only if the regression gate passes. With `--ab` the candidate is canaried on live traffic
+instead (`serve/ab.py`), then promoted when non-inferior offline and live, or rolled back when live
+feedback turns significantly worse. Each loop is written to `.tailor/loops/ID.json` with its
+datasets, run, reports and gate, and every alias move is kept in `alias_history`.
 """
 
 import json
@@ -41,18 +43,17 @@ def rollback(project, alias: str = PRODUCTION, name: str | None = None) -> dict:
 
 
 def run_loop(project, method: str = "auto", min_examples: int = 1, train: dict | None = None, generator=None,
-             embedder=None, log=print, on_progress=None, promote_on_pass: bool = True) -> dict:
+             embedder=None, log=print, on_progress=None, promote_on_pass: bool = True, ab: bool = False) -> dict:
     """One turn of the loop; returns what it did (datasets, run, reports, gate, promoted or not).
 
+    With `ab`, a candidate that passes the offline gate is not promoted but canaried: the `candidate`
+    alias moves to it and `serve.ab.share` of live users get it. While a canary runs, a turn trains
+    nothing and decides it on live feedback instead (`canary_step`): promote, roll back, or wait.
     >>> run_loop(Project.load("."))["promoted"]  # doctest: +SKIP
     False
     """
-    from tailorlm.eval.compare import gate
-    from tailorlm.eval.runner import default_params, evaluate
-    from tailorlm.eval.suite import load_suite
-    from tailorlm.ladder.rungs import rung_for_model
     from tailorlm.loop.curate import collect, curate
-    from tailorlm.models.pool import ModelPool
+    from tailorlm.serve.ab import experiment
     from tailorlm.train import registry
     from tailorlm.train.config import TrainConfig
     from tailorlm.train.runs import train as train_run
@@ -61,13 +62,25 @@ def run_loop(project, method: str = "auto", min_examples: int = 1, train: dict |
     prod_id = project.store.get_alias("model", name, PRODUCTION)
     if prod_id is None:
         raise TailorError(f"no {name}:{PRODUCTION} model to improve: `tailor promote VERSION` first")
+    if ab:
+        if project.config.serve.ab.share <= 0:
+            raise TailorError("tailor loop --ab canaries the candidate on live traffic, and serve.ab.share is 0: "
+                              "set serve.ab.share in tailor.yaml (e.g. 0.1) and restart `tailor serve`")
+        running = experiment(project)
+        if running:
+            return canary_step(project, generator=generator, embedder=embedder, log=log, on_progress=on_progress)
     production = registry.resolve(project, prod_id)
     sft, prefs, counts = collect(project)
     log(f"feedback: {counts['feedback']} signals -> {counts['sft']} corrections, {counts['preference']} preference pairs")
     datasets = {"sft": curate(project, sft, "feedback-sft", "chat"), "dpo": curate(project, prefs, "feedback-dpo", "preference")}
     kept = {k: (m["accounting"]["kept"] if m else 0) for k, m in datasets.items()}
+    if method == "kto" or (method == "auto" and max(kept.values()) < min_examples):  # thumbs, but no pairs
+        from tailorlm.loop.curate import thumb_records
+
+        datasets["kto"] = curate(project, thumb_records(project), "feedback-kto", "chat")
+        kept["kto"] = datasets["kto"]["accounting"]["kept"] if datasets["kto"] else 0
     if method == "auto":
-        method = "sft" if kept["sft"] >= min_examples else "dpo"
+        method = "sft" if kept["sft"] >= min_examples else "dpo" if kept["dpo"] >= min_examples else "kto"
     if kept[method] < min_examples:
         raise TailorError(f"not enough curated feedback for {method}: {kept[method]} examples after dedup, PII and "
                           f"decontamination (need {min_examples}); collect more with `tailor feedback` or POST /v1/feedback")
@@ -81,9 +94,46 @@ def run_loop(project, method: str = "auto", min_examples: int = 1, train: dict |
     result = train_run(project, cfg, on_message=lambda m: log(f"  {m}"),
                        on_progress=(lambda s, t, _l, _tps: on_progress("train candidate", s, t)) if on_progress else None)
     candidate_id = result["model_version"]
-    if method == "dpo":  # a DPO run's version is served like its parent
+    if method in ("dpo", "kto"):  # a preference run's version is served like its parent
         _inherit_prompting(project, candidate_id, lineage)
-    project.store.set_alias("model", name, CANDIDATE, candidate_id, reason=f"trained by the loop from {prod_id}")
+    if not ab:  # a canary's candidate gets live traffic only once it has passed the offline gate
+        project.store.set_alias("model", name, CANDIDATE, candidate_id, reason=f"trained by the loop from {prod_id}")
+
+    reports, verdict = offline_gate(project, prod_id, candidate_id, generator, embedder, log, on_progress)
+    promoted = bool(verdict["passed"] and promote_on_pass and not ab)
+    if promoted:
+        project.store.set_alias("model", name, PRODUCTION, candidate_id,
+                                reason=f"loop: gate passed against {prod_id} on {', '.join(verdict['suites'])}")
+    loop = {"id": new_id("loop-"), "created_at": now(), "production_before": prod_id, "candidate": candidate_id,
+            "method": method, "feedback": counts, "datasets": {k: (m["id"] if m else None) for k, m in datasets.items()},
+            "run": result["run_id"], "reports": reports, "gate": verdict, "promoted": promoted,
+            "production_after": candidate_id if promoted else prod_id}
+    if ab:
+        loop["canary"] = verdict["noninferior"] and promote_on_pass
+        if loop["canary"]:
+            project.store.set_alias("model", name, CANDIDATE, candidate_id,
+                                    reason=f"loop --ab: offline non-inferior to {prod_id}; canary on "
+                                           f"{project.config.serve.ab.share:g} of live users")
+        log(f"canary started: {candidate_id}" if loop["canary"] else
+            f"no canary: {candidate_id} is not shown non-inferior offline (margin {verdict['margin']:g})")
+    else:
+        log(("promoted " if promoted else "kept production; the gate failed for ") + candidate_id)
+    return _write_loop(project, loop)
+
+
+def offline_gate(project, prod_id: str, candidate_id: str, generator=None, embedder=None, log=print,
+                 on_progress=None) -> tuple[list[dict], dict]:
+    """Score production and candidate on the golden and general suites; (reports, gate verdict).
+
+    The verdict's `passed` is the regression gate (not significantly worse beyond eval.margin);
+    `noninferior` is the canary's stricter rule: every check's 95% interval for the change stays
+    above -eval.margin (below it for lower-is-better metrics), i.e. a one-sided 2.5% test.
+    """
+    from tailorlm.eval.compare import gate
+    from tailorlm.eval.runner import LOWER_IS_BETTER, default_params, evaluate
+    from tailorlm.eval.suite import load_suite
+    from tailorlm.ladder.rungs import rung_for_model
+    from tailorlm.models.pool import ModelPool
 
     pool = ModelPool(project, generator)
     suites = [(load_suite(project), list(project.config.eval.metrics)), (load_suite(project, "general"), ["contains"])]
@@ -100,20 +150,52 @@ def run_loop(project, method: str = "auto", min_examples: int = 1, train: dict |
         pairs.append(tuple(pair))
         reports += [{"suite": suite.name, "model": r["subject"], "report": r["id"], "metrics": {
             m: v["mean"] for m, v in r["metrics"].items()}} for r in pair]
-    verdict = gate(pairs, project.config.eval.margin)
-    promoted = bool(verdict["passed"] and promote_on_pass)
-    if promoted:
-        project.store.set_alias("model", name, PRODUCTION, candidate_id,
-                                reason=f"loop: gate passed against {prod_id} on {', '.join(s.name for s, _ in suites)}")
-    loop = {"id": new_id("loop-"), "created_at": now(), "production_before": prod_id, "candidate": candidate_id,
-            "method": method, "feedback": counts, "datasets": {k: (m["id"] if m else None) for k, m in datasets.items()},
-            "run": result["run_id"], "reports": reports, "gate": verdict, "promoted": promoted,
-            "production_after": candidate_id if promoted else prod_id}
+    margin = project.config.eval.margin
+    verdict = gate(pairs, margin)
+    for c in verdict["checks"]:
+        c["noninferior"] = c["high"] < margin if c["metric"] in LOWER_IS_BETTER else c["low"] > -margin
+    verdict["noninferior"] = verdict["passed"] and all(c["noninferior"] for c in verdict["checks"])
+    verdict["suites"] = [s.name for s, _ in suites]
+    return reports, verdict
+
+
+def canary_step(project, generator=None, embedder=None, log=print, on_progress=None) -> dict:
+    """Decide a running canary on live feedback (`serve.ab.report`): roll the candidate alias back to
+    production when the candidate is significantly worse; promote it when it is non-inferior on live
+    feedback and on the offline gate; otherwise wait. Every alias move is kept in alias_history.
+
+    >>> canary_step(Project.load("."))["ab"]["verdict"]["decision"]  # doctest: +SKIP
+    'wait'
+    """
+    from tailorlm.serve import ab
+
+    name = project.config.name
+    live = ab.report(project)
+    prod_id, cand_id = live["production"], live["candidate"]
+    decision = live["verdict"]
+    loop = {"id": new_id("loop-"), "created_at": now(), "kind": "canary", "production_before": prod_id,
+            "candidate": cand_id, "ab": live, "promoted": False, "rolled_back": False, "production_after": prod_id}
+    log(f"canary {cand_id} against {prod_id}: {decision['decision']} ({decision['reason']})")
+    if decision["decision"] == "rollback":
+        project.store.set_alias("model", name, CANDIDATE, prod_id, reason=f"ab rollback of {cand_id}: {decision['reason']}")
+        loop["rolled_back"] = True
+    elif decision["decision"] == "promote":
+        reports, verdict = offline_gate(project, prod_id, cand_id, generator, embedder, log, on_progress)
+        loop.update(reports=reports, gate=verdict)
+        if verdict["noninferior"]:
+            project.store.set_alias("model", name, PRODUCTION, cand_id,
+                                    reason=f"ab: {decision['reason']}; offline non-inferior (margin {verdict['margin']:g})")
+            loop.update(promoted=True, production_after=cand_id)
+        else:
+            log(f"not promoted: {cand_id} is not non-inferior on the offline gate")
+    return _write_loop(project, loop)
+
+
+def _write_loop(project, loop: dict) -> dict:
     folder = project.artifacts("loops")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{loop['id']}.json").write_text(json.dumps(loop, indent=1))
     loop["path"] = str((folder / f"{loop['id']}.json").relative_to(project.root))
-    log(("promoted " if promoted else "kept production; the gate failed for ") + candidate_id)
     return loop
 
 

@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException
 
 from tailorlm.errors import TailorError
 from tailorlm.serve import schema
+from tailorlm.serve.ab import user_of
 from tailorlm.serve.auth import Guard, load_key_hashes
 from tailorlm.serve.batcher import WAIT_MS
 from tailorlm.serve.gateway import APIError, Gateway
@@ -117,6 +118,7 @@ def create_app(project, pool=None, embedder=None, *, upstream: str | None = None
     router = Router(project, pool, embedder)
     gateway = Gateway(router, Traces(project, redact), max_batch, max_queue, batch_wait_ms)
     backend = "upstream" if upstream else "local"
+    ab_header = project.config.serve.ab.user_header
 
     @asynccontextmanager
     async def lifespan(app):
@@ -167,12 +169,14 @@ def create_app(project, pool=None, embedder=None, *, upstream: str | None = None
               responses=_responses(schema.ChatCompletion, (400, 401, 404, 413, 429, 502, 503), stream=True))
     async def chat_completions(body: schema.ChatRequest, request: Request):
         """Answer a conversation with the rung or model version named by `model`."""
+        user_of(body, request.headers, ab_header)
         return reply(await guarded(request, body.model, gateway.chat(body, request.is_disconnected)))
 
     @app.post("/v1/completions", response_model=None,
               responses=_responses(schema.TextCompletion, (400, 401, 404, 413, 429, 502, 503), stream=True))
     async def completions(body: schema.CompletionRequest, request: Request):
         """Continue raw text with the model behind `model` (no chat template, no rung prompting)."""
+        user_of(body, request.headers, ab_header)
         return reply(await guarded(request, body.model, gateway.complete(body, request.is_disconnected)))
 
     @app.post("/v1/embeddings", response_model=None, responses=_responses(schema.Embeddings, (400, 401, 404, 413)))

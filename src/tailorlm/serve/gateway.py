@@ -57,6 +57,7 @@ class Call:
     texts: list = field(default_factory=list)
     reasons: list = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
+    arm: str | None = None  # the A/B canary arm (serve.ab), None outside one
     calls: list = field(default_factory=list)  # per row: its whole tool calls so far
     parsers: list | None = None  # per row, when the answer may be tool calls decoded as text (local backend)
 
@@ -81,7 +82,8 @@ class Call:
         return text, deltas
 
     def tags(self) -> dict:
-        return {"rung": getattr(self.rung, "name", None), "model_version": getattr(self.rung, "meta", {}).get("model_version")}
+        return {"rung": getattr(self.rung, "name", None), "model_version": getattr(self.rung, "meta", {}).get("model_version"),
+                "arm": self.arm}
 
 
 class _Shape:
@@ -207,8 +209,10 @@ class Gateway:
     # -- the steps ------------------------------------------------------------------------------
 
     async def _call(self, endpoint: str, prefix: str, req, n: int, rows: int | None = None) -> Call:
+        call_id = new_id(prefix)
         try:
-            rung = await self._blocking(self.router.rung, req.model)
+            # A user keeps their A/B arm; a request naming no user is assigned by its own id.
+            rung, arm = await self._blocking(self.router.route, req.model, getattr(req, "user", None) or call_id)
         except UnknownModel as e:
             raise APIError(404, str(e), code="model_not_found") from None
         except ModelNotReady as e:
@@ -216,8 +220,8 @@ class Gateway:
             raise APIError(503, str(e), "server_error", "model_not_ready") from None
         self.metrics.served(req.model)
         rows = rows or n
-        return Call(new_id(prefix), endpoint, req.model, req.model_dump(exclude_none=True), rung, n, rows,
-                    texts=[""] * rows, reasons=[None] * rows, calls=[[] for _ in range(rows)])
+        return Call(call_id, endpoint, req.model, req.model_dump(exclude_none=True), rung, n, rows,
+                    texts=[""] * rows, reasons=[None] * rows, calls=[[] for _ in range(rows)], arm=arm)
 
     def _params(self, req) -> GenParams:
         temperature = req.temperature if req.temperature >= GREEDY_BELOW else 0.0

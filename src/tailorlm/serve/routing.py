@@ -8,7 +8,8 @@ Served names (GET /v1/models):
 - the bare project name: the version the `production` alias points at, once one is promoted.
 
 Aliases are resolved on every request, so promoting or rolling back a version takes effect
-without a restart; the rung behind each version is built once.
+without a restart; the rung behind each version is built once. With `serve.ab.share` above 0,
+`route` sends that share of the production model's users to the `candidate` alias (`serve/ab.py`).
 """
 
 import threading
@@ -65,6 +66,19 @@ class Router:
         if rest and "@" not in rest and rest not in {s.label for s in cfg.rungs}:
             return self.project.store.get_alias("model", prefix, rest) or name
         return name
+
+    def route(self, name: str, unit: str) -> tuple[object, str | None]:
+        """(rung, arm): while an A/B canary runs (`serve.ab`), a request for the production model goes to
+        the candidate or production version by `unit`'s arm (see `serve.ab`); arm is None outside one."""
+        from tailorlm.serve.ab import CANDIDATE, assign, experiment
+
+        cfg = self.project.config
+        running = experiment(self.project) if name in (cfg.name, f"{cfg.name}:production") else None
+        if running is None:
+            return self.rung(name), None
+        production, candidate = running
+        arm = assign(unit, cfg.serve.ab.share, salt=candidate)
+        return self.rung(candidate if arm == CANDIDATE else production), arm
 
     def rung(self, name: str):
         """The rung answering as `name`, built on first use (which may load a model)."""

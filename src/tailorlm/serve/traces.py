@@ -1,9 +1,9 @@
 """Traces and feedback: what `tailor serve` remembers about each answer, for `tailor loop` to learn from.
 
 Every served request and its response go into the `traces` table with the model name, the rung
-and model version that answered, the latency and the token counts. The response id the client
-gets *is* the trace id, so feedback (`POST /v1/feedback`, `tailor feedback`) points straight at
-it. With `serve.redact_traces` (the default) every string is passed through the pii step's
+and model version that answered, the A/B arm (`serve/ab.py`), the latency and the token counts.
+The response id the client gets *is* the trace id, so feedback (`POST /v1/feedback`,
+`tailor feedback`) points straight at it. With `serve.redact_traces` (the default) every string is passed through the pii step's
 `Redactor`, configured by `data.pii` as for training data, before it is stored: an e-mail
 address in a prompt is stored as `[EMAIL]`, "I am Johanna Mertens" as "I am [PERSON]" (or
 "Person 1" with `data.pii.pseudonyms`, the same pseudonym in the request and the response), and
@@ -14,7 +14,7 @@ from tailorlm.errors import TailorError
 from tailorlm.store import new_id, now
 
 # Fields that name things rather than carry user text; redacting them could only corrupt them.
-_NOT_TEXT = {"model", "role", "object", "id", "finish_reason", "type", "rung", "model_version", "trace_id"}
+_NOT_TEXT = {"model", "role", "object", "id", "finish_reason", "type", "rung", "model_version", "trace_id", "arm"}
 
 
 class UnknownTrace(TailorError):
@@ -66,14 +66,14 @@ class Traces:
 
     def record(self, trace_id: str, model: str, request: dict, response: dict, status: int, latency_s: float,
                prompt_tokens: int = 0, completion_tokens: int = 0, endpoint: str | None = None,
-               rung: str | None = None, model_version: str | None = None) -> None:
+               rung: str | None = None, model_version: str | None = None, arm: str | None = None) -> None:
         if self.redact:
             # One document, so "Person 1" in the answer is the "Person 1" of the question.
             request, response = redact_json([request, response], self.redactor)
         self.project.store.insert(
             "traces", id=trace_id, model=model, request=request, response=response, status=status,
             latency_ms=round(latency_s * 1000, 3), prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-            created_at=now(), endpoint=endpoint, rung=rung, model_version=model_version)
+            created_at=now(), endpoint=endpoint, rung=rung, model_version=model_version, arm=arm)
 
 
 def add_feedback(project, trace_id: str, thumbs: str | None = None, rating: int | None = None,
