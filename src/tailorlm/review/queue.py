@@ -27,12 +27,27 @@ def _priority(signals: list[dict], reviewed: bool) -> int:
 
 
 def queue(project, limit: int = 100, include_reviewed: bool = True) -> list[dict]:
-    """Chat traces for review, worst first; each with its question, answer and feedback."""
+    """Chat traces for review, worst first; each with its question, answer and feedback.
+
+    Only the traces that have feedback and the newest `limit` others are read, so a project with
+    many thousands of traces opens its queue as fast as a small one.
+    """
     feedback: dict[str, list[dict]] = {}
     for f in project.store.select("feedback", order_by="created_at"):
         feedback.setdefault(f["trace_id"], []).append(f)
+    sa = project.store._sa
+    with project.store.engine.connect() as conn:
+        newest = [dict(r._mapping) for r in conn.execute(
+            sa.text("SELECT * FROM traces ORDER BY created_at DESC LIMIT :n"), {"n": limit})]
+        ids = sorted(feedback.keys() - {t["id"] for t in newest})
+        rated = []
+        for start in range(0, len(ids), 500):  # bounded IN lists: SQLite and PostgreSQL both take 500 binds
+            chunk = ids[start:start + 500]
+            binds = ", ".join(f":i{n}" for n in range(len(chunk)))
+            rated += [dict(r._mapping) for r in conn.execute(
+                sa.text(f"SELECT * FROM traces WHERE id IN ({binds})"), {f"i{n}": v for n, v in enumerate(chunk)})]
     rows = []
-    for t in project.store.select("traces", order_by="created_at DESC"):
+    for t in sorted(newest + rated, key=lambda t: t["created_at"], reverse=True):
         request, response = json.loads(t["request"]), json.loads(t["response"])
         messages, answer = request.get("messages"), served_answer(response)
         if not messages or answer is None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import time
 from importlib import resources
 
 from fastapi import FastAPI, Request
@@ -73,6 +74,7 @@ def create_ui_app(project, key_hashes: list[bytes] | None = None) -> FastAPI:
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
+        started = time.perf_counter()
         sid, session, fresh = app.state.sessions.get_or_new(request.cookies.get(COOKIE))
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
         bearer = key_hashes is not None and scheme.lower() == "bearer" and key_matches(key.strip(), key_hashes)
@@ -95,6 +97,8 @@ def create_ui_app(project, key_hashes: list[bytes] | None = None) -> FastAPI:
         response.headers.setdefault("Content-Security-Policy", CSP)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
+        # How long the page took here, without the network: benchmarks/ui.py reads it.
+        response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
         return response
 
     @app.exception_handler(TailorError)
