@@ -119,3 +119,21 @@ def test_grpo_from_sft_raises_the_reward_and_moves_the_adapter(project, monkeypa
     assert m["steps"] == 20 and m["rewards"] == ["label"] and m["tokens_per_s"] > 0 and m["fused_lora"]
     stored = {r["name"] for r in p.store.select("run_metrics", run_id=result["run_id"])}
     assert {"reward_mean", "reward_std", "kl", "tokens_per_s", "reward/label", "loss"} <= stored
+
+
+def test_the_ladder_trains_a_grpo_rung_from_its_sft_rung(tmp_path, tiny_model_dir):
+    from tailorlm.ladder.run import run_ladder
+    from tailorlm.train.registry import resolve
+    from tests.test_ladder import make_project
+
+    project = make_project(tmp_path / "l", tiny_model_dir, """  - {kind: grpo, train: {max_steps: 2, batch_size: 4, num_generations: 2, max_completion_tokens: 2}}
+  - {kind: sft, train: {max_steps: 1, batch_size: 4, micro_batch_size: 4}}
+""")
+    ladder = run_ladder(project, log=lambda m: None)
+    assert [r["name"] for r in ladder["rungs"]] == ["sft", "grpo"]  # trained after sft, whatever the order in the file
+    sft, grpo = (resolve(project, r["model_version"]) for r in ladder["rungs"])
+    assert grpo["id"].startswith("shop:grpo@") and grpo["lineage"]["parent"] == sft["id"]
+    assert grpo["lineage"]["system_prompt"] == sft["lineage"]["system_prompt"]  # sampled as its parent is served
+    pair = ladder["comparisons"][0]  # paired with sft on the same suite, with its CI
+    assert (pair["a"], pair["b"]) == ("shop:sft", "shop:grpo") and pair["metrics"]
+    assert ladder["leakage"]["pools"]  # its training prompts were checked against the suite

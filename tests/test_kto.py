@@ -107,3 +107,35 @@ def test_kto_refuses_answers_without_a_verdict(tmp_path, tiny_model_dir):
     prepare(p)
     with pytest.raises(TailorError, match=r"chats.jsonl:1: record .* has label None; kto needs each answer marked up or down"):
         train(p, TrainConfig(method="kto", dataset="chats", max_steps=1))
+
+
+def test_the_loop_trains_kto_when_there_are_thumbs_but_no_pairs(tmp_path, tiny_model_dir):
+    from tailorlm.loop.curate import collect
+    from tailorlm.loop.run import promote, run_loop
+    from tailorlm.serve.traces import add_feedback
+    from tests.test_ladder import make_project
+    from tests.test_loop import _serve
+
+    project = make_project(tmp_path / "p", tiny_model_dir, "  - {kind: zero_shot}\n")
+    first = train(project, TrainConfig(dataset="tickets", max_steps=1, batch_size=4, micro_batch_size=4,
+                                       system_prompt="Route the ticket.", warmup_ratio=0.0))
+    promote(project, first["model_version"], reason="first model")
+    # Thumbs on answers to different prompts: nothing to pair, nothing corrected.
+    for n, (question, answer, thumb) in enumerate([("my invoice shows the wrong company name", "billing", "up"),
+                                                    ("the desktop app freezes on start", "billing", "down"),
+                                                    ("I cannot log in with SSO since Monday", "login", "up"),
+                                                    ("please delete my account and data", "bug", "down")]):
+        _serve(project, f"t{n}", question, answer)
+        add_feedback(project, f"t{n}", thumbs=thumb)
+    sft, prefs, _ = collect(project)
+    assert not sft and not prefs
+    loop = run_loop(project, min_examples=1, train={"max_steps": 2, "batch_size": 4}, log=lambda m: None)
+    assert loop["method"] == "kto" and loop["candidate"] == "shop:kto@v2"
+    assert loop["datasets"]["kto"] and loop["datasets"]["sft"] is None and loop["datasets"]["dpo"] is None
+    run = project.store.select("runs", id=loop["run"])[0]
+    config = json.loads(run["config"])
+    assert config["method"] == "kto" and config["base"] == first["model_version"]
+    from tailorlm.data.versions import load_records, resolve
+
+    records = load_records(project, resolve(project, loop["datasets"]["kto"]))
+    assert sorted(r.meta["label"] for r in records) == ["down", "down", "up", "up"]

@@ -16,7 +16,7 @@ EMBEDDED_GENERATOR = "smollm2-135m-instruct"
 EMBEDDED_EMBEDDER = "all-minilm-l6-v2"
 
 RecordKind = Literal["chat", "preference", "text", "eval"]
-RungKind = Literal["classic", "zero_shot", "few_shot", "prompt_opt", "rag", "sft", "dpo", "hybrid", "cpt", "ensemble"]
+RungKind = Literal["classic", "zero_shot", "few_shot", "prompt_opt", "rag", "sft", "dpo", "hybrid", "cpt", "ensemble", "grpo"]
 
 
 class Strict(BaseModel):

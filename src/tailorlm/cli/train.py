@@ -9,7 +9,7 @@ from tailorlm.cli import app, emit
 from tailorlm.cli.models import models_app
 from tailorlm.cli.project import JSON, PROJECT
 
-train_app = typer.Typer(help="Fine-tune: LoRA/QLoRA/full SFT, DPO, continued pre-training, small pre-training.",
+train_app = typer.Typer(help="Fine-tune: LoRA/QLoRA/full SFT, DPO, KTO, GRPO, continued pre-training, small pre-training.",
                         no_args_is_help=True)
 runs_app = typer.Typer(help="Training runs: status, metrics and loss curves.", no_args_is_help=True)
 app.add_typer(train_app, name="train", rich_help_panel="Rungs")
@@ -54,6 +54,9 @@ def _run(flags: dict, config: Path | None, resume: bool, run: str | None, dry_ru
         def on_progress(step, total, logs, tps):
             loss = logs.get("loss", logs.get("eval_loss"))
             info = f"loss {loss:.4f}  {tps:.0f} tok/s" if isinstance(loss, (int, float)) else f"{tps:.0f} tok/s"
+            if "reward_mean" in logs:  # grpo: the loss says little; the reward and the drift from the start do
+                info = (f"reward {logs['reward_mean']:.3f} ±{logs['reward_std']:.3f}  kl {logs['kl']:.4f}  "
+                        f"{tps:.0f} sampled tok/s")
             progress.update(task, completed=step, total=total, info=info)
 
         result = train(proj, cfg, resume=(run or True) if resume else None, on_progress=on_progress,
@@ -62,6 +65,10 @@ def _run(flags: dict, config: Path | None, resume: bool, run: str | None, dry_ru
         return
     m = result["metrics"]
     typer.echo(f"{result['model_version']} registered (run {result['run_id']}, dataset {result['dataset_version']})")
+    if "reward_first_quarter" in m:
+        typer.echo(f"steps {m['steps']}, reward {m['reward_first_quarter']:.3f} -> {m['reward_last_quarter']:.3f} "
+                   f"(first and last quarter), KL {m['kl_last']:.4f}, {m['tokens_per_s']} sampled tokens/s")
+        return
     typer.echo(f"steps {m['steps']}, train loss {m['train_loss_first']:.4f} -> {m['train_loss_last']:.4f}"
                + (f", best eval loss {m['eval_loss_best']:.4f}" if m.get("eval_loss_best") is not None else "")
                + f", {m['tokens_per_s']} tokens/s")
@@ -113,6 +120,51 @@ train_app.command("cpt")(_command("cpt", """Continued pre-training on documents:
 
     Example: tailor train cpt --dataset docs --max-steps 200
     """))
+
+train_app.command("kto")(_command("kto", """Unpaired preference tuning (KTO) on answers marked up or down (thumbs), from the base or an SFT version.
+
+    The dataset is chat records ending with the answer, each with `label: up|down`. tailor loop writes one
+    (feedback-kto) from thumbs that have no pair.
+
+    Example: tailor train kto --dataset feedback-kto --base keelbox-support:sft@v1
+    """))
+
+
+@train_app.command("grpo")
+def grpo(
+    dataset: str = typer.Option(None, help="A chat dataset: its prompts are answered, its answers are the references."),
+    config: Path = typer.Option(None, help="A run's config.yaml to start from; flags override it."),
+    resume: bool = typer.Option(False, help="Continue the latest unfinished run (or --run) from its last checkpoint."),
+    run: str = typer.Option(None, help="With --resume: the run id."),
+    base: str = typer.Option(None, help="Base model or a model version id (e.g. an sft version) to start from."),
+    reward: list[str] = typer.Option(None, help="A reward, repeatable: label | label_valid | schema | reference | "
+                                     "length | format | judge | module:function, each with an optional *WEIGHT "
+                                     "(e.g. label --reward 'myrewards:brevity*0.2'). Default: from the task."),
+    num_generations: int = typer.Option(None, help="Answers sampled per prompt (default 4)."),
+    max_completion_tokens: int = typer.Option(None, help="Longest sampled answer (default 64)."),
+    temperature: float = typer.Option(None, help="Sampling temperature (default 1.0)."),
+    beta: float = typer.Option(None, help="KL penalty to the starting model (default 0.1; 0: none)."),
+    lora_r: int = typer.Option(None, help="LoRA rank."),
+    learning_rate: float = typer.Option(None),
+    epochs: float = typer.Option(None, help="Passes over the prompts (default 1)."),
+    max_steps: int = typer.Option(None),
+    batch_size: int = typer.Option(None, help="Answers per step (prompts x num_generations)."),
+    max_seq_len: int = typer.Option(None),
+    eval_steps: int = typer.Option(None, help="A checkpoint every this many steps."),
+    project: Path = PROJECT,
+    as_json: bool = JSON,
+) -> None:
+    """Reinforcement fine-tuning (GRPO) with rewards checked against the task: sample answers, score them, prefer the better.
+
+    Example: tailor train grpo --dataset tickets --base keelbox-support:sft@v1 --max-steps 30
+    """
+    from tailorlm.train.rewards import parse_reward
+
+    flags = dict(method="grpo", dataset=dataset, base=base, lora_r=lora_r, learning_rate=learning_rate, epochs=epochs,
+                 max_steps=max_steps, batch_size=batch_size, max_seq_len=max_seq_len, eval_steps=eval_steps,
+                 num_generations=num_generations, max_completion_tokens=max_completion_tokens, temperature=temperature,
+                 beta=beta, rewards=[parse_reward(r) for r in reward] if reward else None)
+    _run(flags, config, resume, run, False, project, as_json)
 
 
 @train_app.command("pretrain")

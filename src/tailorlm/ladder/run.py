@@ -22,7 +22,7 @@ from tailorlm.eval.suite import load_suite
 from tailorlm.ladder.rungs import LADDER_ALIAS, MODEL_KINDS, build_rung, default_dataset, train_records
 from tailorlm.store import new_id, now
 
-EFFORT = {"classic": -1, "zero_shot": 0, "few_shot": 1, "prompt_opt": 1.5, "rag": 2, "sft": 3, "dpo": 3, "cpt": 3, "hybrid": 4,
+EFFORT = {"classic": -1, "zero_shot": 0, "few_shot": 1, "prompt_opt": 1.5, "rag": 2, "sft": 3, "dpo": 3, "cpt": 3, "grpo": 3.5, "hybrid": 4,
           "ensemble": 5}  # an ensemble answers after its members
 
 
@@ -222,8 +222,13 @@ def train_settings(project, spec, settings: dict, pool, embedder, log) -> tuple[
 
         dataset = resolve(project, dataset)["id"]
     # Epochs are TrainConfig's own default (auto: OpenAI's rule on the dataset's size).
-    return {"eval_steps": 25, "system_prompt": prompt["text"], "rung": "hybrid" if spec.kind == "hybrid" else "sft",
-            **settings}, dataset
+    out = {"eval_steps": 25, "system_prompt": prompt["text"], "rung": "hybrid" if spec.kind == "hybrid" else "sft",
+           **settings}
+    if spec.kind == "grpo":  # from the sft rung's model, sampled the way it is served
+        from tailorlm.train.grpo import ladder_settings
+
+        out = ladder_settings(project, spec, out)
+    return out, dataset
 
 
 def train_or_reuse(project, settings: dict, dataset: str, label: str, log, on_progress) -> dict:
@@ -232,7 +237,7 @@ def train_or_reuse(project, settings: dict, dataset: str, label: str, log, on_pr
     from tailorlm.train.config import TrainConfig
     from tailorlm.train.runs import train
 
-    cfg = TrainConfig(method="sft", dataset=dataset, name=project.config.name, **settings)
+    cfg = TrainConfig(**{"method": "sft", **settings}, dataset=dataset, name=project.config.name)
     wanted = cfg.model_dump(mode="json")
     for row in reversed(project.store.select("model_versions", order_by="created_at")):
         if json.loads(row["lineage"]).get("config") == wanted:

@@ -15,7 +15,7 @@ from tailorlm.errors import TailorError
 from tailorlm.ladder.base import Prepared, PromptRung, last_user, with_system
 from tailorlm.models.base import GenParams, Messages
 
-MODEL_KINDS = ("sft", "dpo", "cpt", "hybrid")
+MODEL_KINDS = ("sft", "dpo", "cpt", "hybrid", "grpo")
 LADDER_ALIAS = "ladder.{}"  # the model version the ladder trained for a rung with no `model`
 
 
@@ -153,7 +153,7 @@ def _build(project, spec, pool, embedder=None, version: dict | None = None, spec
         system = version["lineage"].get("system_prompt", prompt["text"])
     else:
         generator, system = pool.default(), prompt["text"]
-    if spec.kind in ("zero_shot", "sft", "dpo", "cpt"):
+    if spec.kind in ("zero_shot", "sft", "dpo", "cpt", "grpo"):
         rung = PromptRung(generator, system, spec.label, meta)
         rung.kind = spec.kind
         return rung

@@ -3,10 +3,12 @@
 - A correction on a trace: an SFT example (the trace's messages, answered by the correction) and a
   preference pair (the correction chosen over the answer that was served).
 - Thumbs up and thumbs down on answers to the same prompt: a preference pair (up over down).
+- Every thumb on its own: a KTO example (`thumb_records`: the answer, marked up or down in
+  `meta.label`), which the loop trains on when there are thumbs but no pairs.
 
 The records go through the data pipeline's own steps (exact dedup, PII, decontaminate against the
 eval suites), so feedback can neither leak an eval example into training nor bring PII back in,
-and are written as dataset versions `feedback-sft` and `feedback-dpo` with the trace ids in `meta`.
+and are written as dataset versions `feedback-sft`, `feedback-dpo` and `feedback-kto` with the trace ids in `meta`.
 """
 
 import json
@@ -57,6 +59,22 @@ def collect(project) -> tuple[list[Record], list[Record], dict]:
                                     {"source": "feedback", "trace": up_id, "rejected_trace": down_id}))
     counts = {"feedback": sum(len(v) for v in by_trace.values()), "sft": len(sft), "preference": len(prefs)}
     return sft, prefs, counts
+
+
+def thumb_records(project) -> list[Record]:
+    """One chat record per thumb on a chat trace: its messages answered as served, `meta.label` up or down."""
+    traces = {t["id"]: t for t in project.store.select("traces")}
+    out = []
+    for f in project.store.select("feedback", order_by="created_at"):
+        t = traces.get(f["trace_id"])
+        if f["kind"] != "thumbs" or t is None or f["value"] not in ("up", "down"):
+            continue
+        messages, answer = json.loads(t["request"]).get("messages"), _answer(json.loads(t["response"]))
+        if messages and answer is not None:
+            out.append(Record(f"fbk-{f['trace_id']}-{f['id']}", "chat",
+                              {"messages": messages + [{"role": "assistant", "content": answer}]},
+                              {"source": "feedback", "trace": f["trace_id"], "label": f["value"], "model": t["model"]}))
+    return out
 
 
 def curate(project, records: list[Record], name: str, kind: str) -> dict | None:

@@ -54,6 +54,23 @@ def prompt_examples(records, system: str | None) -> list[dict]:
     return out
 
 
+def ladder_settings(project, spec, settings: dict) -> dict:
+    """A grpo rung's training settings: it starts from `train.base` (another rung's name, or a model
+    version id), by default the first sft rung's model, which the ladder has trained by then (sft sorts
+    first), and samples with that model's system prompt unless the rung sets one."""
+    from tailorlm.ladder.rungs import resolve_version
+
+    settings = dict(settings)
+    specs = {s.label: s for s in project.config.rungs}
+    start = settings.pop("base", None) or next((s.label for s in project.config.rungs if s.kind == "sft"), None)
+    if start in specs:
+        version = resolve_version(project, specs[start], list(specs.values()))
+        start = version["id"]
+        if "system_prompt" not in spec.train:
+            settings["system_prompt"] = version["lineage"].get("system_prompt")
+    return {**settings, "method": "grpo", "base": start}
+
+
 def encode_prompt(tokenizer, messages) -> list[int]:
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return tokenizer(text, add_special_tokens=False)["input_ids"]
