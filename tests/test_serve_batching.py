@@ -152,3 +152,80 @@ def test_upstream_calls_are_bounded_too(start, project):
             ask()
         release.set()
         assert [f.result().choices[0].message.content for f in waiting] == ["fine", "fine"]
+
+
+def test_a_request_sent_mid_decode_joins_the_running_batch(start, project, slow_steps):
+    """Continuous batching: the newcomer's first token (and whole answer) comes while the long answer is still
+    being decoded, and both answers at temperature 0 are what each gets alone."""
+    generator, calls = slow_steps
+    pool, _ = _pool(project, generator)
+    url, app = start(pool=pool)
+    client = client_for(url)
+    long_q, short_q = "Write a long story.", "Say hi."
+
+    def ask(q, n):
+        return client.chat.completions.create(model="acme:zero_shot", max_tokens=n,
+                                              messages=[{"role": "user", "content": q}]).choices[0].message.content
+
+    alone = ask(long_q, 150), ask(short_q, 5)
+    events = []  # (what, when)
+    with ThreadPoolExecutor(1) as threads:
+        body = {"model": "acme:zero_shot", "messages": [{"role": "user", "content": long_q}], "max_tokens": 150,
+                "stream": True}
+        with httpx.stream("POST", f"{url}/chat/completions", json=body, timeout=60) as r:
+            lines, text = r.iter_lines(), ""
+            for line in lines:
+                if '"content":' in line and len(calls) > 10:
+                    break  # the long answer is well under way
+            joined = threads.submit(ask, short_q, 5)
+            while not joined.done():
+                line = next(lines)
+                if line.startswith("data: {"):
+                    text += "".join(c["delta"].get("content") or "" for c in json.loads(line[6:])["choices"])
+                    assert '"finish_reason":"length"' not in line.replace(" ", ""), "the long answer ended first"
+            short = joined.result()
+            rest = [line for line in lines]
+    assert short == alone[1]
+    assert any('"finish_reason": "length"' in line or '"finish_reason":"length"' in line for line in rest)
+    assert app.state.gateway.batcher.running == 0
+
+
+def test_a_long_prompt_is_prefilled_in_chunks_between_decode_steps(tiny_generator):
+    from tailorlm.models.base import GenParams
+    from tailorlm.models.decode import DecodeBatch, Row
+
+    gen = tiny_generator
+    batch = DecodeBatch(gen, chunk=32)
+    running = batch.add(Row(gen, gen.encode([{"role": "user", "content": "Tell me a story."}]), GenParams(max_tokens=60)))
+    while not running.generated:
+        batch.step()  # its prefill: it is decoding from now on
+    long = batch.add(Row(gen, gen.encode([{"role": "user", "content": "word " * 300}]), GenParams(max_tokens=3)))
+    overlapped = 0  # steps that advanced the long prompt's prefill and gave the running row a token
+    while not long.generated:
+        before = running.generated
+        batch.step()
+        overlapped += batch.group is not None and long in batch.group.rows and running.generated == before + 1
+    assert overlapped >= 300 // 32 - 1  # 32 columns per step: the running row never waited for the whole prompt
+
+
+def test_sampled_and_seeded_rows_answer_as_alone_whatever_else_runs(tiny_generator):
+    from tailorlm.models.base import GenParams
+
+    gen = tiny_generator
+    prompts = [gen.encode([{"role": "user", "content": q}]) for q in ("One", "Two two", "Three three three")]
+    mixed = [GenParams(max_tokens=8, temperature=1.0, seed=5), GenParams(max_tokens=5), GenParams(max_tokens=8, temperature=0.7, seed=9, top_p=0.9)]
+
+    def run(rows):
+        from tailorlm.models.decode import DecodeBatch, Row
+
+        batch, out = DecodeBatch(gen), {}
+        for i, (p, params) in rows:
+            batch.add(Row(gen, p, params, tag=i))
+        while batch.busy:
+            for row, chunk in batch.step():
+                out[row.tag] = out.get(row.tag, "") + chunk.text
+        return out
+
+    together = run(list(enumerate(zip(prompts, mixed))))
+    for i in range(3):
+        assert together[i] == run([(i, (prompts[i], mixed[i]))])[i]

@@ -66,6 +66,7 @@ class _Group:
     done: int = 0  # columns of `ids` encoded so far
     carry: object = None  # echo: each row's log-probabilities at the previous chunk's last column
     head: list | None = None  # set while the group encodes its shared start (one row) before its rows
+    remember: int = 0  # one row: keep its first `remember` tokens as a cached prefix once prefilled
 
 
 class DecodeBatch:
@@ -127,6 +128,8 @@ class DecodeBatch:
         gen = self.gen
         # Echoed prompts need every position's logits, so they do not start from a cached prefix.
         n, best, kv = (0, 0, None) if any(r.params.echo for r in rows) else gen._prefix_plan([r.prompt for r in rows])
+        if best < n and len(rows) == 1:  # one row: its own prefill encodes the start, remembered when done
+            return self._rows_group(rows, best, gen._expand(kv, best, 1) if best else None, remember=n)
         if best < n:  # a one-row phase: the shared start, continuing what the cache has of it
             torch = self._torch
             head = rows[0].prompt[:n]
@@ -136,8 +139,8 @@ class DecodeBatch:
             return _Group(rows, ids, mask, positions, best, gen._expand(kv, best, 1) if best else None, head=head)
         return self._rows_group(rows, n, gen._expand(kv, n, len(rows)) if n else None)
 
-    def _rows_group(self, rows: list[Row], start: int, cache) -> "_Group":
-        return _Group(rows, *self.gen._padded([r.prompt for r in rows], start), start, cache)
+    def _rows_group(self, rows: list[Row], start: int, cache, remember: int = 0) -> "_Group":
+        return _Group(rows, *self.gen._padded([r.prompt for r in rows], start), start, cache, remember=remember)
 
     def _prefill_step(self) -> list[tuple[Row, Chunk]]:
         g = self.group
@@ -156,6 +159,8 @@ class DecodeBatch:
             self.group = self._rows_group(live, len(g.head), self.gen._expand(kv, len(g.head), len(live))) if live else None
             return []
         self.group = None
+        if g.remember:
+            self.gen._remember(g.rows[0].prompt[: g.remember], layers_of(g.cache))
         tokens, answers = self._advance(g.rows, out.logits[:, -1, :].float())
         keep = [i for i, r in enumerate(g.rows) if not r.finished]
         if keep:
