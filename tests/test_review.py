@@ -176,3 +176,30 @@ def test_reviews_on_a_postgresql_store(tmp_path, pg_url):
     _rate_all(project, pair["id"], "bob")
     summary = pr.pair_summary(project, pair["id"])
     assert summary["ratings"] == 12 and summary["preferences"]["b"] == 12 and summary["rule"]["verdict"] == "met"
+
+
+def test_terminal_flows(reviewed_project, cli):
+    root = reviewed_project.root
+    r = cli("review", "data", "tickets", "--sample", "5", "--reviewer", "alice", "--project", root,
+            input="p\np\nf\nwrong label\ns\nq\n")
+    assert r.exit_code == 0, r.output
+    assert "3/5 decided (2 pass, 1 fail, 0 edit)" in r.output
+    [review] = reviewed_project.store.select("data_reviews")
+    r = cli("review", "data", "tickets", "--resume", review["id"], "--reviewer", "alice", "--project", root,
+            "--finish", input="p\np\n")
+    assert "5/5 decided (4 pass, 1 fail" in r.output and "new version: tickets@" in r.output
+    r = cli("review", "data", "tickets", "--sample", "7", "--project", root, "--json")
+    assert r.exit_code == 0 and len(json.loads(r.output)["items"]) == 7 and json.loads(r.output)["pass_rate"] is None
+
+    r = cli("review", "pairs", "base", "tuned", "--suite", "fresh", "--sample", "3", "--rater", "bob", "--project", root,
+            input="555222\n12\nd\na\n")
+    assert r.exit_code == 0, r.output
+    assert "type six digits" in r.output  # "12" was refused and asked again
+    [pair] = reviewed_project.store.select("pair_reviews")
+    rows = reviewed_project.store.select("pair_ratings", review_id=pair["id"])
+    assert len(rows) == 3 and sum(1 for x in rows if x["preference"]) == 2
+    out = json.loads(cli("review", "report", "--project", root, "--json").output)
+    assert len(out["data_reviews"]) == 2 and out["pair_reviews"][0]["ratings"] == 3
+    assert out["queue"] == {"waiting": 3, "disliked": 1}
+    bad = cli("review", "pairs", "base", "nobody", "--suite", "fresh", "--project", root, "--json")
+    assert bad.exit_code == 2 and "no eval report" in json.loads(bad.stdout)["error"]["message"]
