@@ -137,3 +137,69 @@ def test_the_ladder_trains_a_grpo_rung_from_its_sft_rung(tmp_path, tiny_model_di
     pair = ladder["comparisons"][0]  # paired with sft on the same suite, with its CI
     assert (pair["a"], pair["b"]) == ("shop:sft", "shop:grpo") and pair["metrics"]
     assert ladder["leakage"]["pools"]  # its training prompts were checked against the suite
+
+
+def test_costs_prices_grpo_by_its_sampled_tokens(cli):
+    out = cli("costs", "--method", "grpo", "--params", "135M", "--trainable-params", "4.9M", "--prompts", "200",
+              "--prompt-tokens", "120", "--completion-tokens", "8", "--num-generations", "4", "--gpu", "A100", "--json")
+    assert out.exit_code == 0, out.output
+    t = json.loads(out.output)["training"]
+    assert t["method"] == "grpo" and t["sampled_tokens"] == 200 * 4 * 8
+    # sampling: a prefill of the prompt and 2·N per sampled token; policy (4N + 2N_t) and reference 2N per scored token
+    scored = 200 * (120 + 4 * 8)
+    assert t["generation_flops"] == 2 * 135e6 * (200 * 120 + 200 * 4 * 8)
+    assert t["flops"] == pytest.approx(t["generation_flops"] + (4 * 135e6 + 2 * 4.9e6) * scored + 2 * 135e6 * scored)
+    assert t["gpu_hours"] == pytest.approx(t["flops"] / (312e12 * 0.4) / 3600)
+    bad = cli("costs", "--method", "grpo", "--params", "135M")
+    assert bad.exit_code != 0 and "--prompts, --prompt-tokens and --completion-tokens" in bad.output
+
+
+def test_a_bad_reward_is_named_before_the_model_loads(project, cli):
+    from tailorlm.train.rewards import parse_reward
+
+    with pytest.raises(TailorError, match=r"--reward 'lable': unknown reward 'lable'"):
+        parse_reward("lable")
+    with pytest.raises(TailorError, match=r"rewards\[0\] \(format\): .*takes no|rewards\[0\]: unknown"):
+        train(project, TrainConfig(method="grpo", dataset="chats", rewards=[{"kind": "nope"}]))
+    with pytest.raises(TailorError, match=r"reward 'nomodule:fn': cannot import it"):
+        train(project, TrainConfig(method="grpo", dataset="chats", rewards=[{"kind": "python", "function": "nomodule:fn"}]))
+
+
+def test_rewards_combine_with_weights(project):
+    from tailorlm.train.rewards import build_rewards, score
+
+    rewards = build_rewards(project, [{"kind": "label", "weight": 1.0}, {"kind": "length", "max_chars": 3, "weight": 0.5},
+                                      {"kind": "python", "function": "myrewards:vowel", "weight": 2.0},
+                                      {"kind": "format", "regex": r"[a-z]+", "weight": 0.25}])
+    totals, parts = score(rewards, ["yes", "no", "absolutely yes"], [{"messages": [], "reference": "yes"}] * 3)
+    # yes: label 1 + length 0.5 + vowel 0 + format 0.25; no: 0.5 + 0.25; "absolutely yes": length 3 over 3
+    # chars by 11 -> 0, vowel 2, format 0 (a space)
+    assert totals == pytest.approx([1.75, 0.75, 2.0])
+    assert parts["reward/label"] == pytest.approx(1 / 3) and parts["reward/myrewards:vowel"] == pytest.approx(1 / 3)
+
+
+def test_a_cut_off_grpo_run_resumes_from_its_checkpoint(project, monkeypatch):
+    from tailorlm.train import rewards as rewards_module
+
+    real_score, calls = rewards_module.score, []
+
+    def failing(*args):  # the third step's scoring dies, after the checkpoint of step 2
+        calls.append(1)
+        if len(calls) == 5:  # two prompts a step
+            raise KeyboardInterrupt("cut off")
+        return real_score(*args)
+
+    monkeypatch.setattr(rewards_module, "score", failing)
+    cfg = TrainConfig(method="grpo", dataset="chats", max_steps=4, eval_steps=2, batch_size=4, num_generations=2,
+                      max_completion_tokens=2, max_seq_len=128)
+    with pytest.raises(KeyboardInterrupt):
+        train(project, cfg)
+    run = project.store.select("runs")[-1]
+    assert run["status"] == "failed"
+    monkeypatch.setattr(rewards_module, "score", real_score)
+    messages = []
+    result = train(project, resume=True, on_message=messages.append)
+    assert result["run_id"] == run["id"] and messages == [f"resuming {run['id']} from checkpoint-2"]
+    assert result["metrics"]["steps"] == 4 and len(calls) == 5  # steps 1-2 were not sampled again
+    steps = sorted({r["step"] for r in project.store.select("run_metrics", run_id=run["id"]) if r["name"] == "reward_mean"})
+    assert steps == [1, 2, 3, 4]

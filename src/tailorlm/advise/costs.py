@@ -302,8 +302,13 @@ def costs_report(prices, method: str = "lora", n_params: float | None = None, n_
                  model_path: str | None = None, lora_r: int = 16, epochs: float = 1.0, peak_tflops: float | None = None,
                  queries_per_day: float | None = None, queries_per_s: float | None = None,
                  prompt_tokens: float | None = None, completion_tokens: float | None = None,
-                 serve_gpu: str | None = None, pretrain_flops: float | None = None) -> dict:
+                 serve_gpu: str | None = None, pretrain_flops: float | None = None, prompts: float | None = None,
+                 num_generations: int = 4) -> dict:
     """`tailor costs`: training, inference, breakeven and Chinchilla sizing for whatever is given.
+
+    `method="grpo"` prices a GRPO run instead (`grpo_estimate`): `prompts` prompts of `prompt_tokens`,
+    `num_generations` answers of `completion_tokens` each; the inference figures then need
+    --queries-per-s to be asked for.
 
     `prices` is the config's `prices` section (`PricesConfig()` outside a project: no prices, so
     every money figure says what is missing).
@@ -319,16 +324,24 @@ def costs_report(prices, method: str = "lora", n_params: float | None = None, n_
     if model_path:
         size = model_size(model_path, lora_r)
         n_params = n_params or size["n_params"]
-        if method in ("lora", "qlora") and trainable_params is None:
+        if method in ("lora", "qlora", "grpo") and trainable_params is None:
             trainable_params = size["trainable_params"]
-    if n_params or n_tokens:
+    if method == "grpo":
+        if not (n_params and prompts and prompt_tokens and completion_tokens):
+            raise TailorError("a grpo estimate needs the model size (--params or --model), --prompts, --prompt-tokens "
+                              "and --completion-tokens (per sampled answer)")
+        out["training"] = grpo_estimate(n_params, prompts, prompt_tokens, completion_tokens, num_generations, epochs,
+                                        trainable_params, gpu, mfu, prices.gpu_hour, peak)
+    elif n_params or n_tokens:
         if not (n_params and n_tokens):
             raise TailorError("a training estimate needs both the model size (--params or --model) and --tokens")
         out["training"] = training_estimate(n_params, n_tokens, gpu=gpu, mfu=mfu, prices=prices.gpu_hour, method=method,
                                             trainable_params=trainable_params, epochs=epochs, peak_flops=peak)
     if pretrain_flops:
         out["chinchilla"] = chinchilla_plan(pretrain_flops, gpu=gpu, mfu=mfu, prices=prices.gpu_hour, peak_flops=peak)
-    if any(x is not None for x in (queries_per_s, prompt_tokens, completion_tokens, queries_per_day)):
+    asked = (queries_per_s, queries_per_day) if method == "grpo" else (queries_per_s, prompt_tokens, completion_tokens,
+                                                                        queries_per_day)
+    if any(x is not None for x in asked):
         inference = per_query_cost(prices, queries_per_s, prompt_tokens, completion_tokens, serve_gpu)
         training_cost = ((out["training"] or {}).get("cost") or {}).get("amount")
         out["inference"] = inference
@@ -337,4 +350,46 @@ def costs_report(prices, method: str = "lora", n_params: float | None = None, n_
     if not any(out[k] for k in ("training", "chinchilla", "inference")):
         raise TailorError("nothing to estimate: give --params (or --model) and --tokens for training, --pretrain-flops "
                           "for Chinchilla sizing, or --queries-per-s / --prompt-tokens / --completion-tokens for inference")
+    return out
+
+
+def grpo_estimate(n_params: float, prompts: float, prompt_tokens: float, completion_tokens: float,
+                  num_generations: int = 4, epochs: float = 1.0, trainable_params: float | None = None,
+                  gpu: str | None = None, mfu: float = 0.4, prices: dict | None = None, peak_flops: float | None = None,
+                  measured_tokens_per_s: float | None = None) -> dict:
+    """FLOPs, GPU-hours and money of a GRPO run (`tailor train grpo`), counting the sampled tokens.
+
+    Per prompt and pass: sampling prefills the prompt once and decodes G answers (2·N per token,
+    forward only); the policy pass over the prompt (once, the group's shared prefix) and the G answers
+    costs (4·N + 2·N_t) per token, and the reference pass 2·N. Decoding runs far below a training
+    MFU on any GPU (one token per row per step is memory-bound), so at one `mfu` the generation time
+    is a lower bound; `measured_tokens_per_s` (sampled tokens/s of a finished grpo run here) gives
+    the time on this machine instead.
+
+    >>> e = grpo_estimate(135e6, 100, 80, 8, num_generations=4, trainable_params=4.9e6)
+    >>> e["sampled_tokens"], f"{e['generation_flops']:.3g}", round(e["generation_share"], 2)
+    (3200.0, '3.02e+12', 0.25)
+    """
+    if num_generations < 2:
+        raise TailorError("grpo samples at least 2 answers per prompt (--num-generations)")
+    passes = prompts * epochs
+    sampled = passes * num_generations * completion_tokens
+    scored = passes * (prompt_tokens + num_generations * completion_tokens)  # the prompt once per group
+    generation = 2 * n_params * (passes * prompt_tokens + sampled)
+    policy = training_flops(n_params, scored, trainable_params=trainable_params or 0)
+    reference = 2 * n_params * scored
+    flops = generation + policy + reference
+    out = training_estimate(n_params, scored, gpu=gpu, mfu=mfu, prices=prices, method="lora",
+                            trainable_params=trainable_params, peak_flops=peak_flops)
+    if out["gpu_hours"] is not None:
+        out["gpu_hours"] *= flops / out["flops"]
+        price, why = gpu_price(gpu, prices or {}) if gpu else (None, "no GPU named to price")
+        out["cost"] = _money("GPU-hours", out["gpu_hours"], price, why)
+    out.update(method="grpo", flops=flops, n_tokens=scored, epochs=epochs, prompts=prompts,
+               num_generations=num_generations, sampled_tokens=sampled, generation_flops=generation,
+               policy_flops=policy, reference_flops=reference, generation_share=generation / flops)
+    out["notes"].append("decoding runs below the training MFU: the generation share of the time is a lower bound")
+    if measured_tokens_per_s:
+        out["hours_here"] = sampled / measured_tokens_per_s / 3600
+        out["notes"].append(f"at the {measured_tokens_per_s:.0f} sampled tokens/s a finished grpo run measured here")
     return out

@@ -56,7 +56,9 @@ def _project_or_none(path: Path | None):
 
 @app.command(rich_help_panel="Rungs")
 def costs(
-    method: str = typer.Option("lora", help="lora | qlora | full | pretrain"),
+    method: str = typer.Option("lora", help="lora | qlora | full | pretrain | grpo"),
+    prompts: str = typer.Option(None, help="grpo: prompts per pass (with --prompt-tokens and --completion-tokens per answer)."),
+    num_generations: int = typer.Option(4, help="grpo: answers sampled per prompt."),
     params: str = typer.Option(None, help="Model size in parameters, e.g. 135M, 7B."),
     tokens: str = typer.Option(None, help="Training tokens per epoch, e.g. 2M."),
     model: str = typer.Option(None, help="A local model folder or embedded name: its size (and LoRA size) is counted."),
@@ -113,7 +115,7 @@ def costs(
         queries_per_s=queries_per_s or measured.get("queries_per_s"),
         prompt_tokens=prompt_tokens if prompt_tokens is not None else measured.get("prompt_tokens"),
         completion_tokens=completion_tokens if completion_tokens is not None else measured.get("completion_tokens"),
-        serve_gpu=serve_gpu, pretrain_flops=amount(pretrain_flops))
+        serve_gpu=serve_gpu, pretrain_flops=amount(pretrain_flops), prompts=amount(prompts), num_generations=num_generations)
     if report["inference"] and measured and not queries_per_s:
         report["inference"].update(rung=measured["rung"], measured_on=measured["measured_on"])
     sections = cost_sections(report)

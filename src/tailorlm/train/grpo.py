@@ -268,6 +268,7 @@ def run_grpo(project, cfg: TrainConfig, run_id: str, out: Path, checkpoint: Path
             totals, parts = score(rewards, texts, [examples[i]] * len(texts))
             groups.append((i, [a or [min(eos)] for a in answers], totals, parts))
         n_tokens = sum(len(a) for _, answers, _, _ in groups for a in answers)
+        sampling = time.perf_counter() - t0  # sampling and scoring: the share `tailor costs` is about
         model.train()
         optimizer.zero_grad(set_to_none=True)
         loss_sum, kl_sum = 0.0, 0.0
@@ -296,7 +297,7 @@ def run_grpo(project, cfg: TrainConfig, run_id: str, out: Path, checkpoint: Path
         seconds += elapsed
         log = {"step": step + 1, "reward_mean": mean, "reward_std": spread, "kl": kl_sum / n_tokens, "loss": loss_sum,
                "grad_norm": grad_norm, "learning_rate": scheduler.get_last_lr()[0], "sampled_tokens": n_tokens,
-               "completion_length": n_tokens / len(all_rewards), "seconds": elapsed,
+               "completion_length": n_tokens / len(all_rewards), "seconds": elapsed, "sample_seconds": sampling,
                "tokens_per_s": sampled / seconds}
         for _, _, _, parts in groups:
             for k, v in parts.items():
@@ -322,6 +323,7 @@ def run_grpo(project, cfg: TrainConfig, run_id: str, out: Path, checkpoint: Path
                "reward_first_quarter": _mean([h["reward_mean"] for h in history[:window]]),
                "reward_last_quarter": _mean([h["reward_mean"] for h in history[-window:]]),
                "kl_last": last.get("kl"), "sampled_tokens": sampled, "train_seconds": round(seconds, 1),
+               "sampling_share": round(sum(h["sample_seconds"] for h in history) / seconds, 3) if seconds else None,
                "seconds": round(time.perf_counter() - began, 1),
                "tokens_per_s": round(sampled / seconds, 1) if seconds else None, "beta": cfg.beta,
                "fused_lora": bool(plan), "train_loss_first": first.get("loss"), "train_loss_last": last.get("loss")}
