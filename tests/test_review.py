@@ -147,6 +147,9 @@ def test_dpo_export_decontaminates_and_trains_from_a_non_eval_suite(reviewed_pro
     from tailorlm.data.versions import load_records, resolve
     kept = load_records(project, resolve(project, "human-pairs"))
     assert {r.kind for r in kept} == {"preference"} and len(kept) == out["kept"]
+    from tailorlm.loop.curate import collect
+    _, prefs, counts = collect(project)  # the loop takes them with the feedback's pairs
+    assert counts["human_eval"] == 2 * len(records) and {r.id for r in kept} <= {r.id for r in prefs}
 
 
 def test_feedback_queue_worst_first_and_answers_reach_the_loop(reviewed_project):

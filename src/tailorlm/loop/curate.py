@@ -57,7 +57,12 @@ def collect(project) -> tuple[list[Record], list[Record], dict]:
                 prefs.append(Record(f"fbp-{up_id}-{down_id}", "preference",
                                     {"prompt": group["messages"], "chosen": up, "rejected": down},
                                     {"source": "feedback", "trace": up_id, "rejected_trace": down_id}))
+    from tailorlm.review.pairs import human_preferences  # the blind side-by-side reviews' pairs (issue 17)
+
+    human = human_preferences(project)
+    prefs += human
     counts = {"feedback": sum(len(v) for v in by_trace.values()), "sft": len(sft), "preference": len(prefs)}
+    counts["human_eval"] = len(human)
     return sft, prefs, counts
 
 

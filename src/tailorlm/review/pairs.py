@@ -14,8 +14,9 @@ ratings back to A and B with the position they saw. `pair_summary` gives:
   above 20%, missed when its upper end is below, otherwise undecided;
 - inter-rater agreement (Krippendorff's alpha, and Cohen's kappa for two raters) where items have
   several raters, and which side the raters preferred (a position-bias check).
-`preference_records` / `export_dpo` turn the preferences into DPO pairs for `tailor train --method dpo`
-and `tailor loop`.
+`preference_records` / `export_dpo` turn the preferences into DPO pairs for `tailor train --method dpo`;
+`tailor loop` takes every review's pairs (`human_preferences`) with the feedback's, through the same
+curation (so pairs drawn from an eval suite are dropped there, never trained on).
 """
 
 from __future__ import annotations
@@ -308,6 +309,11 @@ def preference_records(project, review_id: str) -> list:
                           {"source": "human_eval", "review": review_id, "example": example_id, "chosen_from": winner,
                            "votes": {k: vs.count(k) for k in ("a", "b", "tie")}}))
     return out
+
+
+def human_preferences(project) -> list:
+    """Every pair review's DPO pairs: what `tailor loop` adds to the feedback's preference pairs."""
+    return [r for row in project.store.select("pair_reviews", order_by="created_at") for r in preference_records(project, row["id"])]
 
 
 def export_dpo(project, review_id: str, name: str = "human-pairs") -> dict:
