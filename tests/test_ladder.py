@@ -185,6 +185,16 @@ def test_raft_data_carries_retrieved_sources_and_distractors_like_the_rag_prompt
 
     manifest = build_raft_dataset(project, rung, "tickets")
     assert manifest["name"] == "tickets-raft" and manifest["parents"] and manifest["splits"]["train"] == len(records)
+    # Its manifest reads like any prepared version's: show, diff and report name the raft step.
+    from tailorlm.data.report import build_report
+    from tailorlm.data.versions import diff_versions
+
+    assert [s["step"] for s in manifest["steps"]] == ["raft"]
+    assert manifest["steps"][0]["kept"] == sum(manifest["splits"].values()) and manifest["steps"][0]["dropped"] == {}
+    changed = diff_versions(project, "tickets", manifest["id"])
+    assert "raft" in json.dumps(changed)
+    report = build_report(project, manifest["id"])
+    assert [f["stage"] for f in report["funnel"]][-1] == "raft"
 
 
 def test_hybrid_rung_with_raft_trains_on_retrieval_prompts_and_is_served_with_retrieval(tmp_path, tiny_model_dir):

@@ -47,8 +47,14 @@ def build_raft_dataset(project, rung, dataset: str, distractors: int = 1, p_no_o
     parent = resolve(project, dataset)
     splits = {s: raft_records(rung, load_records(project, parent, s), distractors, p_no_oracle, seed)
               for s in parent["splits"] if s != "test"}
-    step = {"name": "raft", "params": {"k": rung.k, "distractors": distractors, "p_no_oracle": p_no_oracle,
-                                       "seed": seed, "prompt": rung.meta.get("prompt")}}
-    manifest = {"kind": "chat", "parents": [parent["id"]], "recipe": {"parent": parent["id"], "steps": [step]},
-                "steps": [step], "sources": parent.get("sources", []), "license": parent.get("license")}
+    params = {"k": rung.k, "distractors": distractors, "p_no_oracle": p_no_oracle, "seed": seed,
+              "prompt": rung.meta.get("prompt")}
+    # The same step shape as the pipeline's summaries, so `data show`, `diff` and `report` read it.
+    kept = sum(len(v) for v in splits.values())
+    step = {"step": "raft", "params": params, "kept": kept, "dropped": {}, "stats": {}}
+    # Read from the parent's splits (its test split stays out), so the accounting holds as prepare's does.
+    accounting = {"read": kept, "rejected_by_readers": 0, "added": 0, "dropped_by_steps": 0, "kept": kept, "holds": True}
+    manifest = {"kind": "chat", "parents": [parent["id"]],
+                "recipe": {"parent": parent["id"], "steps": [{"step": "raft", "params": params}]},
+                "steps": [step], "accounting": accounting, "sources": parent.get("sources", []), "license": parent.get("license")}
     return write_version(project, f"{parent['name']}-raft", splits, manifest, [])
