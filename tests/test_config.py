@@ -5,6 +5,7 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tailorlm.config import ProjectConfig, load_config, parse_config
 from tailorlm.errors import ConfigError
@@ -36,7 +37,28 @@ def test_every_shipped_config_parses():
     for path in configs:
         if path.parent.name == "templates":
             continue
-        load_config(path)
+        # Every value written in the file is the value the config holds: none dropped, renamed or coerced away.
+        written = yaml.safe_load(path.read_text())
+        held = load_config(path).model_dump(mode="json")
+        assert not _differences(written, held), (path, _differences(written, held))
+    example = load_config(root / "examples" / "support" / "tailor.yaml")
+    assert len(example.task.labels) == 8 and example.task.type == "classification"
+    assert [r.label for r in example.rungs][:2] == ["classic", "zero_shot"]
+
+
+def _differences(written, held, where: str = "") -> list[str]:
+    if isinstance(written, dict):
+        if not isinstance(held, dict):
+            return [f"{where}: a mapping became {held!r}"]
+        return [d for k, v in written.items() for d in
+                (_differences(v, held[k], f"{where}.{k}") if k in held else [f"{where}.{k}: dropped"])]
+    if isinstance(written, list):
+        if not isinstance(held, list) or len(held) != len(written):
+            return [f"{where}: {written!r} became {held!r}"]
+        return [d for i, (a, b) in enumerate(zip(written, held)) for d in _differences(a, b, f"{where}[{i}]")]
+    if isinstance(held, float) and not isinstance(written, bool):
+        return [] if float(written) == held else [f"{where}: {written!r} became {held!r}"]
+    return [] if written == held else [f"{where}: {written!r} became {held!r}"]
 
 
 def test_every_field_has_a_description():
