@@ -174,7 +174,7 @@ def finish_data_review(project, review_id: str) -> dict:
         for r in load_records(project, parent, split):
             d = latest.get(r.id)
             if d and d["decision"] == "fail":
-                quarantine.append({"step": "review", "reason": d["reason"], "id": r.id, "record": r.to_dict(),
+                quarantine.append({"step": "review", "reason": d["reason"], "id": r.id, "record": r.content, "meta": r.meta,
                                    "reviewer": d["reviewer"], "review": review_id})
                 continue
             if d and d["decision"] == "edit":

@@ -67,9 +67,9 @@ def dataset(project, ref: str, reason: str | None = None, limit: int = 200) -> d
             q = json.loads(line)
             reasons[q.get("reason", "?")] += 1
             if reason in (None, "", q.get("reason")) and len(quarantine) < limit:
-                where = q.get("file") or (q.get("record") or {}).get("meta", {}).get("path") or ""
-                line_no = q.get("line") or (q.get("record") or {}).get("meta", {}).get("line")
-                text = json.dumps((q.get("record") or {}).get("content", q.get("text", "")), ensure_ascii=False)[:400]
+                meta = q.get("meta") or {}
+                where, line_no = q.get("file") or meta.get("path") or "", q.get("line") or meta.get("line")
+                text = json.dumps(q.get("record", q.get("text", "")), ensure_ascii=False)[:400]
                 quarantine.append({"step": q.get("step"), "reason": q.get("reason"),
                                    "where": f"{where}:{line_no}" if line_no else where, "text": text})
     tokens = [r.meta.get("tokens") for r in load_records(project, m) if r.meta.get("tokens")]
@@ -79,13 +79,15 @@ def dataset(project, ref: str, reason: str | None = None, limit: int = 200) -> d
         step = max(1, -(-top // bins))
         counts = Counter(min(t // step, bins - 1) for t in tokens)
         hist = [{"from": i * step, "to": (i + 1) * step, "n": counts.get(i, 0)} for i in range(bins)]
-    pii = sum(s.get("stats", {}).get("redacted", 0) or sum(v for k, v in s.get("stats", {}).items() if "pii" in k or "redact" in k)
-              for s in m.get("steps", []) if s["step"] == "pii")
+    pii: Counter = Counter()  # the pii step counts what it redacted by type (EMAIL, PERSON, ...)
+    for s in m.get("steps", []):
+        if s["step"] == "pii":
+            pii.update({k: v for k, v in s.get("stats", {}).items() if isinstance(v, int)})
     dups = sum(sum(s.get("dropped", {}).values()) for s in m.get("steps", []) if "dedup" in s["step"])
     return {"id": m["id"], "kind": m["kind"], "splits": m["splits"], "parents": m.get("parents", []),
             "origin": m.get("origin"), "funnel": funnel, "reasons": dict(reasons.most_common()), "reason": reason,
             "quarantine": quarantine, "histogram": hist, "hist_max": max([h["n"] for h in hist] or [1]),
-            "pii": pii, "duplicates": dups, "created_at": m.get("created_at")}
+            "pii": dict(pii), "duplicates": dups, "created_at": m.get("created_at")}
 
 
 def runs(project) -> list[dict]:
