@@ -218,7 +218,7 @@ def test_metrics_are_prometheus_text(start):
     for line in text.splitlines():
         assert line.startswith("# HELP ") or line.startswith("# TYPE ") or sample.match(line), line
     assert 'tailor_requests_total{endpoint="/v1/chat/completions",model="acme:zero_shot",status="200"} 2' in text
-    assert 'tailor_requests_total{endpoint="/v1/chat/completions",model="nope",status="404"} 1' in text
+    assert 'tailor_requests_total{endpoint="/v1/chat/completions",model="other",status="404"} 1' in text  # not a series per name
     assert 'tailor_tokens_total{model="acme:zero_shot",type="completion"} 10' in text
     assert 'tailor_request_latency_seconds_count{endpoint="/v1/chat/completions"} 3' in text
     assert "tailor_time_to_first_token_seconds_count" in text and "tailor_queue_depth 0" in text

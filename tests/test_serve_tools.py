@@ -42,6 +42,20 @@ def test_parse_with_a_pydantic_model_returns_a_valid_instance(client):
     assert Ticket.model_validate_json(choice.message.content) == choice.message.parsed
 
 
+def test_parse_with_a_pydantic_function_tool_returns_parsed_arguments(client):
+    import openai
+
+    class GetWeather(BaseModel):
+        city: str = Field(max_length=8)
+        unit: Literal["c", "f"]
+
+    tool = openai.pydantic_function_tool(GetWeather)
+    r = client.chat.completions.parse(model=MODEL, messages=ASK, tools=[tool], max_tokens=60,
+                                      tool_choice={"type": "function", "function": {"name": "GetWeather"}})
+    call = r.choices[0].message.tool_calls[0]
+    assert isinstance(call.function.parsed_arguments, GetWeather)
+
+
 def test_json_schema_answers_validate_streamed_sampled_and_n(client):
     schema = {"type": "object", "properties": {"label": {"enum": ["a", "b", "c"]}, "n": {"type": "integer", "maximum": 9,
                                                                                      "minimum": 0}},
@@ -156,19 +170,21 @@ def test_a_template_that_knows_tools_gets_them_natively(tokenizer):
     assert text.startswith("TOOL get_weather\nTOOL get_time\n") and "CALL get_weather Rome" in text
 
 
-@pytest.mark.parametrize("body, message", [
-    ({"tool_choice": "required"}, "tool_choice 'required' needs tools"),
-    ({"tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "nope"}}}, "not among the tools"),
-    ({"response_format": {"type": "json_object"}, "guided_choice": ["a"]}, "at most one of"),
-    ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "frob"}}}}, "frob"),
-    ({"tools": [TOOLS[0], TOOLS[0]]}, "same name"),
-    ({"tools": [{"type": "function", "function": {"name": "bad name"}}]}, "tools[0].function.name"),
+@pytest.mark.parametrize("body, message, code", [
+    ({"tool_choice": "required"}, "tool_choice 'required' needs tools", "invalid_constraint"),
+    ({"tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "nope"}}}, "not among the tools",
+     "invalid_constraint"),
+    ({"response_format": {"type": "json_object"}, "guided_choice": ["a"]}, "at most one of", "invalid_constraint"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "frob"}}}}, "frob",
+     "invalid_constraint"),
+    ({"tools": [TOOLS[0], TOOLS[0]]}, "same name", "invalid_constraint"),
+    ({"tools": [{"type": "function", "function": {"name": "bad name"}}]}, "tools[0].function.name", "invalid_value"),
 ])
-def test_bad_structured_requests_are_400s_that_say_why(start, body, message):
+def test_bad_structured_requests_are_400s_that_say_why(start, body, message, code):
     url, _ = start()
     r = httpx.post(url + "/chat/completions", json={"model": MODEL, "messages": ASK, **body}, timeout=60)
     assert r.status_code == 400, r.text
-    assert message in r.json()["error"]["message"]
+    assert message in r.json()["error"]["message"] and r.json()["error"]["code"] == code
 
 
 def test_metrics_fold_unknown_model_names_into_one_series(start):

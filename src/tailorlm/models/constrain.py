@@ -74,6 +74,16 @@ def check(spec: dict) -> dict:
     return spec
 
 
+def writable(spec: dict, tokenizer) -> None:
+    """Raise ConstraintError when a choice holds text `tokenizer` cannot write (it drops some control
+    characters): its grammar could never be completed, and decoding would go off it."""
+    if spec.get("type") != "choice":
+        return
+    for c in spec["choices"]:
+        if tokenizer.decode(tokenizer(c, add_special_tokens=False)["input_ids"]) != c:
+            raise ConstraintError(f"choice {c!r} has characters this model's tokenizer cannot write")
+
+
 def closed(schema):
     """The schema with `additionalProperties: false` on every object that lists properties and
     says nothing about others, as OpenAI's strict mode requires: a model is not invited to invent
@@ -200,7 +210,8 @@ class RowMasks:
         if m is None:
             return False
         if not m.consume_token(token):
-            raise TailorError(f"constrained decoding went off its grammar: {m.get_error()}")
+            # The grammar asked for text the tokenizer cannot write (every token masked), so any pick is off it.
+            raise ConstraintError(f"constrained decoding went off its grammar: {m.get_error()}")
         return m.is_stopped()
 
 

@@ -17,7 +17,7 @@ from functools import partial
 
 from tailorlm.errors import TailorError
 from tailorlm.models.base import Chunk, Completion, GenParams, Usage
-from tailorlm.models.constrain import ConstraintError
+from tailorlm.models.constrain import ConstraintError, writable
 from tailorlm.serve.batcher import WAIT_MS, Batcher, ClientGone, Direct, Job, Overloaded
 from tailorlm.serve.metrics import Metrics
 from tailorlm.serve.routing import ModelNotReady, UnknownModel
@@ -323,6 +323,8 @@ class Gateway:
     def _failure(self, e: Exception) -> tuple[int, APIError]:
         if isinstance(e, APIError):
             return e.status, e
+        if isinstance(e, ConstraintError):  # a constraint this model cannot complete, found while decoding
+            return 400, APIError(400, str(e), code="invalid_constraint")
         if isinstance(e, TailorError):  # an upstream that failed or cannot be reached
             return 502, APIError(502, str(e), "upstream_error", "upstream_failed")
         log.error("generation failed: %s", type(e).__name__)
@@ -372,16 +374,17 @@ def _checked(make, req):
     try:
         return make(req)
     except (ValueError, ConstraintError) as e:
-        raise APIError(400, str(e), code="invalid_value") from None
+        raise APIError(400, str(e), code="invalid_constraint") from None
 
 
 def _compile(gen, spec: dict) -> None:
     """Compile a constraint before the request is queued, so a schema llguidance refuses is a 400
     (the decode loop reuses the compiled grammar)."""
     try:
+        writable(spec, gen.tokenizer)
         gen._row_masks([spec])
     except ConstraintError as e:
-        raise APIError(400, f"response_format/guided/tools: {e}", code="invalid_value") from None
+        raise APIError(400, f"response_format/guided/tools: {e}", code="invalid_constraint") from None
 
 
 def _upstream_text(gen, prompt: str, params: GenParams, wire: dict | None = None):
