@@ -11,16 +11,9 @@ from tailorlm.errors import TailorError
 from tailorlm.project import Project
 from tailorlm.train.config import TrainConfig
 from tailorlm.train.runs import train
+from tests.test_dpo import _one_thread  # noqa: F401  (autouse: one intra-op thread for the tiny model)
 
 LABELS = ["yes", "no"]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()  # the tiny model's matrices are too small to share between threads
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture

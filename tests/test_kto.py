@@ -11,15 +11,7 @@ from tailorlm.errors import TailorError
 from tailorlm.project import Project
 from tailorlm.train.config import TrainConfig
 from tailorlm.train.runs import train
-from tests.test_dpo import FACTS, answer_logp
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from tests.test_dpo import FACTS, _one_thread, answer_logp  # noqa: F401  (_one_thread: autouse)
 
 
 def thumbs() -> list[tuple[str, str, str]]:
@@ -37,9 +29,13 @@ def project(tmp_path, tiny_model_dir):
         for n, (prompt, answer, label) in enumerate(thumbs()):
             f.write(json.dumps({"id": n, "messages": [{"role": "user", "content": prompt},
                                                       {"role": "assistant", "content": answer}], "label": label}) + "\n")
+    return write_project(root, tiny_model_dir, "thumbs")
+
+
+def write_project(root, tiny_model_dir, source: str) -> Project:
     (root / "tailor.yaml").write_text(
-        f"name: proj\ntask: {{description: Name colours.}}\nmodels: {{generator: {{model: '{tiny_model_dir}'}}}}\n"
-        "sources:\n  - {name: thumbs, path: thumbs.jsonl, kind: chat}\n"
+        f"name: {root.name}\ntask: {{description: Name colours.}}\nmodels: {{generator: {{model: '{tiny_model_dir}'}}}}\n"
+        f"sources:\n  - {{name: {source}, path: {source}.jsonl, kind: chat}}\n"
         "data: {steps: [{validate: {}}, {split: {train: 1.0, validation: 0.0, test: 0.0}}]}\n")
     p = Project.load(root)
     prepare(p)
@@ -99,12 +95,7 @@ def test_kto_refuses_answers_without_a_verdict(tmp_path, tiny_model_dir):
     root.mkdir()
     (root / "chats.jsonl").write_text(json.dumps({"messages": [{"role": "user", "content": "Hi"},
                                                                {"role": "assistant", "content": "Hello"}]}) + "\n")
-    (root / "tailor.yaml").write_text(
-        f"name: p2\ntask: {{description: Greet.}}\nmodels: {{generator: {{model: '{tiny_model_dir}'}}}}\n"
-        "sources:\n  - {name: chats, path: chats.jsonl}\n"
-        "data: {steps: [{validate: {}}, {split: {train: 1.0, validation: 0.0, test: 0.0}}]}\n")
-    p = Project.load(root)
-    prepare(p)
+    p = write_project(root, tiny_model_dir, "chats")
     with pytest.raises(TailorError, match=r"chats.jsonl:1: record .* has label None; kto needs each answer marked up or down"):
         train(p, TrainConfig(method="kto", dataset="chats", max_steps=1))
 
