@@ -23,6 +23,8 @@ def serve(
     max_queue: int = typer.Option(64, min=1, help="Rows allowed to wait; beyond it requests get 429."),
     batch_wait_ms: float = typer.Option(20.0, min=0, help="How long the batcher waits for more requests after the "
                                         "latest arrived (at most 8x that in all)."),
+    quant: str = typer.Option(None, "--quant", help="Local backend: none | int8 (weight-only int8 linear layers, "
+                              "torchao); default models.generator.quant."),
     check: bool = typer.Option(False, "--check", help="Train/serve parity: replay the latest eval report's golden "
                                "prompts at temperature 0 and compare outputs exactly; exit 1 on any mismatch."),
     report: str = typer.Option(None, "--report", help="--check: report id or report.json path (default: the newest)."),
@@ -44,6 +46,12 @@ def serve(
     from tailorlm.project import Project
 
     proj = Project.load(project)
+    if quant is not None:
+        from tailorlm.models.quant import QUANTS
+
+        if quant not in QUANTS:
+            raise TailorError(f"--quant must be one of {', '.join(QUANTS)}, not {quant!r}")
+        proj.config.models.generator.quant = quant
     batching = dict(max_batch=max_batch, max_queue=max_queue, batch_wait_ms=batch_wait_ms)
     if backend not in ("local", "vllm"):
         raise TailorError(f"--backend must be local or vllm, not {backend!r}")

@@ -14,7 +14,8 @@ def get_generator(cfg: GeneratorConfig):
         return OpenAIGenerator(cfg.base_url, cfg.model, cfg.api_key_env)
     from tailorlm.models.local import LocalGenerator
 
-    return LocalGenerator.load(cfg.model, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
+    return LocalGenerator.load(cfg.model, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code,
+                               quant=cfg.quant)
 
 
 def get_embedder(cfg: EmbedderConfig):

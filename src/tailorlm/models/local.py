@@ -40,8 +40,9 @@ class LocalGenerator:
         self._prefixes: list[tuple[tuple[int, ...], list]] = []  # (prompt prefix ids, its per-layer (k, v)), newest first
 
     @classmethod
-    def load(cls, model: str, dtype: str = "auto", trust_remote_code: bool = False, name: str | None = None) -> "LocalGenerator":
-        """Load an embedded model name, a local folder or a Hugging Face model id."""
+    def load(cls, model: str, dtype: str = "auto", trust_remote_code: bool = False, name: str | None = None,
+             quant: str = "none") -> "LocalGenerator":
+        """Load an embedded model name, a local folder or a Hugging Face model id; `quant` (int8) see models/quant.py."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -56,6 +57,10 @@ class LocalGenerator:
             lm = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code)
         except OSError as e:
             raise ModelNotAvailable(f"cannot load model {model!r}: {str(e).splitlines()[0]}") from e
+        if quant != "none":
+            from tailorlm.models.quant import quantize
+
+            quantize(lm, quant)
         return cls(lm.to(device), tokenizer, name=name or model)
 
     def encode(self, messages: Messages) -> list[int]:

@@ -102,7 +102,7 @@ class ModelPool:
                 if model == cfg.model and isinstance(self._injected, LocalGenerator):
                     gen = self._injected
                 else:
-                    gen = LocalGenerator.load(model, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
+                    gen = LocalGenerator.load(model, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code, quant=cfg.quant)
                 self._bases[model] = _Base(gen)
             return self._bases[model]
 
@@ -129,7 +129,10 @@ class ModelPool:
                         from peft import PeftModel
 
                         model = PeftModel.from_pretrained(model, str(root / v["adapter_path"])).merge_and_unload()
-                self._bases[key] = _Base(LocalGenerator(model.eval(), gen.tokenizer, name=parent_id))
+                from tailorlm.models.quant import quantize
+
+                # Quantised after merging: adapters cannot be merged into int8 weights.
+                self._bases[key] = _Base(LocalGenerator(quantize(model, cfg.quant).eval(), gen.tokenizer, name=parent_id))
             return self._bases[key]
 
     def for_version(self, version: dict):
@@ -142,7 +145,7 @@ class ModelPool:
                 if version["id"] not in self._full:
                     cfg = self.project.config.models.generator
                     self._full[version["id"]] = LocalGenerator.load(str(root / version["weights_path"]), dtype=cfg.dtype,
-                                                                    name=version["id"])
+                                                                    name=version["id"], quant=cfg.quant)
             return self._full[version["id"]]
         parent = version.get("lineage", {}).get("parent")
         base = self._merged(parent) if parent else self._base(version["base_model"])
