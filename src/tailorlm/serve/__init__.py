@@ -3,6 +3,7 @@
 The journey's serving stage. Modules, each small:
 - `app.py`: the FastAPI app (routes, OpenAI error shape, middleware, OpenAPI spec);
 - `gateway.py`: one request from model name to answer, streamed or whole, and its trace;
+- `tools.py`: response_format, guided_* and tools as constraints; tool calls in templates and on the wire;
 - `routing.py`: which rung answers a model name (rungs, versions, aliases, the generator);
 - `batcher.py`: dynamic batching of local decodes from a bounded queue; upstream calls in threads;
 - `traces.py`: traces and feedback in the state database, PII-redacted;

@@ -109,6 +109,9 @@ class JSONObjectFormat(Lax):
 
 
 class JSONSchemaSpec(Lax):
+    # Traces and upstreams get the field under its wire name, `schema` (a name BaseModel keeps for itself).
+    model_config = ConfigDict(extra="ignore", strict=True, serialize_by_alias=True)
+
     name: Text = "answer"
     description: Text | None = None
     schema_: dict = Field(..., alias="schema", description="The JSON Schema the answer must be valid for.")

@@ -71,8 +71,7 @@ def constraint(req) -> dict | None:
 
 def upstream_fields(req) -> dict:
     """Keyword arguments for the openai client's create(): typed fields top-level, vLLM's in extra_body."""
-    out = {k: v for k, v in req.model_dump(include={"response_format", "tools", "tool_choice"},
-                                           exclude_none=True, by_alias=True).items()}
+    out = req.model_dump(include={"response_format", "tools", "tool_choice"}, exclude_none=True, by_alias=True)
     if getattr(req, "tools", None) and not req.parallel_tool_calls:
         out["parallel_tool_calls"] = False
     extra = req.model_dump(include={"guided_choice", "guided_json", "guided_regex"}, exclude_none=True)
