@@ -1,16 +1,17 @@
 """Local generation with transformers: the default backend, running in-process on CPU or GPU.
 
-One decode loop serves streaming, single and batched generation, so they cannot drift apart:
-the chat template comes from the tokenizer, batches are left-padded, generation stops on any
-EOS id and on stop strings (which, as in the OpenAI API, are not part of the answer).
+One decode loop (models/decode.py, which the server keeps running across requests) serves
+streaming, single and batched generation, so they cannot drift apart: the chat template comes
+from the tokenizer, batches are left-padded, generation stops on any EOS id and on stop strings
+(which, as in the OpenAI API, are not part of the answer). The prefix cache lives here.
 """
 
 import time
 from pathlib import Path
 from typing import Iterator
 
-from tailorlm.errors import ModelNotAvailable, TailorError
-from tailorlm.models.base import Chunk, Completion, GenParams, Messages, Usage, collect
+from tailorlm.errors import ModelNotAvailable
+from tailorlm.models.base import Chunk, Completion, GenParams, Messages, collect
 from tailorlm.models.decode import StopText as _StopText, _pick  # noqa: F401 - their home was here
 from tailorlm.models.kv import cache_of, layers_of, returned_cache, with_cache
 
