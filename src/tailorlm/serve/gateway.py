@@ -19,6 +19,7 @@ from tailorlm.errors import TailorError
 from tailorlm.models.base import Chunk, Completion, GenParams, Usage
 from tailorlm.models.constrain import ConstraintError, writable
 from tailorlm.serve.batcher import WAIT_MS, Batcher, ClientGone, Direct, Job, Overloaded
+from tailorlm.serve.logprobs import Logprobs, attach, bad_token, prompts_of, wanted
 from tailorlm.serve.metrics import Metrics
 from tailorlm.serve.routing import ModelNotReady, UnknownModel
 from tailorlm.serve.tools import CallParser, answer_spec, constraint, merge, render, tool_mode, upstream_fields
@@ -60,9 +61,12 @@ class Call:
     arm: str | None = None  # the A/B canary arm (serve.ab), None outside one
     calls: list = field(default_factory=list)  # per row: its whole tool calls so far
     parsers: list | None = None  # per row, when the answer may be tool calls decoded as text (local backend)
+    logprobs: Logprobs | None = None  # when the request asked for log-probabilities
 
     def take(self, index: int, chunk: Chunk) -> tuple[str, list[dict]]:
         """Add a chunk to its row; returns the content and tool-call deltas it adds."""
+        if self.logprobs is not None:
+            self.logprobs.take(index, chunk)
         if self.first_token_s is None and chunk.text:
             self.first_token_s = time.perf_counter() - self.started
         text, deltas = chunk.text, list(getattr(chunk, "tool_calls", None) or [])  # an upstream's own deltas
@@ -168,7 +172,7 @@ class Gateway:
         return await self._answer(call, CHAT, req, disconnected)
 
     async def complete(self, req, disconnected):
-        prompts = [req.prompt] if isinstance(req.prompt, str) else list(req.prompt)
+        prompts = prompts_of(req.prompt)
         call = await self._call("/v1/completions", "cmpl-", req, req.n, rows=len(prompts) * req.n)
         params = self._params(req)
         gen = call.rung.generator
@@ -176,7 +180,10 @@ class Gateway:
             params = replace(params, constraint=_checked(answer_spec, req))
             if params.constraint is not None:
                 await self._blocking(_compile, gen, params.constraint)
-            ids = await self._blocking(self._encode, lambda texts: [gen.tokenizer(t)["input_ids"] for t in texts], prompts)
+            if bad := bad_token(prompts, len(gen.tokenizer)):
+                raise APIError(400, bad, code="invalid_value")
+            ids = await self._blocking(self._encode, lambda texts: [t if isinstance(t, list) else gen.tokenizer(t)["input_ids"]
+                                                                    for t in texts], prompts)
             if not all(ids):
                 raise APIError(400, "prompt: an empty text has nothing to continue", code="invalid_value")
             self._submit_local(call, gen, [p for p in ids for _ in range(req.n)], params)
@@ -258,6 +265,8 @@ class Gateway:
                            code="context_length_exceeded")
         # Never ask for more than fits: the decode loop would stop there anyway, and equal budgets batch together.
         params = replace(params, max_tokens=min(params.max_tokens, gen.max_context - longest))
+        if params.logprobs is not None:
+            call.logprobs = Logprobs(call.rows, gen.tokenizer, chat=call.endpoint == "/v1/chat/completions")
         self._submit(call, self.batcher.submit, gen, prompts, params)
 
     def _submit_direct(self, call: Call, streams: list) -> None:
@@ -302,9 +311,9 @@ class Gateway:
             async for index, chunk in call.job.results():
                 text, deltas = call.take(index, chunk)
                 if text or deltas:
-                    yield event([shape.delta(index, text, calls=deltas)])
+                    yield event([attach(call.logprobs, shape.delta(index, text, calls=deltas), index)])
                 if chunk.finish_reason:
-                    yield event([shape.delta(index, None, call.reasons[index])])
+                    yield event([attach(call.logprobs, shape.delta(index, None, call.reasons[index]), index)])
             if include_usage:
                 yield event([], usage=call.usage.to_dict())
             status = 200
@@ -333,7 +342,8 @@ class Gateway:
     def _record(self, call: Call, shape: _Shape, status: int) -> dict:
         """Store the trace and count the tokens; returns the response body."""
         body = {"id": call.id, "object": shape.object, "created": int(time.time()), "model": call.model,
-                "choices": [shape.choice(i, t, r, c) for i, (t, r, c) in enumerate(zip(call.texts, call.reasons, call.calls))],
+                "choices": [attach(call.logprobs, shape.choice(i, t, r, c), i, whole=True)
+                            for i, (t, r, c) in enumerate(zip(call.texts, call.reasons, call.calls))],
                 "usage": call.usage.to_dict()}
         tags, latency = call.tags(), time.perf_counter() - call.started
         if shape.chat and call.prepared is not None and status == 200:  # the rung maps [n] to its sources

@@ -161,12 +161,19 @@ class ChatRequest(Sampling):
     tool_choice: Literal["none", "auto", "required"] | NamedTool | None = Field(
         None, description="Default: auto when tools are given, else none.")
     parallel_tool_calls: bool = Field(True, description="False: at most one call per answer.")
+    logprobs: bool = Field(False, description="Return each answer token's log-probability (local backend).")
+    top_logprobs: Int(ge=0, le=20) | None = Field(None, description="With logprobs: the most likely tokens per position.")
 
 
+TokenIds = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
 
 class CompletionRequest(Sampling):
-    prompt: NonEmpty | Annotated[list[NonEmpty], Field(min_length=1, max_length=64)] = Field(
-        ..., description="Text to continue, as is (no chat template); or a list of texts.")
+    prompt: (NonEmpty | Annotated[list[NonEmpty], Field(min_length=1, max_length=64)] | TokenIds
+             | Annotated[list[TokenIds], Field(min_length=1, max_length=64)]) = Field(
+        ..., description="Text to continue, as is (no chat template); a list of texts; token ids; or a list of those.")
+    logprobs: Int(ge=0, le=20) | None = Field(
+        None, description="Return each token's log-probability and this many most likely alternatives (local backend).")
+    echo: bool = Field(False, description="Start the answer with the prompt; with logprobs, score the prompt's tokens too.")
 
 
 class EmbeddingRequest(Lax):
@@ -221,6 +228,7 @@ class ChatChoice(BaseModel):
     index: int
     message: AssistantMessage
     finish_reason: FinishReason
+    logprobs: dict | None = Field(None, description="{content: [{token, logprob, bytes, top_logprobs}]} (when asked).")
 
 
 class ChatCompletion(BaseModel):
@@ -237,7 +245,7 @@ class TextChoice(BaseModel):
     index: int
     text: str
     finish_reason: Literal["stop", "length"]
-    logprobs: None = None
+    logprobs: dict | None = Field(None, description="tokens, token_logprobs, top_logprobs, text_offset (when asked).")
 
 
 class TextCompletion(BaseModel):
