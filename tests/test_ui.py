@@ -9,7 +9,7 @@ import pytest
 
 from tests.review_fixtures import CANARY, reviewed_project  # noqa: F401
 
-PAGES = ["/", "/data", "/data/tickets", "/review/data", "/review/pairs", "/runs", "/reports", "/queue", "/judge"]
+PAGES = ["/", "/data", "/data/tickets", "/review/data", "/review/pairs", "/runs", "/reports", "/queue", "/judge", "/playground"]
 
 
 @pytest.fixture
@@ -150,3 +150,19 @@ def test_tailor_serve_mounts_the_workbench_under_ui(reviewed_project, tiny_gener
         assert login.status_code == 200 and 'href="/ui/static/tailor.css"' in login.text
         c.post("/ui/login", data={"key": "k-1", "csrf": _csrf(login.text)})
         assert "Feedback queue" in c.get("/ui/queue").text
+        # The playground answers through the server's own gateway, traced, and its thumbs are feedback.
+        page = c.get("/ui/playground").text
+        models = re.findall(r"<option>([^<]+)</option>", page)
+        assert models, page
+        token = {"X-CSRF-Token": _csrf(login.text)}
+        ask = {"model": models[-1], "messages": [{"role": "user", "content": "hello"}], "max_tokens": 4}
+        assert c.post("/ui/api/playground/chat", json=ask).status_code == 403  # a cookie session needs its token
+        whole = c.post("/ui/api/playground/chat", json=ask, headers=token)
+        assert whole.status_code == 200 and whole.json()["choices"][0]["message"]["content"] is not None
+        with c.stream("POST", "/ui/api/playground/chat", json={**ask, "stream": True}, headers=token) as r:
+            trace = r.headers["x-trace-id"]
+            events = [line for line in r.iter_lines() if line.startswith("data: ")]
+        assert events[-1] == "data: [DONE]" and len(events) > 2
+        assert c.post("/ui/api/feedback", json={"trace_id": trace, "thumbs": "up"}, headers=token).status_code == 200
+        assert project.store.select("feedback", trace_id=trace)[0]["value"] == "up"
+        assert c.post("/ui/api/playground/chat", json={"model": "nope", "messages": []}, headers=token).status_code == 400

@@ -137,3 +137,26 @@ def test_answering_the_feedback_queue_lands_in_the_loops_data(site):
     sft, _, _ = collect(project)
     assert [r.meta["trace"] for r in sft] == ["tr0"]
     assert sft[0].content["messages"][-1]["content"] == "billing: refunds take five days"
+
+
+def test_the_playground_streams_through_tailor_serve_and_thumbs_land_as_feedback(reviewed_project, browser, tiny_generator):
+    from tailorlm.models.pool import ModelPool
+    from tailorlm.serve.app import create_app
+    from tailorlm.serve.server import running
+
+    project = reviewed_project
+    with running(create_app(project, pool=ModelPool(project, generator=tiny_generator))) as url:
+        page = browser.new_page()
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url.removesuffix("/v1") + "/ui/playground")
+        page.fill("#prompt", "hello there")
+        page.click("#send")
+        page.wait_for_selector("button.thumbs-up", timeout=60_000)
+        assert page.inner_text(".answer-stream").strip()
+        page.click("button.thumbs-up")
+        page.wait_for_selector("button.thumbs-up:disabled", timeout=10_000)
+        assert not errors, errors
+    served = [t for t in project.store.select("traces") if t["id"] not in ("tr0", "tr1", "tr2")]
+    assert len(served) == 1
+    assert [(f["kind"], f["value"]) for f in project.store.select("feedback", trace_id=served[0]["id"])] == [("thumbs", "up")]

@@ -220,7 +220,7 @@ def create_app(project, pool=None, embedder=None, *, upstream: str | None = None
     _document(app)
     from tailorlm.ui.app import create_ui_app  # the workbench under /ui, with the same keys
 
-    app.mount("/ui", create_ui_app(project, load_key_hashes(project.config.serve.api_keys_env)))
+    app.mount("/ui", create_ui_app(project, load_key_hashes(project.config.serve.api_keys_env), gateway))
     # The last added runs first: every request is observed, then size- and key-checked.
     app.add_middleware(Guard, max_bytes=project.config.serve.max_request_bytes,
                        key_hashes=load_key_hashes(project.config.serve.api_keys_env))

@@ -161,3 +161,57 @@ def overview(request: Request):
     from tailorlm.ui.views import overview as build
 
     return build(_project(request))
+
+
+class FeedbackIn(BaseModel):
+    trace_id: str
+    thumbs: str | None = Field(None, description="up | down")
+    rating: int | None = Field(None, description="1-5")
+    correction: str | None = None
+    comment: str | None = None
+
+
+@router.post("/feedback")
+def feedback(body: FeedbackIn, request: Request):
+    """Feedback on a served answer (the playground's thumbs): the same rows as POST /v1/feedback."""
+    from tailorlm.serve.traces import add_feedback
+
+    return add_feedback(_project(request), **body.model_dump())
+
+
+def _gateway(request: Request):
+    from tailorlm.errors import TailorError
+
+    gateway = request.app.state.gateway
+    if gateway is None:
+        raise TailorError("the playground answers through the models `tailor serve` loads: open /ui/playground there")
+    return gateway
+
+
+@router.get("/playground/models")
+def playground_models(request: Request):
+    return {"models": _gateway(request).router.names()}
+
+
+@router.post("/playground/chat")
+async def playground_chat(request: Request):
+    """A chat completion through the server's gateway (OpenAI's request shape; `stream: true` for events),
+    traced like any served answer, so its thumbs land as feedback on that trace."""
+    from fastapi.responses import JSONResponse
+    from pydantic import ValidationError
+
+    from tailorlm.serve.app import EventStream
+    from tailorlm.serve.gateway import APIError
+    from tailorlm.serve.schema import ChatRequest
+
+    gateway = _gateway(request)
+    try:
+        body = ChatRequest.model_validate(await request.json())
+        trace_id, out = await gateway.chat(body, request.is_disconnected)
+    except ValidationError as e:
+        return JSONResponse({"error": {"message": str(e.errors()[0]["msg"]), "type": "invalid_request_error"}}, 400)
+    except APIError as e:
+        return JSONResponse({"error": {"message": e.message, "type": e.type, "code": e.code}}, e.status)
+    if isinstance(out, dict):
+        return JSONResponse(out, headers={"X-Trace-Id": trace_id})
+    return EventStream(out, headers={"X-Trace-Id": trace_id, "Cache-Control": "no-cache"})

@@ -57,8 +57,9 @@ class Sessions:
         return sid, self.by_id[sid], True
 
 
-def create_ui_app(project, key_hashes: list[bytes] | None = None) -> FastAPI:
-    """The workbench for `project`; `key_hashes` as from `serve.auth.load_key_hashes` (None: open).
+def create_ui_app(project, key_hashes: list[bytes] | None = None, gateway=None) -> FastAPI:
+    """The workbench for `project`; `key_hashes` as from `serve.auth.load_key_hashes` (None: open);
+    `gateway`: the server's, when mounted by `tailor serve`, for the playground.
 
     >>> uvicorn.run(create_ui_app(Project.load(".")), port=8765)  # doctest: +SKIP
     """
@@ -69,7 +70,7 @@ def create_ui_app(project, key_hashes: list[bytes] | None = None) -> FastAPI:
 
     app = FastAPI(title="Tailor workbench", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
     app.state.project, app.state.env, app.state.sessions = project, _templates(), Sessions()
-    app.state.keys = key_hashes
+    app.state.keys, app.state.gateway = key_hashes, gateway
     app.mount("/static", StaticFiles(directory=str(resources.files("tailorlm") / "ui" / "static")), name="static")
 
     @app.middleware("http")

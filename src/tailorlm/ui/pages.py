@@ -221,3 +221,10 @@ def report(request: Request, report_id: str):
     from tailorlm.eval.runner import load_report
 
     return render(request, "report.html", {"r": load_report(_p(request), report_id)})
+
+
+@router.get("/playground")
+def playground(request: Request):
+    gateway = request.app.state.gateway
+    models = gateway.router.names() if gateway is not None else []
+    return render(request, "playground.html", {"models": models, "served": gateway is not None})

@@ -24,3 +24,59 @@
   // Clicking a scale moves the keyboard cursor past it.
   scales.forEach((f, i) => f.addEventListener("change", () => { at = Math.max(at, i + 1); mark(); }));
 })();
+
+// The playground: stream an answer from the server's gateway, show its sources, and send thumbs as feedback.
+(function () {
+  const form = document.getElementById("chat-form");
+  if (!form) return;
+  const root = document.body.dataset.root, csrf = document.body.dataset.csrf;
+  const post = (path, body) => fetch(root + path, {method: "POST", body: JSON.stringify(body),
+    headers: {"Content-Type": "application/json", "X-CSRF-Token": csrf}});
+  const history = [];
+  form.addEventListener("submit", async function (e) {
+    e.preventDefault();
+    const prompt = document.getElementById("prompt").value;
+    history.push({role: "user", content: prompt});
+    const turn = document.createElement("section");
+    turn.className = "record";
+    const q = document.createElement("div"); q.className = "msg user text"; q.textContent = prompt;
+    const a = document.createElement("div"); a.className = "msg assistant text answer-stream";
+    turn.append(q, a);
+    document.getElementById("conversation").append(turn);
+    const response = await post("/api/playground/chat", {model: document.getElementById("model").value,
+      messages: history, stream: true});
+    const trace = response.headers.get("X-Trace-Id");
+    const reader = response.body.getReader(), decoder = new TextDecoder();
+    let buffer = "", text = "", sources = null;
+    for (;;) {
+      const {done, value} = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, {stream: true});
+      const events = buffer.split("\n\n"); buffer = events.pop();
+      for (const ev of events) {
+        const data = ev.replace(/^data: /, "");
+        if (data === "[DONE]") continue;
+        const chunk = JSON.parse(data);
+        if (chunk.error) { text += "[error: " + chunk.error.message + "]"; continue; }
+        const delta = (chunk.choices && chunk.choices[0] && chunk.choices[0].delta) || {};
+        text += delta.content || "";
+        if (chunk.tailor && chunk.tailor.citations) sources = chunk.tailor.citations;
+        a.textContent = text;  // textContent: answer text is never parsed as HTML
+      }
+    }
+    history.push({role: "assistant", content: text});
+    if (sources && sources.length) {
+      const s = document.createElement("div"); s.className = "help text";
+      s.textContent = "sources: " + sources.map(c => typeof c === "string" ? c : (c.path || JSON.stringify(c))).join(", ");
+      turn.append(s);
+    }
+    for (const [label, thumbs] of [["👍", "up"], ["👎", "down"]]) {
+      const b = document.createElement("button"); b.textContent = label; b.className = "thumbs-" + thumbs;
+      b.addEventListener("click", async () => {
+        const r = await post("/api/feedback", {trace_id: trace, thumbs: thumbs});
+        b.disabled = r.ok; b.textContent = label + (r.ok ? " saved" : " failed");
+      });
+      turn.append(b);
+    }
+  });
+})();
