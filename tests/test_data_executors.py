@@ -1,4 +1,5 @@
-"""datatrove executors: the local multiprocess executor for real, Slurm and Ray as dry runs."""
+"""datatrove executors: the local multiprocess executor for real, Slurm and Ray as dry runs (Ray for real:
+tests/test_ray_executor.py)."""
 
 import json
 import shutil
@@ -29,8 +30,10 @@ def test_local_executor_matches_in_process_and_resumes(example):
     parallel = {r.id: r.content for r in load_records(example, resolve(example, result["id"]))}
     [serial_manifest] = prepare(example, ["tickets"])
     serial = {r.id: r.content for r in load_records(example, serial_manifest)}
-    # Same survivors with the same content; only the order the steps ran in is recorded differently.
+    # Same survivors with the same content, and so the same version: only the order the steps ran in
+    # is recorded differently (in the manifest's steps, not in the recipe its id hashes).
     assert parallel == serial
+    assert result["id"] == serial_manifest["id"]
     work = Path(result["work_dir"])
     assert sorted(p.name for p in (work / "logs" / "completions").iterdir()) == ["00000", "00001", "00002"]
 

@@ -51,6 +51,8 @@ def prepare(
     partition: str = typer.Option("cpu", help="Slurm partition."),
     time_limit: str = typer.Option("04:00:00", "--time", help="Slurm time limit per task."),
     dry_run: bool = typer.Option(False, help="With slurm or ray: write the launch config, do not submit."),
+    address: str = typer.Option(None, envvar="RAY_ADDRESS",
+                                help="With ray: the cluster to run on (default: a local Ray instance)."),
     project: Path = PROJECT,
     as_json: bool = JSON,
 ) -> None:
@@ -59,6 +61,8 @@ def prepare(
     Example: tailor data prepare tickets
 
     Example: tailor data prepare --executor slurm --workers 64 --tasks 512 --partition cpu --dry-run
+
+    Example: tailor data prepare --executor ray --workers 2 --address 10.0.0.1:6379
     """
     from tailorlm.data.pipeline import prepare as run_prepare
 
@@ -68,7 +72,7 @@ def prepare(
         from tailorlm.data.executors import prepare_with_executor
 
         result = prepare_with_executor(proj, sources, executor=executor, workers=workers, tasks=tasks, dry_run=dry_run,
-                                       slurm={"partition": partition, "time": time_limit}, log=log)
+                                       slurm={"partition": partition, "time": time_limit}, address=address, log=log)
         if not emit(result, as_json):
             typer.echo(json.dumps(result, indent=2))
         return

@@ -9,12 +9,15 @@ The work is split in three stages, so that a crash at any point loses at most on
    mix, split) and write the dataset version.
 
 Per-record steps therefore run before the corpus-wide ones, whatever their order in tailor.yaml;
-the manifest lists them in the order they ran. With `--dry-run`, Slurm and Ray write their launch
-configuration (sbatch script, pickled executor, JSON) without submitting anything.
+the manifest lists them in the order they ran. Ray runs for real: on the cluster at `--address` or
+RAY_ADDRESS, else on a local instance started for the run (`ray_cluster`). With `--dry-run`, Slurm and
+Ray write their launch configuration (sbatch script, pickled executor, JSON) without submitting anything.
 """
 
+import contextlib
 import hashlib
 import json
+import os
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -78,14 +81,18 @@ def make_executor(kind: str, pipeline: list, tasks: int, workers: int, logging_d
     if kind == "ray":
         from datatrove.executor.ray import RayPipelineExecutor
 
-        return RayPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=workers, logging_dir=logging_dir)
+        # One CPU per task, and 1 GB reserved per CPU (datatrove asks for 2): the per-record steps'
+        # models (spaCy for pii, lingua) take ~0.6 GB, and a reservation above free memory queues the task.
+        return RayPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=workers, logging_dir=logging_dir,
+                                   cpus_per_task=1, mem_per_cpu_gb=1)
     raise TailorError(f"unknown executor {kind!r}; use inprocess, local, slurm or ray")
 
 
 def prepare_with_executor(project, sources: list[str] | None = None, executor: str = "local", workers: int = 2,
                           tasks: int | None = None, dry_run: bool = False, slurm: dict | None = None,
-                          log=lambda _m: None) -> dict:
+                          address: str | None = None, log=lambda _m: None) -> dict:
     """Prepare each chosen source on a datatrove executor; returns what ran or what was written.
+    `address` (or RAY_ADDRESS) is the Ray cluster to run on; without either, a local one is started.
 
     >>> prepare_with_executor(project, ["tickets"], executor="local", workers=2)  # doctest: +SKIP
     """
@@ -110,12 +117,15 @@ def prepare_with_executor(project, sources: list[str] | None = None, executor: s
             continue
         log(f"{source.name}: {tasks} tasks on the {executor} executor (finished tasks are skipped)")
         if executor == "ray":
-            try:
-                import ray  # noqa: F401
-            except ImportError as e:
-                raise TailorError("the ray executor needs Ray: pip install 'ray[default]'") from e
-        ex.run()
+            with ray_cluster(address, workers, log):
+                ex.run()
+        else:
+            ex.run()
         pending = ex.get_incomplete_ranks()
+        if pending and executor == "ray":
+            # Ray runs the tasks to the end before run() returns, so an unfinished one has failed.
+            raise TailorError(f"{len(pending)} of {tasks} Ray tasks failed (ranks {pending}); their logs are in "
+                              f"{work / 'logs' / 'logs'}. Rerun the same command: finished tasks are kept")
         if pending:
             results.append({"dataset": source.name, "executor": executor, "submitted": True, "pending_tasks": pending,
                             "work_dir": str(work), "next": "rerun the same command when the tasks have finished"})
@@ -127,14 +137,56 @@ def prepare_with_executor(project, sources: list[str] | None = None, executor: s
             quarantine += part["quarantine"]
             summaries.append(part["summaries"])
         merged = _merge_summaries(summaries)
-        global_steps = build_steps(project, source.name, kind, only=GLOBAL_STEPS)
+        steps = build_steps(project, source.name, kind)
+        global_steps = [st for st in steps if st.name in GLOBAL_STEPS]  # the others ran on the workers
         kept = run_steps(global_steps, kept, quarantine)
+        ran = merged + [s.summary() for s in global_steps]
+        # The recipe, which the version id hashes, is the in-process prepare's: the steps as tailor.yaml lists
+        # them, with their parameters as built here (the workers' copies went through JSON, which turns the
+        # quality step's int n-gram keys into strings and so reorders them). The same records from the same
+        # recipe are then the same version on every executor.
+        recipe = {"sources": {source.name: [f["sha256"] for f in files[source.name]]},
+                  "steps": [{"step": st.name, "params": st.summary()["params"]}
+                            for st in steps]}
         manifest = finish(project, source.name, [source], kind, files, len(records) + read_rejected, read_rejected,
-                          kept, merged + [s.summary() for s in global_steps], quarantine,
-                          extra={"executor": {"kind": executor, "tasks": tasks, "workers": workers}})
+                          kept, ran, quarantine,
+                          extra={"executor": {"kind": executor, "tasks": tasks, "workers": workers}, "recipe": recipe})
         results.append({"dataset": source.name, "executor": executor, "id": manifest["id"], "splits": manifest["splits"],
                         "accounting": manifest["accounting"], "work_dir": str(work)})
     return {"datasets": results}
+
+
+@contextlib.contextmanager
+def ray_cluster(address: str | None, workers: int, log=lambda _m: None):
+    """Ray, connected: to `address` (or RAY_ADDRESS) when given, else to a local instance with `workers`
+    CPUs, started here and stopped after. A driver already connected (ray.init in this process) is used as is.
+
+    >>> with ray_cluster("ray://head:10001", workers=2): ...  # doctest: +SKIP
+    """
+    try:
+        import ray
+    except ImportError as e:
+        raise TailorError("the ray executor needs Ray: pip install 'tailorlm[ray]'") from e
+    if ray.is_initialized():
+        yield
+        return
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        log(f"connecting to the Ray cluster at {address}")
+        kwargs = {"address": address}
+    else:
+        log(f"starting a local Ray instance with {workers} CPUs")
+        # The object store holds only the pickled executor and task results here; Ray's default
+        # (30% of RAM in /dev/shm) would take memory the tasks need.
+        kwargs = {"num_cpus": workers, "object_store_memory": 128 * 1024**2}
+    try:
+        ray.init(include_dashboard=False, logging_level="WARNING", **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise TailorError(f"cannot start or reach Ray{f' at {address}' if address else ''}: {e}") from e
+    try:
+        yield
+    finally:
+        ray.shutdown()
 
 
 def _write_shards(work: Path, records: list[Record], tasks: int) -> None:
