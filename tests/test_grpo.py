@@ -196,3 +196,17 @@ def test_a_cut_off_grpo_run_resumes_from_its_checkpoint(project, monkeypatch):
     assert result["metrics"]["steps"] == 4 and len(calls) == 5  # steps 1-2 were not sampled again
     steps = sorted({r["step"] for r in project.store.select("run_metrics", run_id=run["id"]) if r["name"] == "reward_mean"})
     assert steps == [1, 2, 3, 4]
+
+
+def test_train_grpo_cli_combines_rewards_and_reports_json(project, cli):
+    out = cli("train", "grpo", "--project", project.root, "--dataset", "chats", "--max-steps", "1", "--batch-size", "4",
+              "--num-generations", "2", "--max-completion-tokens", "2", "--max-seq-len", "128", "--reward", "label",
+              "--reward", "myrewards:vowel*0.5", "--json")
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.stdout)  # transformers' loading bar goes to stderr
+    assert result["model_version"] == "proj:grpo@v1" and result["metrics"]["rewards"] == ["label", "myrewards:vowel"]
+    config = json.loads(project.store.select("runs", id=result["run_id"])[0]["config"])
+    assert config["rewards"] == [{"kind": "label", "weight": 1.0},
+                                 {"kind": "python", "function": "myrewards:vowel", "weight": 0.5}]
+    bad = cli("train", "grpo", "--project", project.root, "--dataset", "chats", "--reward", "label*x")
+    assert bad.exit_code != 0 and "the weight after '*' must be a number" in bad.output
