@@ -206,3 +206,28 @@ def test_terminal_flows(reviewed_project, cli):
     assert out["queue"] == {"waiting": 3, "disliked": 1}
     bad = cli("review", "pairs", "base", "nobody", "--suite", "fresh", "--project", root, "--json")
     assert bad.exit_code == 2 and "no eval report" in json.loads(bad.stdout)["error"]["message"]
+
+
+def test_judge_agreement_and_its_ppi_correction(reviewed_project):
+    from tailorlm.eval.runner import load_report
+    from tailorlm.review.judge import judge_agreement, ppi_mean
+
+    project = reviewed_project
+    review = pr.start_pair_review(project, "base", "tuned", suite="fresh", sample=10, seed=1)
+    assert judge_agreement(project, review["id"])["n"] == 0  # no judge scores: says which eval to run
+    _rate_all(project, review["id"], "alice")  # B's answers 4, A's 2
+    # A judge that agrees (B high, A low) vs one that scores at random: written into the reports' per-example
+    # scores, as `tailor eval --metrics judge_rubric` would (per_example is (s - 1) / 4).
+    for key, good in (("report_a", 0.25), ("report_b", 0.75)):
+        report = load_report(project, review[key])
+        for n, e in enumerate(report["examples"]):
+            e["scores"]["judge_rubric"] = good if n % 5 else 1 - good  # wrong on every fifth example
+        (project.root / report["path"]).write_text(json.dumps(report))
+    j = judge_agreement(project, review["id"])
+    assert j["n"] == 20 and j["spearman"]["rho"] > 0.5 and j["kappa"] is not None
+    corrected = j["corrected"]["shop:tuned"]
+    assert corrected["low"] < corrected["mean"] < corrected["high"]
+    # The correction's interval is wider than the judge's alone: the human-judge gap varies.
+    assert corrected["high"] - corrected["low"] > corrected["judge_only_high"] - corrected["judge_only_low"]
+    same = ppi_mean([0.5, 0.75, 0.25, 1.0] * 5, [0.5, 0.75], [0.5, 0.75])
+    assert same["mean"] == pytest.approx(same["judge_only"])  # a judge that matches people needs no correction
