@@ -160,6 +160,10 @@ def test_cli_index_query_and_eval(project, cli, tiny_model_dir):
          "sources": ["docs/plans-and-pricing.md"]},
         {"id": "2", "question": "How do I configure SAML single sign-on?", "sources": ["docs/sso-setup.rst"]},
     ]) + "\n")
+    # Before an index exists, a query says what to run instead of failing inside the CLI.
+    early = cli("rag", "query", "SAML setup", "--max-tokens", "5", "-p", project.root)
+    assert early.exit_code == 2 and early.output.startswith("error: the RAG index is empty"), early.output
+    assert "tailor rag index" in early.output
     built = json.loads(cli("rag", "index", "-p", project.root, "--json").stdout)
     assert built["documents"] == 5
     hits = json.loads(cli("rag", "query", "SAML setup", "--retrieve-only", "-p", project.root, "--json").stdout)["hits"]

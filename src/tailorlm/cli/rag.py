@@ -6,6 +6,7 @@ import typer
 
 from tailorlm.cli import app, emit
 from tailorlm.cli.project import JSON, PROJECT
+from tailorlm.errors import TailorError
 
 rag_app = typer.Typer(help="Retrieval: a hybrid LanceDB index of your documents, and the rag rung.", no_args_is_help=True)
 app.add_typer(rag_app, name="rag", rich_help_panel="Rungs")
@@ -103,6 +104,8 @@ def query(
     rung = RagRung(idx, gen, k=k, mode=mode, system=system_prompt(proj.config.task), context_tokens=cfg.context_tokens,
                    reranker=make_reranker(cfg.rerank, gen))
     answer = rung.answer([{"role": "user", "content": question}], GenParams(max_tokens=max_tokens))
+    if answer.error:  # the rung keeps going on a failed question (an eval has more); a single query stops here
+        raise TailorError(answer.error.removeprefix("TailorError: "))
     if emit(answer.to_dict(), as_json):
         return
     typer.echo(answer.text.strip())
