@@ -81,6 +81,16 @@ def test_deepspeed_two_nodes_round_trips_through_accelerate(tmp_path):
     assert env["ACCELERATE_DEEPSPEED_ZERO3_INIT"] == "true"
 
 
+def test_cpu_processes_go_through_torchrun(tmp_path):
+    """Several CPU processes: a config accelerate's launcher runs with torchrun (its multi-GPU path)."""
+    path = write_accelerate_config(tmp_path / "cpu2.yaml", gpus=0, nodes=1, strategy="fsdp", cpu_processes=2)
+    loaded, args = accelerate_view(path)
+    assert loaded.distributed_type.value == "MULTI_GPU" and loaded.num_processes == 2 and loaded.mixed_precision == "no"
+    assert args.multi_gpu and not args.cpu and not args.use_fsdp  # DDP on the CPU, whatever the strategy said
+    with pytest.raises(TailorError, match="cpu_processes"):
+        accelerate_config(gpus=2, nodes=1, strategy="ddp", cpu_processes=2)
+
+
 def test_ddp_is_multi_gpu():
     cfg = accelerate_config(gpus=4, nodes=1, strategy="ddp", mixed_precision="fp16")
     assert cfg["distributed_type"] == "MULTI_GPU" and cfg["num_processes"] == 4 and cfg["mixed_precision"] == "fp16"
@@ -142,3 +152,98 @@ def test_failed_launch_raises_with_stderr_tail(tmp_path):
     path = write_accelerate_config(tmp_path / "cpu.yaml", gpus=0, nodes=1, strategy="ddp")
     with pytest.raises(TailorError, match="out of bananas"):
         launch(path, "bad_worker", [], env={"PYTHONPATH": str(tmp_path)})
+
+
+# --- Real data-parallel runs: `tailor train sft --launcher accelerate --processes 2` on the CPU (gloo) ---
+
+from tests.test_train import FAST, train_project  # noqa: E402,F401  (the tiny model and its facts dataset)
+
+# Random order, not length-grouped: the sampler's permutation then does not depend on the batch size, so two
+# processes of 3 see, step for step, the same 6 sequences as one process of 6 (accelerate deals batch k to rank k % 2).
+SAME_ORDER = {**{k: v for k, v in FAST.items() if k not in ("dataset", "batch_size")}, "group_by_length": False}
+
+
+def launched(project, *flags: str, timeout: int = 300, wait: bool = True):
+    import subprocess
+
+    config = project.root / "ddp.yaml"
+    config.write_text(yaml.safe_dump(SAME_ORDER))
+    args = [sys.executable, "-m", "tailorlm.cli", "train", "sft", "-p", str(project.root), "--config", str(config),
+            "--json", *flags]
+    if not wait:
+        return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    done = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+def losses_of(project, run_id: str) -> dict[int, float]:
+    return {r["step"]: r["value"] for r in project.store.select("run_metrics", run_id=run_id, name="loss")}
+
+
+def test_two_cpu_processes_match_one_process_with_the_same_global_batch(train_project):
+    from tailorlm.train.config import TrainConfig
+    from tailorlm.train.runs import train
+
+    steps = 6
+    out = launched(train_project, "--dataset", "facts", "--launcher", "accelerate", "--processes", "2",
+                   "--batch-size", "3", "--max-steps", str(steps))
+    cfg = yaml.safe_load(open(out["config_path"]))
+    assert (cfg["num_processes"], cfg["distributed_type"], cfg["use_cpu"]) == (2, "MULTI_GPU", False)
+    run_id = out["run_id"]
+    [run] = train_project.store.select("runs", id=run_id)
+    assert run["status"] == "finished"
+    [version] = train_project.store.select("model_versions")  # one version, from the main process only
+    lineage = json.loads(version["lineage"])
+    assert version["run_id"] == run_id and lineage["config"]["processes"] == 2
+    assert lineage["dataset"] == version["dataset_version"] and lineage["base"] == version["base_model"]
+    assert (train_project.root / version["adapter_path"] / "adapter_model.safetensors").exists()
+    ddp = losses_of(train_project, run_id)
+
+    single = train(train_project, TrainConfig(dataset="facts", batch_size=6, max_steps=steps, **SAME_ORDER))
+    one = losses_of(train_project, single["run_id"])
+    assert sorted(ddp) == sorted(one) == list(range(1, steps + 1))
+    # Step 1 is the same forward pass split in two: only the summation order differs (fp32, ~1e-7 relative).
+    # Later steps add the two halves' gradients by all-reduce instead of in one backward, and Adam's
+    # 1/sqrt(v) amplifies those last-bit differences a little each step; 1e-3 relative after 6 steps is
+    # ~1000x that noise and ~50x below what one wrong sequence in a 6-sequence batch moves the loss.
+    print("largest relative loss difference, 2 processes vs 1:", max(abs(ddp[s] - one[s]) / one[s] for s in one))
+    assert abs(ddp[1] - one[1]) <= 1e-5 * one[1], (ddp[1], one[1])
+    for step in range(1, steps + 1):
+        assert abs(ddp[step] - one[step]) <= 1e-3 * one[step], (step, ddp[step], one[step])
+    assert ddp[steps] < ddp[1]  # and it learns
+
+
+@pytest.mark.slow
+def test_a_killed_two_process_run_resumes_from_its_checkpoint(train_project):
+    import os
+    import signal
+    import time
+
+    proc = launched(train_project, "--dataset", "facts", "--launcher", "accelerate", "--processes", "2",
+                    "--batch-size", "3", "--max-steps", "12", wait=False)
+    deadline = time.time() + 300
+    done = []
+    while time.time() < deadline and not done and proc.poll() is None:
+        done = list((train_project.root / ".tailor" / "runs").glob("*/checkpoints/checkpoint-4/trainer_state.json"))
+        time.sleep(0.1)
+    assert done, proc.communicate(timeout=5)
+    # The machine going down mid-run: the CLI, accelerate's launcher, torchrun and both ranks, all at once
+    # (torchrun starts its ranks in sessions of their own, so killing the CLI's process group would miss them).
+    import psutil
+
+    tree = [proc.pid] + [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
+    assert len(tree) >= 4, tree  # tailor, torchrun (accelerate runs it in-process or as a child), 2 ranks
+    for pid in tree:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait()
+    [run] = train_project.store.select("runs")
+    assert run["status"] == "running" and not train_project.store.select("model_versions")
+    out = launched(train_project, "--resume")
+    assert out["run_id"] == run["id"]
+    [version] = train_project.store.select("model_versions")
+    assert version["run_id"] == run["id"] and json.loads(version["metrics"])["steps"] == 12
+    assert sorted(losses_of(train_project, run["id"])) == list(range(1, 13))  # no gap, no step twice

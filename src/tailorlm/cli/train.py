@@ -38,10 +38,10 @@ def _run(flags: dict, config: Path | None, resume: bool, run: str | None, dry_ru
             cfg = TrainConfig.model_validate(values)
         except Exception as e:  # pydantic: say which field
             raise TailorError(f"invalid training config: {e}") from e
-    if cfg is not None and cfg.launcher == "accelerate":
-        from tailorlm.train.scaleout import launch_run
+    from tailorlm.train.scaleout import launch_run, pending_launched_run
 
-        result = launch_run(proj, cfg, dry_run=dry_run)
+    if (cfg is not None and cfg.launcher == "accelerate") or (resume and pending_launched_run(proj, run)):
+        result = launch_run(proj, cfg, dry_run=dry_run, resume=(run or True) if resume else None)
         if not emit(result, as_json):
             typer.echo(f"accelerate config: {result['config_path']}")
             typer.echo(("would run: " if dry_run else "ran: ") + " ".join(result["command"]))
@@ -92,6 +92,7 @@ def _command(method: str, doc: str):
         gradient_checkpointing: bool = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing"),
         launcher: str = typer.Option(None, help="none | accelerate"),
         gpus: int = typer.Option(None, help="accelerate: GPUs per node."),
+        processes: int = typer.Option(None, help="accelerate without GPUs: data-parallel CPU processes (gloo)."),
         nodes: int = typer.Option(None, help="accelerate: machines."),
         strategy: str = typer.Option(None, help="accelerate: ddp | fsdp | deepspeed"),
         dry_run: bool = typer.Option(False, help="accelerate: write the config and print the command only."),
@@ -101,7 +102,7 @@ def _command(method: str, doc: str):
         flags = dict(method=method, dataset=dataset, base=base, adapter=adapter, lora_r=lora_r,
                      learning_rate=learning_rate, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
                      max_seq_len=max_seq_len, eval_steps=eval_steps, gradient_checkpointing=gradient_checkpointing,
-                     launcher=launcher, gpus=gpus, nodes=nodes, strategy=strategy)
+                     launcher=launcher, gpus=gpus, nodes=nodes, strategy=strategy, processes=processes)
         _run(flags, config, resume, run, dry_run, project, as_json)
 
     command.__doc__ = doc
@@ -261,12 +262,15 @@ def export(
     version: str = typer.Argument(..., help="Model version id (e.g. support:sft@v3) or NAME@ALIAS."),
     out: Path = typer.Argument(..., help="Output folder (or file for gguf)."),
     fmt: str = typer.Option("merged", "--format", help="merged (HF safetensors) | adapter (PEFT, for vLLM) | gguf"),
+    quant: str = typer.Option(None, "--quant", help="gguf: q8_0 (by the converter) | q4_k_m (needs llama.cpp's "
+                              "llama-quantize); default f16."),
     project: Path = PROJECT,
     as_json: bool = JSON,
 ) -> None:
     """Export a model version: merged weights, a PEFT adapter folder for vLLM, or GGUF.
 
     Example: tailor export keelbox-support:sft@v1 exported/ --format adapter
+    Example: tailor export keelbox-support:sft@v1 support-q4.gguf --format gguf --quant q4_k_m
     """
     from tailorlm.errors import TailorError
     from tailorlm.project import Project
@@ -285,7 +289,7 @@ def export(
     elif fmt == "gguf":
         merged = out.with_suffix("") / "merged" if out.suffix else out / "merged"
         ex.export_merged(mv["base_model"] if adapter else str(proj.root / mv["weights_path"]), adapter, merged)
-        result = ex.export_gguf(merged, out)
+        result = ex.export_gguf(merged, out if out.suffix else out / f"model-{quant or 'f16'}.gguf", quant=quant)
     else:
         raise TailorError(f"unknown export format {fmt!r}; use merged, adapter or gguf")
     if not emit({"model_version": mv["id"], "format": fmt, **result}, as_json):

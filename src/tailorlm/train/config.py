@@ -108,5 +108,8 @@ class TrainConfig(BaseModel):
         "folder; needs tensorboard or tensorboardX) or mlflow (needs mlflow; MLFLOW_TRACKING_URI says where).")
     launcher: Literal["none", "accelerate"] = Field("none", description="none: this process; accelerate: multi-GPU / multi-node.")
     gpus: int = Field(1, ge=1, description="accelerate: GPUs per node.")
+    processes: int | None = Field(
+        None, ge=1, description="accelerate without GPUs: data-parallel CPU processes on this machine (torchrun, gloo), "
+        "each with batch_size sequences per step; set, it replaces gpus and strategy (always DDP).")
     nodes: int = Field(1, ge=1, description="accelerate: machines.")
     strategy: Literal["ddp", "fsdp", "deepspeed"] = Field("fsdp", description="accelerate: how the model is spread over GPUs.")

@@ -26,10 +26,15 @@ STRATEGIES = ("fsdp", "deepspeed", "ddp")
 def accelerate_config(gpus: int, nodes: int, strategy: str, mixed_precision: str = "bf16", machine_rank: int = 0,
                       main_process_ip: str | None = None, main_process_port: int = 29500,
                       gradient_checkpointing: bool = False, layer_cls: str = "LlamaDecoderLayer",
-                      gradient_accumulation_steps: int = 1, gradient_clipping: float = 1.0) -> dict:
+                      gradient_accumulation_steps: int = 1, gradient_clipping: float = 1.0,
+                      cpu_processes: int = 1) -> dict:
     """The accelerate config dict for `gpus` GPUs on each of `nodes` nodes.
 
-    `gpus=0` means one CPU process (fp32), which is how the launch path is exercised without a GPU.
+    `gpus=0` means CPU processes (fp32): one, or `cpu_processes` data-parallel ones (DDP over gloo).
+    accelerate's launcher starts several processes only through torchrun, which it uses for a
+    MULTI_GPU config and never for one that says use_cpu; so several CPU processes are written as
+    MULTI_GPU and run with ACCELERATE_USE_CPU=true in their environment (`CPU_ENV`), which makes
+    each of them a gloo rank on the CPU.
     Each node needs its own file (or `--machine_rank` on its command line): `machine_rank` is 0 on
     the node at `main_process_ip` and 1..nodes-1 on the others.
 
@@ -41,14 +46,16 @@ def accelerate_config(gpus: int, nodes: int, strategy: str, mixed_precision: str
     if gpus < 0 or nodes < 1:
         raise TailorError(f"need gpus >= 0 and nodes >= 1, got gpus={gpus}, nodes={nodes}")
     if gpus == 0 and nodes > 1:
-        raise TailorError("gpus=0 runs one CPU process on one machine; multi-node training needs GPUs")
+        raise TailorError("gpus=0 runs CPU processes on one machine; multi-node training needs GPUs")
+    if cpu_processes < 1 or (cpu_processes > 1 and gpus):
+        raise TailorError(f"cpu_processes={cpu_processes} is for gpus=0 (CPU training), and must be at least 1")
     if nodes > 1 and not main_process_ip:
         raise TailorError(f"training on {nodes} nodes needs main_process_ip: the address of the node with "
                           "machine_rank 0, reachable from every other node (e.g. --main-process-ip 10.0.0.1)")
     if not 0 <= machine_rank < nodes:
         raise TailorError(f"machine_rank must be between 0 and {nodes - 1} for {nodes} node(s), got {machine_rank}")
 
-    world = max(gpus, 1) * nodes
+    world = (gpus or cpu_processes) * nodes
     cfg = {
         "compute_environment": "LOCAL_MACHINE",
         "debug": False,
@@ -58,7 +65,7 @@ def accelerate_config(gpus: int, nodes: int, strategy: str, mixed_precision: str
         "num_processes": world,
         # bf16/fp16 autocast on this kind of CPU is slower than fp32 and changes the numbers.
         "mixed_precision": "no" if gpus == 0 else mixed_precision,
-        "use_cpu": gpus == 0,
+        "use_cpu": gpus == 0 and world == 1,
         "gpu_ids": "all",
         "rdzv_backend": "static",
         "same_network": True,
@@ -70,7 +77,7 @@ def accelerate_config(gpus: int, nodes: int, strategy: str, mixed_precision: str
     cfg["main_process_port"] = main_process_port
     if main_process_ip:
         cfg["main_process_ip"] = main_process_ip
-    if strategy == "ddp":
+    if strategy == "ddp" or gpus == 0:  # on the CPU, plain data parallelism: nothing to shard
         cfg["distributed_type"] = "MULTI_GPU"
     elif strategy == "fsdp":
         cfg["distributed_type"] = "FSDP"
@@ -114,6 +121,10 @@ def accelerate_config(gpus: int, nodes: int, strategy: str, mixed_precision: str
             # One torchrun per node, started by the user or a scheduler: no pdsh or hostfile needed.
             cfg["deepspeed_config"]["deepspeed_multinode_launcher"] = "standard"
     return cfg
+
+
+# The environment of a launch with several CPU processes (see accelerate_config).
+CPU_ENV = {"ACCELERATE_USE_CPU": "true"}
 
 
 def write_accelerate_config(path: Path, **kwargs) -> Path:

@@ -74,6 +74,12 @@ def make_trainer_class():
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             labels = inputs.pop("labels")
             prefix = inputs.pop("prefix_ids", None)
+            ddp = model if isinstance(model, torch.nn.parallel.DistributedDataParallel) else None
+            if ddp is not None:
+                # This forward reaches into the decoder and the head, past DDP's own forward; DDP's pre- and
+                # post-forward around it arm the gradient all-reduce exactly as that forward would.
+                ddp._pre_forward()
+                model = ddp.module
             base = model.get_base_model() if hasattr(model, "get_base_model") else model
             decoder, head = base.model, base.get_output_embeddings()
             groups = self.fast_groups(model, inputs)
@@ -102,6 +108,12 @@ def make_trainer_class():
                 if prefix is not None:
                     self.tokens_seen += prefix.shape[1] * labels.shape[0]
             loss = loss / count
+            if ddp is not None:
+                if num_items_in_batch is not None and self.args.average_tokens_across_devices:
+                    # count is every process's labelled tokens and DDP averages the gradients over the
+                    # processes: scaled back, the update is the one a single process with the whole batch makes.
+                    loss = loss * self.accelerator.num_processes
+                loss = ddp._post_forward(loss)
             return (loss, {"loss": loss}) if return_outputs else loss
 
         def _save_checkpoint(self, model, trial):
