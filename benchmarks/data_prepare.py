@@ -1,6 +1,7 @@
 """Tailor's data pipeline against one built from datatrove's stock blocks, in the same run.
 
     python benchmarks/data_prepare.py [--max-docs 5000] [--sample 3000] [--repeats 1] [--json]
+    python benchmarks/data_prepare.py --docs 1000000 [--no-line-dedup]   # peak RSS as the input grows
 
 Corpus: real text already on this machine, read offline (`_corpus.py`): every text file under
 /usr/share/doc (READMEs, changelogs, NEWS, copyright files; `.gz` decompressed) and the English
@@ -266,8 +267,21 @@ def main():
     ap.add_argument("--profile", action="store_true", help="Profile Tailor's run even when the goals are met.")
     ap.add_argument("--pii-ner", type=int, default=0, metavar="N",
                     help="Also time the pii step alone on the first N documents: regex-only, and with each NER model.")
+    ap.add_argument("--docs", type=int, default=0, metavar="N",
+                    help="Instead: peak RSS of Tailor's streamed step chain over N synthetic documents (_scale_memory.py).")
     ap.add_argument("--json", action="store_true", help="Print one JSON object instead of text.")
     args = ap.parse_args()
+    if args.docs:
+        import json
+
+        from _scale_memory import report as scale_report
+        from _scale_memory import scale_memory
+
+        out = {"benchmark": "data_prepare --docs", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
+            timespec="seconds"), "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count()},
+               "scale": scale_memory(args.docs, args.seed, tailor_steps(not args.no_line_dedup), STEP_PARAMS)}
+        print(json.dumps(out, indent=1)) if args.json else scale_report(out)
+        return
 
     start = time.perf_counter()
     docs, corpus = load_corpus(args.max_docs, args.seed)
