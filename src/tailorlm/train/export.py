@@ -7,7 +7,8 @@ it did in training and in `tailor serve`:
 - `export_merged`: the adapter folded into the base, as an ordinary HF folder (transformers, vLLM,
   TGI, or the input to GGUF conversion);
 - `export_adapter`: a clean PEFT folder for `vllm serve BASE --enable-lora --lora-modules name=path`;
-- `export_gguf`: llama.cpp's converter run on a merged folder, for llama.cpp, Ollama, LM Studio.
+- `export_gguf`: llama.cpp's converter run on a merged folder, for llama.cpp, Ollama, LM Studio;
+  quantised to q8_0 by the converter or to q4_k_m by llama.cpp's llama-quantize.
 
 >>> export_merged("smollm2-135m-instruct", Path("run/model"), Path("export/merged"))  # doctest: +SKIP
 {'format': 'merged', 'path': 'export/merged', 'files': {...}, 'bytes': 538...}
@@ -29,6 +30,10 @@ VLLM_LORA_MODULES = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_pr
 VLLM_DEFAULT_MAX_LORA_RANK = 16
 CONVERTER_ENV = "TAILOR_GGUF_CONVERTER"
 CONVERTER_NAMES = ("convert_hf_to_gguf.py", "convert_hf_to_gguf", "convert-hf-to-gguf")
+QUANTIZE_ENV = "TAILOR_LLAMA_QUANTIZE"
+QUANTIZE_NAMES = ("llama-quantize",)
+# --quant: q8_0 the converter writes itself; k-quants need llama.cpp's compiled llama-quantize.
+GGUF_QUANTS = {"q8_0": None, "q4_k_m": "Q4_K_M"}
 PROVENANCE = "tailor_export.json"
 
 
@@ -140,16 +145,39 @@ def find_gguf_converter() -> list[str] | None:
     return _as_command(Path(found)) if found else None
 
 
-def export_gguf(merged_dir: Path, out: Path, outtype: str = "f16") -> dict:
-    """Convert a merged HF folder (from `export_merged`) to one GGUF file with llama.cpp's converter,
-    then check that the file reads back with `gguf.GGUFReader`.
+def find_llama_quantize() -> str | None:
+    """llama.cpp's llama-quantize: from TAILOR_LLAMA_QUANTIZE, else PATH."""
+    explicit = os.environ.get(QUANTIZE_ENV)
+    if explicit:
+        if not Path(explicit).expanduser().is_file():
+            raise TailorError(f"{QUANTIZE_ENV}={explicit} does not exist; point it at llama.cpp's llama-quantize")
+        return str(Path(explicit).expanduser())
+    return next((p for p in map(shutil.which, QUANTIZE_NAMES) if p), None)
 
-    >>> export_gguf(Path("export/merged"), Path("export/model-f16.gguf"))  # doctest: +SKIP
+
+def export_gguf(merged_dir: Path, out: Path, outtype: str = "f16", quant: str | None = None) -> dict:
+    """Convert a merged HF folder (from `export_merged`) to one GGUF file with llama.cpp's converter,
+    then check that the file reads back with `gguf.GGUFReader`. `quant` q8_0 is written by the
+    converter; q4_k_m converts to f16 first, then llama.cpp's llama-quantize writes Q4_K_M.
+
+    >>> export_gguf(Path("export/merged"), Path("export/model-q4_k_m.gguf"), quant="q4_k_m")  # doctest: +SKIP
     """
     merged_dir, out = Path(merged_dir), Path(out)
+    if quant is not None and quant not in GGUF_QUANTS:
+        raise TailorError(f"unknown GGUF quantisation {quant!r}; choose one of {', '.join(GGUF_QUANTS)}")
     if not (merged_dir / "config.json").is_file():
         raise TailorError(f"{merged_dir} is not a model folder (no config.json); GGUF needs merged weights, "
                           "so run export_merged (tailor export --format merged) first")
+    quantizer = None
+    if quant and GGUF_QUANTS[quant]:
+        quantizer = find_llama_quantize()
+        if quantizer is None:
+            raise TailorError(f"--quant {quant} needs llama.cpp's llama-quantize, which was not found (set "
+                              f"{QUANTIZE_ENV} or put it on PATH). Build it from llama.cpp (the source is also in "
+                              "llama-cpp-python's source archive, vendor/llama.cpp): cmake -B build && cmake --build "
+                              "build --target llama-quantize. --quant q8_0 needs only the converter.")
+    if quant == "q8_0":
+        outtype = "q8_0"
     command = find_gguf_converter()
     if command is None:
         raise TailorError(
@@ -161,11 +189,14 @@ def export_gguf(merged_dir: Path, out: Path, outtype: str = "f16") -> dict:
             f"folders beside it). Or run it yourself: python convert_hf_to_gguf.py {merged_dir} --outfile {out} "
             f"--outtype {outtype}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run([*command, str(merged_dir), "--outfile", str(out), "--outtype", outtype],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-10:])
-        raise TailorError(f"GGUF conversion failed ({' '.join(command)}, exit code {proc.returncode}):\n{tail}")
+    converted = out.with_name(out.name + ".f16.tmp") if quantizer else out
+    _run([*command, str(merged_dir), "--outfile", str(converted), "--outtype", "f16" if quantizer else outtype],
+         "GGUF conversion")
+    if quantizer:
+        try:
+            _run([quantizer, str(converted), str(out), GGUF_QUANTS[quant]], "GGUF quantisation")
+        finally:
+            converted.unlink(missing_ok=True)
     import gguf
 
     try:
@@ -173,9 +204,19 @@ def export_gguf(merged_dir: Path, out: Path, outtype: str = "f16") -> dict:
     except (OSError, ValueError) as e:
         raise TailorError(f"the converter exited cleanly but {out} is not a readable GGUF file: {e}") from e
     arch = reader.fields.get("general.architecture")
-    return {"format": "gguf", "path": str(out), "bytes": out.stat().st_size, "outtype": outtype,
+    types: dict[str, int] = {}
+    for t in reader.tensors:
+        types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
+    return {"format": "gguf", "path": str(out), "bytes": out.stat().st_size, "outtype": quant or outtype,
             "architecture": arch.contents() if arch else None, "tensors": len(reader.tensors),
-            "converter": command[-1]}
+            "tensor_types": types, "converter": command[-1], **({"quantizer": quantizer} if quantizer else {})}
+
+
+def _run(cmd: list[str], what: str) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-10:])
+        raise TailorError(f"{what} failed ({' '.join(cmd[:2])}, exit code {proc.returncode}):\n{tail}")
 
 
 def _as_command(path: Path) -> list[str]:
