@@ -93,6 +93,7 @@ def build_prompt_opt(project, spec, generator, embedder=None, log=None) -> Promp
     'prompt_opt@5d1c07aa'
     """
     from tailorlm.data.versions import load_records, resolve
+    from tailorlm.ladder.classic import _LazyEmbedder
     from tailorlm.ladder.prompts import load_prompt
     from tailorlm.ladder.rungs import chat_pool, default_dataset
     from tailorlm.paths import inside, safe_name
@@ -132,18 +133,6 @@ def build_prompt_opt(project, spec, generator, embedder=None, log=None) -> Promp
         "search_calls": record["calls"]})
     rung.reused = reused
     return rung
-
-
-class _LazyEmbedder:
-    def __init__(self, project):
-        self.project, self._embedder = project, None
-
-    def embed(self, texts):
-        if self._embedder is None:
-            from tailorlm.models import get_embedder
-
-            self._embedder = get_embedder(self.project.config.models.embedder)
-        return self._embedder.embed(texts)
 
 
 def library_instructions(project, names: list[str] | None, exclude: str) -> list[dict]:
