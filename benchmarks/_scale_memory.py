@@ -12,6 +12,7 @@ them), the survivors written line by line to an output file: nothing holds the c
 dedup state: one 8-byte hash per kept document (exact) and the MinHash band keys (near).
 """
 
+import itertools
 import json
 import random
 import resource
@@ -31,6 +32,7 @@ def write_synthetic(path: Path, n_docs: int, seed: int) -> dict:
     docs, _ = load_corpus(2000, seed)
     counts = Counter(w for _, text in docs for w in text.split() if w.isalpha())
     words, weights = zip(*counts.most_common(20000))
+    cum = list(itertools.accumulate(weights))  # given once: choices() would re-add 20,000 weights per sentence
     rng = random.Random(seed)
     recent: list[str] = []
     size = 0
@@ -42,7 +44,7 @@ def write_synthetic(path: Path, n_docs: int, seed: int) -> dict:
                 sentences, left = [], rng.randint(60, 400)
                 while left > 0:
                     k = min(left, rng.randint(8, 20))
-                    s = " ".join(rng.choices(words, weights, k=k))
+                    s = " ".join(rng.choices(words, cum_weights=cum, k=k))
                     sentences.append(s[0].upper() + s[1:] + ".")
                     left -= k
                 text = " ".join(sentences)
