@@ -1,12 +1,12 @@
 """GRPO engines side by side: Tailor's own loop (train/grpo.py) and TRL's GRPOTrainer, same work.
 
-    python benchmarks/grpo.py [--model tiny|smollm2-135m-instruct] [--steps 3] [--threads 1] [--json]
+    python benchmarks/grpo.py [--model tiny|smollm2-135m-instruct] [--steps 3] [--rounds 2] [--threads 1] [--json]
 
 Both train a fresh LoRA adapter (r 16, alpha 32, all linear layers) on the same 8 Keelbox tickets,
 8 answers per step (2 prompts x 4 generations), at most 16 sampled tokens each, temperature 1,
 beta 0.04, one update per batch. The figure is sampled answer tokens per second of training time
 (generation dominates GRPO's cost), and the ratio of Tailor's to TRL's in the same run. The two
-engines alternate (Tailor, TRL, Tailor, TRL) so that load from other work falls on both.
+engines alternate (Tailor, TRL, Tailor, TRL, `--rounds` times each) so that load from other work falls on both.
 """
 
 import argparse
@@ -102,6 +102,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="tiny")
     ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -114,7 +115,7 @@ def main() -> None:
         os.environ["TAILOR_PROJECT"] = ""
         model = model_dir(args.model, root)
         runs = {"tailor": [], "trl": []}
-        for _ in range(2):
+        for _ in range(args.rounds):
             runs["tailor"].append(run_tailor(model, root, args.steps))
             runs["trl"].append(run_trl(model, root, args.steps))
 
@@ -128,6 +129,7 @@ def main() -> None:
     if args.json:
         print(json.dumps(out))
     else:
+        print(json.dumps(runs))
         print(f"{args.model}: tailor {out['tailor_tokens_per_s']} sampled tok/s, TRL {out['trl_tokens_per_s']}; "
               f"ratio {out['ratio']}x (load average {out['load_average'][0]:.1f})")
 
