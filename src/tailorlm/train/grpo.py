@@ -6,7 +6,7 @@ GRPO (Shao et al. 2024, DeepSeekMath) on a chat dataset: each step takes a few p
 (`beta`) to the starting model. No reward model, no value network: the group is the baseline.
 
 Why Tailor's own loop and not TRL's GRPOTrainer: measured on this machine (docs/benchmarks.md,
-benchmarks/grpo.py), this loop gives several times TRL's sampled tokens/s, because
+benchmarks/grpo.py), this loop sampled 1.7x TRL's tokens/s on the 135M model and 6.5x on the tiny one, because
 - the prompt is prefilled once and its KV cache shared by the group's answers, then decoded
   together, instead of a generate() call over G padded copies of it;
 - the policy's log-probs come from the fused LoRA forward (train/fastpath.py), with the prompt as
