@@ -135,16 +135,24 @@ def write_project_files(splits: dict[str, list[tuple[str, str]]], folder: Path) 
     return {"chat": chat, "golden": golden}
 
 
-def write_bbc_project(folder: Path, text: str = "lead", rungs: str = "  - {kind: classic}\n") -> Path:
+def write_bbc_project(folder: Path, text: str = "lead", rungs: str = "  - {kind: classic}\n",
+                      train_size: int | None = None) -> Path:
     """A Tailor project for the BBC News topics: sources, golden suite and a tailor.yaml with `rungs`
     (YAML list items). Prepare splits the chat source 90/10 into train/validation (no test split:
     the golden file is the suite), which is close to `bbc_news()`'s 1,606/200.
+
+    `train_size` keeps that many train+validation stories (the first in the split's hash order, a
+    fixed random sample), for training budgets; the golden suite is always the whole test split.
 
     >>> root = write_bbc_project(Path("bbc"), rungs="  - {kind: classic}\\n  - {kind: zero_shot}\\n")  # doctest: +SKIP
     >>> prepare(Project.load(root))  # doctest: +SKIP
     """
     folder = Path(folder)
-    write_project_files(bbc_news(text), folder)
+    splits = bbc_news(text)
+    if train_size:
+        pool = (splits["train"] + splits["validation"])[:train_size]
+        splits = {"train": pool, "validation": [], "test": splits["test"]}
+    write_project_files(splits, folder)
     (folder / "prompts").mkdir(exist_ok=True)
     (folder / "prompts" / "default.md").write_text("{description} Answer with one of: {labels}.\n")
     (folder / "tailor.yaml").write_text(f"""name: bbc-news
