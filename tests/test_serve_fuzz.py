@@ -10,8 +10,8 @@ from tests.serve_fixtures import *  # noqa: F403, E402
 
 SERVED = ["acme:zero_shot", "smollm2-135m-instruct"]
 # 400s for schema-valid requests: too long for the tiny model's 512-token context; a tool_choice naming no
-# given tool, two constraints at once, or a schema llguidance cannot compile.
-SEMANTIC = ("context_length_exceeded", "invalid_constraint")
+# given tool, two constraints at once, or a schema llguidance cannot compile; a token id outside the vocabulary.
+SEMANTIC = ("context_length_exceeded", "invalid_constraint", "invalid_token_id")
 
 
 def _retarget(case) -> None:

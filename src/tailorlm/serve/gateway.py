@@ -181,7 +181,7 @@ class Gateway:
             if params.constraint is not None:
                 await self._blocking(_compile, gen, params.constraint)
             if bad := bad_token(prompts, len(gen.tokenizer)):
-                raise APIError(400, bad, code="invalid_value")
+                raise APIError(400, bad, code="invalid_token_id")
             ids = await self._blocking(self._encode, lambda texts: [t if isinstance(t, list) else gen.tokenizer(t)["input_ids"]
                                                                     for t in texts], prompts)
             if not all(ids):
@@ -234,7 +234,8 @@ class Gateway:
         temperature = req.temperature if req.temperature >= GREEDY_BELOW else 0.0
         max_tokens = req.max_tokens or req.max_completion_tokens or DEFAULT_MAX_TOKENS
         return GenParams(temperature=temperature, top_p=req.top_p, max_tokens=max_tokens, stop=req.stops(),
-                         seed=None if req.seed is None else req.seed % 2**63)  # what torch's generator takes
+                         seed=None if req.seed is None else req.seed % 2**63,  # what torch's generator takes
+                         logprobs=wanted(req), echo=bool(getattr(req, "echo", False)))
 
     def _prepare_local(self, rung, messages, params, tools=None):
         prepared = rung.prepare(messages, params)

@@ -165,7 +165,7 @@ class ChatRequest(Sampling):
     top_logprobs: Int(ge=0, le=20) | None = Field(None, description="With logprobs: the most likely tokens per position.")
 
 
-TokenIds = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
+TokenIds = Annotated[list[Int(ge=0)], Field(min_length=1)]
 
 class CompletionRequest(Sampling):
     prompt: (NonEmpty | Annotated[list[NonEmpty], Field(min_length=1, max_length=64)] | TokenIds
