@@ -38,10 +38,10 @@ def _run(flags: dict, config: Path | None, resume: bool, run: str | None, dry_ru
             cfg = TrainConfig.model_validate(values)
         except Exception as e:  # pydantic: say which field
             raise TailorError(f"invalid training config: {e}") from e
-    if cfg is not None and cfg.launcher == "accelerate":
-        from tailorlm.train.scaleout import launch_run
+    from tailorlm.train.scaleout import launch_run, pending_launched_run
 
-        result = launch_run(proj, cfg, dry_run=dry_run)
+    if (cfg is not None and cfg.launcher == "accelerate") or (resume and pending_launched_run(proj, run)):
+        result = launch_run(proj, cfg, dry_run=dry_run, resume=(run or True) if resume else None)
         if not emit(result, as_json):
             typer.echo(f"accelerate config: {result['config_path']}")
             typer.echo(("would run: " if dry_run else "ran: ") + " ".join(result["command"]))
@@ -92,6 +92,7 @@ def _command(method: str, doc: str):
         gradient_checkpointing: bool = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing"),
         launcher: str = typer.Option(None, help="none | accelerate"),
         gpus: int = typer.Option(None, help="accelerate: GPUs per node."),
+        processes: int = typer.Option(None, help="accelerate without GPUs: data-parallel CPU processes (gloo)."),
         nodes: int = typer.Option(None, help="accelerate: machines."),
         strategy: str = typer.Option(None, help="accelerate: ddp | fsdp | deepspeed"),
         dry_run: bool = typer.Option(False, help="accelerate: write the config and print the command only."),
@@ -101,7 +102,7 @@ def _command(method: str, doc: str):
         flags = dict(method=method, dataset=dataset, base=base, adapter=adapter, lora_r=lora_r,
                      learning_rate=learning_rate, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
                      max_seq_len=max_seq_len, eval_steps=eval_steps, gradient_checkpointing=gradient_checkpointing,
-                     launcher=launcher, gpus=gpus, nodes=nodes, strategy=strategy)
+                     launcher=launcher, gpus=gpus, nodes=nodes, strategy=strategy, processes=processes)
         _run(flags, config, resume, run, dry_run, project, as_json)
 
     command.__doc__ = doc
