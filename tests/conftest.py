@@ -64,9 +64,13 @@ def tiny_model(tokenizer):
 
 @pytest.fixture
 def tiny_generator(tiny_model, tokenizer):
+    import copy
+
     from tailorlm.models.local import LocalGenerator
 
-    return LocalGenerator(tiny_model, tokenizer, name="tiny")
+    # A copy per test: a server attaches LoRA versions to its generator's model in place (peft injects
+    # layers), and the session's tiny_model must stay the plain model for the tests that count its parameters.
+    return LocalGenerator(copy.deepcopy(tiny_model), tokenizer, name="tiny")
 
 
 @pytest.fixture(scope="session")
