@@ -202,8 +202,21 @@ def _encode(row: dict) -> dict:
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    import sqlite3
+    import time
+
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=5000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    # Switching a new file to WAL needs its exclusive lock, and SQLite answers "database is locked" at once
+    # instead of waiting in the busy handler; several processes opening a new store together meet that
+    # (the six-process migration test did, in CI). The mode persists in the file, so one switch is enough.
+    for attempt in range(100):
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or attempt == 99:
+                raise
+            time.sleep(0.05)
     cur.close()
