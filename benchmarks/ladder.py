@@ -82,7 +82,11 @@ def parse_sweep(text: str | None) -> dict:
 def yaml_value(text: str):
     import yaml
 
-    return yaml.safe_load(text.strip())
+    value = yaml.safe_load(text.strip())
+    try:  # YAML 1.1 reads 2e-4 (no dot) as a string
+        return float(value) if isinstance(value, str) else value
+    except ValueError:
+        return value
 
 
 def main() -> None:
