@@ -49,6 +49,18 @@ class Prepared:
     used: list = field(default_factory=list)  # retrieved hits, numbered from 1 in the prompt
 
 
+def rung_settings(spec, known: set[str], kind: str) -> dict:
+    """A rung's `train:` block as a dict, refused with the known names when it holds an unknown one."""
+    from tailorlm.errors import TailorError
+
+    given = dict(spec.train or {})
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise TailorError(f"rung {spec.label!r}: unknown {kind} setting(s) {', '.join(unknown)}; "
+                          f"known: {', '.join(sorted(known))}")
+    return given
+
+
 def with_system(messages: Messages, system: str | None) -> Messages:
     """Prepend a system prompt unless the conversation brings its own."""
     if not system or (messages and messages[0]["role"] == "system"):

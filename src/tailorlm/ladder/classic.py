@@ -38,11 +38,9 @@ FIT_VERSION = 1  # bump when fitting changes what a saved model means, so old on
 
 def settings_for(spec) -> dict:
     """The rung's classic settings from its `train:` block, checked, with defaults filled in."""
-    given = dict(spec.train or {})
-    unknown = sorted(set(given) - SETTINGS)
-    if unknown:
-        raise TailorError(f"rung {spec.label!r}: unknown classic setting(s) {', '.join(unknown)}; "
-                          f"known: {', '.join(sorted(SETTINGS))}")
+    from tailorlm.ladder.base import rung_settings
+
+    given = rung_settings(spec, SETTINGS, "classic")
     features = given.get("features", list(FEATURES))
     features = [features] if isinstance(features, str) else list(features)
     bad = [f for f in features if f not in FEATURES]

@@ -55,11 +55,9 @@ Write a better instruction for this task: clear, specific, at most three sentenc
 
 def settings_for(spec) -> dict:
     """The rung's search settings from its `train:` block, checked, with defaults filled in."""
-    given = dict(spec.train or {})
-    unknown = sorted(set(given) - SETTINGS)
-    if unknown:
-        raise TailorError(f"rung {spec.label!r}: unknown prompt_opt setting(s) {', '.join(unknown)}; "
-                          f"known: {', '.join(sorted(SETTINGS))}")
+    from tailorlm.ladder.base import rung_settings
+
+    given = rung_settings(spec, SETTINGS, "prompt_opt")
     out = {**DEFAULTS, **given}
     for key in ("budget", "minibatch"):
         if not isinstance(out[key], int) or isinstance(out[key], bool) or out[key] < 1:
