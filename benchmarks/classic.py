@@ -28,7 +28,7 @@ def measure(project, label: str) -> dict:
     from tailorlm.config import RungConfig
     from tailorlm.eval.runner import evaluate
     from tailorlm.eval.suite import load_suite
-    from tailorlm.ladder.rungs import build_rung
+    from tailorlm.rungs.build import build_rung
     from tailorlm.models import get_embedder
 
     started = time.perf_counter()

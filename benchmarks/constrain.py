@@ -293,7 +293,7 @@ def label_modes() -> list[dict]:
     from tailorlm.data.pipeline import prepare
     from tailorlm.eval.runner import default_params, evaluate
     from tailorlm.eval.suite import load_suite
-    from tailorlm.ladder.rungs import build_rung
+    from tailorlm.rungs.build import build_rung
     from tailorlm.models.pool import ModelPool
     from tailorlm.project import Project
     from tailorlm.quickstart import create_example

@@ -17,7 +17,7 @@ import time
 from tailorlm.config import RungConfig
 from tailorlm.data.pipeline import prepare
 from tailorlm.eval.suite import load_suite
-from tailorlm.ladder.rungs import build_rung
+from tailorlm.rungs.build import build_rung
 from tailorlm.models.base import GenParams
 from tailorlm.models.pool import ModelPool
 from tailorlm.project import Project

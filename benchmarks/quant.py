@@ -59,7 +59,7 @@ def ladder_delta(projects: dict, pools: dict, kinds: list[str]) -> list[dict]:
     from tailorlm.eval.compare import compare
     from tailorlm.eval.runner import default_params, evaluate
     from tailorlm.eval.suite import load_suite
-    from tailorlm.ladder.rungs import build_rung
+    from tailorlm.rungs.build import build_rung
 
     rows = []
     fp32 = projects["fp32"]

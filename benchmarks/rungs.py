@@ -39,7 +39,7 @@ class Replay:
         self.saved = {json.dumps(e["input"], sort_keys=True): e for e in report["examples"]}
 
     def answer_batch(self, batch, params=None, batch_size=8):
-        from tailorlm.ladder.base import Answer
+        from tailorlm.rungs.base import Answer
         from tailorlm.models.base import Usage
 
         out = []
@@ -55,7 +55,7 @@ class Replay:
 
 
 def replayed(project, spec, member_reports: list[dict]):
-    from tailorlm.ladder.ensemble import EnsembleRung, vote_for
+    from tailorlm.rungs.ensemble import EnsembleRung, vote_for
 
     return EnsembleRung([Replay(r) for r in member_reports], vote_for(project, spec), list(project.config.task.labels),
                         name=spec.label)
@@ -78,7 +78,7 @@ def main() -> None:
     from tailorlm.eval.compare import compare
     from tailorlm.eval.runner import evaluate
     from tailorlm.eval.suite import load_suite
-    from tailorlm.ladder.rungs import build_rung
+    from tailorlm.rungs.build import build_rung
     from tailorlm.models import get_embedder
     from tailorlm.models.pool import ModelPool
     from tailorlm.project import Project

@@ -21,7 +21,7 @@ PAGES = ["/", "/data", "/reports", "/review/pairs", "/queue", "/api/overview"]
 def busy_project(root: Path, traces: int, reports: int):
     from tailorlm.eval.runner import evaluate
     from tailorlm.eval.suite import load_suite
-    from tailorlm.ladder.base import PromptRung
+    from tailorlm.rungs.base import PromptRung
     from tailorlm.models.base import Completion, Usage
     from tailorlm.project import init_project
     from tailorlm.store import now

@@ -17,7 +17,7 @@ def build(root, store_url: str | None = None):
     from tailorlm.data.pipeline import prepare
     from tailorlm.eval.runner import evaluate
     from tailorlm.eval.suite import load_suite
-    from tailorlm.ladder.base import PromptRung
+    from tailorlm.rungs.base import PromptRung
     from tailorlm.project import Project
     from tailorlm.serve.traces import Traces, add_feedback
     from tests.helpers import ScriptedGenerator

@@ -10,7 +10,7 @@ from tailorlm.config import RungConfig
 from tailorlm.errors import TailorError
 from tailorlm.eval.runner import evaluate
 from tailorlm.eval.suite import load_suite
-from tailorlm.ladder.rungs import build_rung
+from tailorlm.rungs.build import build_rung
 from tests.serve_fixtures import project, start  # noqa: F401  (the loopback server fixtures)
 from tests.test_ladder import LABELS, _tickets, make_project
 

@@ -10,9 +10,9 @@ from tailorlm.config import RungConfig
 from tailorlm.errors import TailorError
 from tailorlm.eval.runner import evaluate
 from tailorlm.eval.suite import load_suite
-from tailorlm.ladder.base import Answer, PromptRung
-from tailorlm.ladder.ensemble import EnsembleRung, combine_votes
-from tailorlm.ladder.rungs import build_rung
+from tailorlm.rungs.base import Answer, PromptRung
+from tailorlm.rungs.ensemble import EnsembleRung, combine_votes
+from tailorlm.rungs.build import build_rung
 from tailorlm.models.pool import ModelPool
 from tests.helpers import ScriptedGenerator
 from tests.serve_fixtures import project, start  # noqa: F401  (the loopback server fixtures)

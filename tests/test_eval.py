@@ -8,7 +8,7 @@ from tailorlm.errors import TailorError
 from tailorlm.eval.compare import compare, gate
 from tailorlm.eval.runner import evaluate, load_report
 from tailorlm.eval.suite import load_suite
-from tailorlm.ladder.base import PromptRung
+from tailorlm.rungs.base import PromptRung
 from tailorlm.project import Project
 from tests.helpers import ScriptedGenerator
 

@@ -152,12 +152,12 @@ def test_recommendation_is_the_cheapest_rung_not_significantly_below_the_best():
 def test_raft_data_carries_retrieved_sources_and_distractors_like_the_rag_prompt(tmp_path, tiny_model_dir):
     from tailorlm.config import RungConfig
     from tailorlm.ladder.raft import build_raft_dataset, raft_records
-    from tailorlm.ladder.rungs import build_rung, train_records
+    from tailorlm.rungs.build import build_rung, train_records
     from tailorlm.models.base import GenParams
     from tailorlm.models.pool import ModelPool
     from tailorlm.rag.documents import index_documents
     from tailorlm.rag.index import RagIndex
-    from tailorlm.rag.rung import GUARD, LABEL_GUARD
+    from tailorlm.rungs.rag import GUARD, LABEL_GUARD
 
     project = make_project(tmp_path / "p", tiny_model_dir, "  - {kind: zero_shot}\n")
     docs, _ = index_documents(project, None)
@@ -198,7 +198,7 @@ def test_raft_data_carries_retrieved_sources_and_distractors_like_the_rag_prompt
 
 
 def test_hybrid_rung_with_raft_trains_on_retrieval_prompts_and_is_served_with_retrieval(tmp_path, tiny_model_dir):
-    from tailorlm.ladder.rungs import rung_for_model
+    from tailorlm.rungs.build import rung_for_model
     from tailorlm.models.pool import ModelPool
     from tailorlm.rag.documents import index_documents
     from tailorlm.rag.index import RagIndex

@@ -61,6 +61,7 @@ def test_loop_trains_a_candidate_gates_it_and_promotes_only_on_pass(looped):
     run = project.store.select("runs", id=loop["run"])[0]
     assert json.loads(run["config"])["base"] == first  # the candidate starts from production
     assert {r["suite"] for r in loop["reports"]} == {"golden", "general"} and len(loop["reports"]) == 4
+    print("GATE", json.dumps(loop["gate"]), loop["promoted"])
     assert loop["gate"]["checks"] and loop["promoted"] == loop["gate"]["passed"]
     expected = "shop:sft@v2" if loop["promoted"] else first
     assert project.store.get_alias("model", "shop", "production") == expected

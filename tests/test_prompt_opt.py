@@ -8,8 +8,8 @@ import pytest
 
 from tailorlm.config import RungConfig
 from tailorlm.errors import TailorError
-from tailorlm.ladder.prompts import load_prompt
-from tailorlm.ladder.rungs import build_rung
+from tailorlm.rungs.prompts import load_prompt
+from tailorlm.rungs.build import build_rung
 from tailorlm.models.pool import ModelPool
 from tests.helpers import extend_config
 from tests.test_ladder import LABELS, make_project

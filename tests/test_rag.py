@@ -9,7 +9,7 @@ from tailorlm.project import Project
 from tailorlm.quickstart import example_dir
 from tailorlm.rag.documents import index_documents
 from tailorlm.rag.index import RagIndex
-from tailorlm.rag.rung import RagRung, build_prompt, citations
+from tailorlm.rungs.rag import RagRung, build_prompt, citations
 from tests.helpers import ScriptedGenerator
 
 DOCS = ["plans-and-pricing.md", "restore-guide.md", "sso-setup.rst", "community-faq.md", "security-overview.html"]

@@ -111,7 +111,7 @@ def report_examples(project, summary: dict) -> list[dict]:
 def test_the_canary_leaks_from_a_fine_tune_on_it_and_fails_the_gate_but_not_from_the_base(tmp_path, tiny_model_dir):
     from tailorlm.eval.compare import gate
     from tailorlm.eval.runner import evaluate
-    from tailorlm.ladder.rungs import rung_for_model
+    from tailorlm.rungs.build import rung_for_model
     from tailorlm.models.base import GenParams
     from tailorlm.models.pool import ModelPool
     from tailorlm.train.config import TrainConfig

@@ -49,7 +49,7 @@ def test_choose_gives_the_argmax_and_its_probability_among_the_labels():
 
 
 def test_a_held_rung_answers_only_with_labels_in_batches_single_and_streamed(tiny_generator):
-    from tailorlm.ladder.base import PromptRung
+    from tailorlm.rungs.base import PromptRung
 
     rung = PromptRung(tiny_generator, "Name the team.").hold_to(LABELS)
     questions = [[{"role": "user", "content": q}] for q in
@@ -66,7 +66,7 @@ def test_a_held_rung_answers_only_with_labels_in_batches_single_and_streamed(tin
 
 
 def test_free_mode_keeps_the_raw_text_and_extracts_the_label(tiny_generator):
-    from tailorlm.ladder.base import PromptRung
+    from tailorlm.rungs.base import PromptRung
 
     rung = PromptRung(tiny_generator).hold_to(LABELS, "free")
     a = rung.answer([{"role": "user", "content": "hi"}])

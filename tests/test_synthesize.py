@@ -11,7 +11,7 @@ from tailorlm.data.steps.mix import Mix, cap_allowed
 from tailorlm.data.synthesize import own_outputs_warning, synthesize
 from tailorlm.data.versions import load_records, resolve, write_version
 from tailorlm.project import Project
-from tailorlm.rag.rung import GUARD
+from tailorlm.rungs.rag import GUARD
 from tests.helpers import ScriptedGenerator, extend_config, run_step
 
 GOLDEN = "How many days does Keelbox keep deleted files before they are removed for good from the trash"

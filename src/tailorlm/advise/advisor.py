@@ -434,7 +434,7 @@ def _search_cost(cfg, facts: dict) -> dict:
     """The prompt_opt search's one-off cost at its configured budget, priced as the measured few-shot rung."""
     from tailorlm.advise.costs import prompt_search_cost
     from tailorlm.advise.facts import measured_serving
-    from tailorlm.ladder.prompt_opt import DEFAULTS, settings_for
+    from tailorlm.rungs.prompt_opt import DEFAULTS, settings_for
 
     spec = next((r for r in cfg.rungs if r.kind == "prompt_opt"), None)
     budget = settings_for(spec)["budget"] if spec else DEFAULTS["budget"]

@@ -94,7 +94,7 @@ def eval_cmd(
     """
     from tailorlm.eval.runner import default_params, evaluate
     from tailorlm.eval.suite import load_suite
-    from tailorlm.ladder.rungs import rung_for_model
+    from tailorlm.rungs.build import rung_for_model
     from tailorlm.models.pool import ModelPool
     from tailorlm.project import Project
 

@@ -98,7 +98,7 @@ def query(
                 _show_hits(hits)
             return
     from tailorlm.models import get_generator
-    from tailorlm.rag.rung import RagRung, make_reranker
+    from tailorlm.rungs.rag import RagRung, make_reranker
 
     gen = get_generator(proj.config.models.generator)
     rung = RagRung(idx, gen, k=k, mode=mode, system=system_prompt(proj.config.task), context_tokens=cfg.context_tokens,

@@ -133,10 +133,10 @@ class Teaching:
                                                    "seed_ids": [r.id for r in chosen], "split": split}))
 
     def doc_questions(self, sources: list[str] | None, n: int, split: str) -> None:
-        from tailorlm.ladder.prompts import load_prompt
+        from tailorlm.rungs.prompts import load_prompt
         from tailorlm.models.base import GenParams
         from tailorlm.rag.documents import index_documents
-        from tailorlm.rag.rung import RagRung
+        from tailorlm.rungs.rag import RagRung
 
         rag, task = self.project.config.rag, self.project.config.task
         chunks = _chunks(index_documents(self.project, sources)[0], rag.chunk_tokens, rag.overlap_tokens)

@@ -19,7 +19,7 @@ from tailorlm.errors import TailorError
 from tailorlm.eval.compare import compare, ladder_power, worse_beyond_margin
 from tailorlm.eval.runner import LOWER_IS_BETTER, evaluate
 from tailorlm.eval.suite import load_suite
-from tailorlm.ladder.rungs import LADDER_ALIAS, MODEL_KINDS, build_rung, default_dataset, train_records
+from tailorlm.rungs.build import LADDER_ALIAS, MODEL_KINDS, build_rung, default_dataset, train_records
 from tailorlm.store import new_id, now
 
 EFFORT = {"classic": -1, "zero_shot": 0, "few_shot": 1, "prompt_opt": 1.5, "rag": 2, "sft": 3, "dpo": 3, "cpt": 3, "grpo": 3.5, "hybrid": 4,
@@ -150,10 +150,10 @@ def recommend(rows: list[dict], reports: list[dict], primary: str, margin: float
 def check_leakage(project, suite, specs) -> dict:
     """Refuse to run when an eval example is in a few-shot pool or in the data a model was trained on."""
     from tailorlm.data.versions import load_records, resolve
-    from tailorlm.ladder.ensemble import with_members
+    from tailorlm.rungs.ensemble import with_members
     from tailorlm.ladder.leakage import find_leaks
-    from tailorlm.ladder.prompt_opt import search_pools
-    from tailorlm.ladder.rungs import resolve_version
+    from tailorlm.rungs.prompt_opt import search_pools
+    from tailorlm.rungs.build import resolve_version
 
     pools, specs = {}, with_members(project, specs)  # an ensemble's members are checked even when run alone
     for spec in specs:
@@ -204,14 +204,14 @@ def ensure_trained(project, spec, pool, embedder, log, on_progress) -> dict:
 
 def train_settings(project, spec, settings: dict, pool, embedder, log) -> tuple[dict, str]:
     """The rung's training settings (the ladder's defaults under the rung's own) and its dataset version id."""
-    from tailorlm.ladder.prompts import load_prompt
+    from tailorlm.rungs.prompts import load_prompt
 
     prompt = load_prompt(project, spec.prompt)
     dataset = default_dataset(project, spec)
     if spec.kind == "hybrid" and spec.raft:
         from tailorlm.config import RungConfig
         from tailorlm.ladder.raft import build_raft_dataset
-        from tailorlm.ladder.rungs import build_rung as _build
+        from tailorlm.rungs.build import build_rung as _build
 
         retriever = _build(project, RungConfig(kind="rag", k=spec.k, prompt=spec.prompt), pool, embedder)
         manifest = build_raft_dataset(project, retriever, dataset)

@@ -51,7 +51,7 @@ def run_sweep(project, spec, settings: dict, dataset: str, grid: list[dict], poo
     from tailorlm.eval.runner import LOWER_IS_BETTER, evaluate
     from tailorlm.eval.suite import suite_from_records
     from tailorlm.ladder.run import train_or_reuse
-    from tailorlm.ladder.rungs import build_rung
+    from tailorlm.rungs.build import build_rung
 
     manifest = resolve(project, dataset)
     if not manifest["splits"].get("validation"):

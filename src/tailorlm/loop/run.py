@@ -132,7 +132,7 @@ def offline_gate(project, prod_id: str, candidate_id: str, generator=None, embed
     from tailorlm.eval.compare import gate
     from tailorlm.eval.runner import LOWER_IS_BETTER, default_params, evaluate
     from tailorlm.eval.suite import load_suite
-    from tailorlm.ladder.rungs import rung_for_model
+    from tailorlm.rungs.build import rung_for_model
     from tailorlm.models.pool import ModelPool
 
     pool = ModelPool(project, generator)

@@ -3,7 +3,7 @@
 - `zero_shot`: the prompt library's prompt, then the question.
 - `few_shot`: k solved examples from a chat dataset's train split as prior turns, either a fixed
   set covering the labels (`selection: static`) or the k most similar by embedding (`similar`).
-- `rag`: retrieved, numbered, quoted sources (see `rag/rung.py`).
+- `rag`: retrieved, numbered, quoted sources (see `rungs/rag.py`).
 - `sft` / `dpo` / `cpt`: a model version, prompted the way it was trained.
 - `hybrid`: a model version plus retrieval.
 
@@ -12,7 +12,7 @@ Served model names are `PROJECT:RUNG` for configured rungs, model version ids
 """
 
 from tailorlm.errors import TailorError
-from tailorlm.ladder.base import Prepared, PromptRung, last_user, with_system
+from tailorlm.rungs.base import Prepared, PromptRung, last_user, with_system
 from tailorlm.models.base import GenParams, Messages
 
 MODEL_KINDS = ("sft", "dpo", "cpt", "hybrid", "grpo")
@@ -126,11 +126,11 @@ def build_rung(project, spec, pool, embedder=None, version: dict | None = None, 
     `pool` is a `ModelPool`; `version` overrides the model lookup.
     """
     if spec.kind == "classic":  # no generator: a linear classifier that answers with a label
-        from tailorlm.ladder.classic import build_classic
+        from tailorlm.rungs.classic import build_classic
 
         return build_classic(project, spec, embedder)
     if spec.kind == "ensemble":  # its members are held; it votes over their labels
-        from tailorlm.ladder.ensemble import build_ensemble
+        from tailorlm.rungs.ensemble import build_ensemble
 
         return build_ensemble(project, spec, pool, embedder)
     rung = _build(project, spec, pool, embedder, version, specs)
@@ -141,7 +141,7 @@ def build_rung(project, spec, pool, embedder=None, version: dict | None = None, 
 
 
 def _build(project, spec, pool, embedder=None, version: dict | None = None, specs=()) -> PromptRung:
-    from tailorlm.ladder.prompts import load_prompt
+    from tailorlm.rungs.prompts import load_prompt
 
     prompt = load_prompt(project, spec.prompt)
     meta = {"prompt": prompt["id"]}
@@ -165,7 +165,7 @@ def _build(project, spec, pool, embedder=None, version: dict | None = None, spec
                        embedder or (_embedder(project) if spec.selection == "similar" else None), spec.label, meta)
     if spec.kind in ("rag", "hybrid"):
         from tailorlm.rag.index import RagIndex
-        from tailorlm.rag.rung import RagRung, label_reminder, make_reranker
+        from tailorlm.rungs.rag import RagRung, label_reminder, make_reranker
 
         cfg = project.config.rag
         index = RagIndex.for_project(project, embedder=embedder)
@@ -178,7 +178,7 @@ def _build(project, spec, pool, embedder=None, version: dict | None = None, spec
         rung.kind = spec.kind
         return rung
     if spec.kind == "prompt_opt":  # searched on the validation split, answers like few_shot
-        from tailorlm.ladder.prompt_opt import build_prompt_opt
+        from tailorlm.rungs.prompt_opt import build_prompt_opt
 
         return build_prompt_opt(project, spec, generator, embedder)
     raise TailorError(f"unknown rung kind {spec.kind!r}")

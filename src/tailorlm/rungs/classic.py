@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 
 from tailorlm.errors import TailorError
-from tailorlm.ladder.base import Answer, Prepared, last_user
-from tailorlm.ladder.whole import AsGenerator, WholeAnswerRung
+from tailorlm.rungs.base import Answer, Prepared, last_user
+from tailorlm.rungs.whole import AsGenerator, WholeAnswerRung
 from tailorlm.models.base import Completion, GenParams, Messages, Usage
 
 FEATURES = ("tfidf", "embedding")
@@ -38,7 +38,7 @@ FIT_VERSION = 1  # bump when fitting changes what a saved model means, so old on
 
 def settings_for(spec) -> dict:
     """The rung's classic settings from its `train:` block, checked, with defaults filled in."""
-    from tailorlm.ladder.base import rung_settings
+    from tailorlm.rungs.base import rung_settings
 
     given = rung_settings(spec, SETTINGS, "classic")
     features = given.get("features", list(FEATURES))
@@ -62,7 +62,7 @@ def build_classic(project, spec, embedder=None) -> "ClassicRung":
     >>> build_classic(project, RungConfig(kind="classic")).answer([{"role": "user", "content": "refund?"}]).text  # doctest: +SKIP
     'billing'
     """
-    from tailorlm.ladder.rungs import chat_pool, default_dataset
+    from tailorlm.rungs.build import chat_pool, default_dataset
     from tailorlm.data.versions import resolve
 
     settings = settings_for(spec)

@@ -22,8 +22,8 @@ compute seconds, is then the sum of theirs as well. `describe()` says so, and ea
 import time
 
 from tailorlm.errors import TailorError
-from tailorlm.ladder.base import Answer, Prepared, last_user
-from tailorlm.ladder.whole import AsGenerator, WholeAnswerRung
+from tailorlm.rungs.base import Answer, Prepared, last_user
+from tailorlm.rungs.whole import AsGenerator, WholeAnswerRung
 from tailorlm.models.base import Completion, GenParams, Messages, Usage
 
 VOTES = ("majority", "confidence", "judge")
@@ -73,7 +73,7 @@ def build_ensemble(project, spec, pool, embedder=None) -> "EnsembleRung":
     >>> build_ensemble(project, RungConfig(kind="ensemble", members=["classic", "few_shot"]), pool).vote  # doctest: +SKIP
     'confidence'
     """
-    from tailorlm.ladder.rungs import build_rung
+    from tailorlm.rungs.build import build_rung
 
     vote = vote_for(project, spec)
     members = [build_rung(project, m, pool, embedder, specs=project.config.rungs) for m in member_specs(project, spec)]

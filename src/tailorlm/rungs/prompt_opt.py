@@ -32,7 +32,7 @@ import random
 import time
 
 from tailorlm.errors import TailorError
-from tailorlm.ladder.base import PromptRung
+from tailorlm.rungs.base import PromptRung
 from tailorlm.models.base import GenParams
 
 SETTINGS = {"budget", "variants", "demo_sets", "similar", "minibatch", "instructions", "seed"}
@@ -55,7 +55,7 @@ Write a better instruction for this task: clear, specific, at most three sentenc
 
 def settings_for(spec) -> dict:
     """The rung's search settings from its `train:` block, checked, with defaults filled in."""
-    from tailorlm.ladder.base import rung_settings
+    from tailorlm.rungs.base import rung_settings
 
     given = rung_settings(spec, SETTINGS, "prompt_opt")
     out = {**DEFAULTS, **given}
@@ -77,7 +77,7 @@ def search_pools(project, spec) -> dict:
     """The records the search reads, by pool name: the train split (demonstrations) and the
     validation split (scores). The ladder's leakage check runs on these."""
     from tailorlm.data.versions import load_records, resolve
-    from tailorlm.ladder.rungs import default_dataset
+    from tailorlm.rungs.build import default_dataset
 
     manifest = resolve(project, default_dataset(project, spec))
     return {f"{manifest['id']}:{split}": load_records(project, manifest, split)
@@ -91,9 +91,9 @@ def build_prompt_opt(project, spec, generator, embedder=None, log=None) -> Promp
     'prompt_opt@5d1c07aa'
     """
     from tailorlm.data.versions import load_records, resolve
-    from tailorlm.ladder.classic import _LazyEmbedder
-    from tailorlm.ladder.prompts import load_prompt
-    from tailorlm.ladder.rungs import chat_pool, default_dataset
+    from tailorlm.rungs.classic import _LazyEmbedder
+    from tailorlm.rungs.prompts import load_prompt
+    from tailorlm.rungs.build import chat_pool, default_dataset
     from tailorlm.paths import inside, safe_name
 
     settings = settings_for(spec)
@@ -136,7 +136,7 @@ def build_prompt_opt(project, spec, generator, embedder=None, log=None) -> Promp
 def library_instructions(project, names: list[str] | None, exclude: str) -> list[dict]:
     """[{source, name, template, text}] for the library's prompts: the named ones, or every
     `prompts/*.md` (searched prompts, which have a `.search.json`, left out) and `default`."""
-    from tailorlm.ladder.prompts import load_prompt
+    from tailorlm.rungs.prompts import load_prompt
 
     folder = project.root / "prompts"
     if names is None:
@@ -176,7 +176,7 @@ def search_metric(project) -> str:
 
 def demo_options(train: list, k: int, settings: dict) -> list[dict]:
     """The demonstration choices: none, the static set, random label-covering sets, similar."""
-    from tailorlm.ladder.rungs import static_examples
+    from tailorlm.rungs.build import static_examples
 
     k = min(k, len(train))
     out = [{"demos": "static", "shots": static_examples(train, k)}, {"demos": "none", "shots": []}]
@@ -223,7 +223,7 @@ def clean_variant(text: str) -> str:
 def rung_for(generator, demos: str, shots: list, system: str, train: list, spec, embedder, meta: dict) -> PromptRung:
     """The rung a candidate describes: the instruction as its system prompt, with its demonstrations
     (`shots`, (user, answer, id) triples, for a fixed set; `similar` picks them per question from `train`)."""
-    from tailorlm.ladder.rungs import FewShot
+    from tailorlm.rungs.build import FewShot
 
     if demos == "none":
         rung = PromptRung(generator, system, spec.label, meta)
@@ -350,7 +350,7 @@ def _teacher(project, generator):
 
 def save_winner(project, name: str, record: dict) -> str:
     """Write the winning instruction to prompts/NAME.md and its record beside it; returns NAME@VERSION."""
-    from tailorlm.ladder.prompts import load_prompt
+    from tailorlm.rungs.prompts import load_prompt
     from tailorlm.paths import inside
 
     win = record["winner"]

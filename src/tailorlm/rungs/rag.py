@@ -7,7 +7,7 @@ time is still shown, but marked. Sources are added best-first until the context 
 
 import re
 
-from tailorlm.ladder.base import Answer, Prepared, PromptRung, last_user, with_system
+from tailorlm.rungs.base import Answer, Prepared, PromptRung, last_user, with_system
 from tailorlm.models.base import Completion, GenParams, Messages
 
 GUARD = ("Answer the question using the numbered sources below. Cite the sources you use like [1]. "

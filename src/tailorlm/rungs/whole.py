@@ -7,7 +7,7 @@ interface for the server's path for rungs not held to labels.
 
 from typing import Iterator
 
-from tailorlm.ladder.base import Answer, Prepared
+from tailorlm.rungs.base import Answer, Prepared
 from tailorlm.models.base import Chunk, Completion, GenParams, Messages, Usage
 
 

@@ -2,7 +2,7 @@
 
 Served names (GET /v1/models):
 - every configured rung, `PROJECT:RUNG`; every model version, `PROJECT:sft@v3`; every alias,
-  `PROJECT:production` (from `ladder.rungs.served_names`);
+  `PROJECT:production` (from `rungs.build.served_names`);
 - the configured generator model's own name (`smollm2-135m-instruct`): the plain generator with
   no system prompt;
 - the bare project name: the version the `production` alias points at, once one is promoted.
@@ -46,7 +46,7 @@ class Router:
         return self.project.config.models.embedder.model
 
     def names(self) -> list[str]:
-        from tailorlm.ladder.rungs import served_names
+        from tailorlm.rungs.build import served_names
 
         names = [self.generator_name, *served_names(self.project)]
         if self._production():
@@ -82,8 +82,8 @@ class Router:
 
     def rung(self, name: str):
         """The rung answering as `name`, built on first use (which may load a model)."""
-        from tailorlm.ladder.base import PromptRung
-        from tailorlm.ladder.rungs import rung_for_model, served_names
+        from tailorlm.rungs.base import PromptRung
+        from tailorlm.rungs.build import rung_for_model, served_names
 
         key = self.resolve(name)
         if key in self._rungs:

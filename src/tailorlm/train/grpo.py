@@ -42,7 +42,7 @@ def prompt_examples(records, system: str | None) -> list[dict]:
     ...                  {"role": "assistant", "content": "4"}]})], None)[0]["reference"]
     '4'
     """
-    from tailorlm.ladder.base import with_system
+    from tailorlm.rungs.base import with_system
 
     out = []
     for r in records:
@@ -58,7 +58,7 @@ def ladder_settings(project, spec, settings: dict) -> dict:
     """A grpo rung's training settings: it starts from `train.base` (another rung's name, or a model
     version id), by default the first sft rung's model, which the ladder has trained by then (sft sorts
     first), and samples with that model's system prompt unless the rung sets one."""
-    from tailorlm.ladder.rungs import resolve_version
+    from tailorlm.rungs.build import resolve_version
 
     settings = dict(settings)
     specs = {s.label: s for s in project.config.rungs}

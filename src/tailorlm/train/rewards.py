@@ -217,7 +217,7 @@ def _python(project, function: str) -> RewardFn:
 
 def _judge(project, generator, rubric: str = "default") -> RewardFn:
     from tailorlm.eval.judge import judge_for, load_rubric, rubric_scores
-    from tailorlm.ladder.base import last_user
+    from tailorlm.rungs.base import last_user
 
     judge, warning = judge_for(project, generator)
     text = load_rubric(project, rubric)

@@ -38,7 +38,7 @@ def load_splits(project, cfg: TrainConfig) -> tuple[dict, dict]:
 def encode_split(tokenizer, records, cfg: TrainConfig) -> tuple[list[dict], dict]:
     if cfg.method == "cpt":
         return pack_blocks([encode_text(tokenizer, r.content["text"]) for r in records], cfg.max_seq_len), {}
-    from tailorlm.ladder.base import with_system
+    from tailorlm.rungs.base import with_system
 
     return fit_length([encode_chat(tokenizer, with_system(r.content["messages"], cfg.system_prompt)) for r in records],
                       cfg.max_seq_len, cfg.overlength)
