@@ -52,11 +52,8 @@ def run_loop(project, method: str = "auto", min_examples: int = 1, train: dict |
     >>> run_loop(Project.load("."))["promoted"]  # doctest: +SKIP
     False
     """
-    from tailorlm.loop.curate import collect, curate
     from tailorlm.serve.ab import experiment
     from tailorlm.train import registry
-    from tailorlm.train.config import TrainConfig
-    from tailorlm.train.runs import train as train_run
 
     name = project.config.name
     prod_id = project.store.get_alias("model", name, PRODUCTION)
@@ -66,10 +63,39 @@ def run_loop(project, method: str = "auto", min_examples: int = 1, train: dict |
         if project.config.serve.ab.share <= 0:
             raise TailorError("tailor loop --ab canaries the candidate on live traffic, and serve.ab.share is 0: "
                               "set serve.ab.share in tailor.yaml (e.g. 0.1) and restart `tailor serve`")
-        running = experiment(project)
-        if running:
+        if experiment(project):
             return canary_step(project, generator=generator, embedder=embedder, log=log, on_progress=on_progress)
-    production = registry.resolve(project, prod_id)
+    lineage = registry.resolve(project, prod_id)["lineage"]
+    method, datasets, counts = _curated_feedback(project, method, min_examples, log)
+    log(f"curated: {datasets[method]['id']} ({datasets[method]['accounting']['kept']} examples); "
+        f"training a {method} candidate from {prod_id}")
+    result = _train_candidate(project, method, datasets[method]["id"], prod_id, lineage, train, log, on_progress)
+    candidate_id = result["model_version"]
+    if not ab:  # a canary's candidate gets live traffic only once it has passed the offline gate
+        project.store.set_alias("model", name, CANDIDATE, candidate_id, reason=f"trained by the loop from {prod_id}")
+
+    reports, verdict = offline_gate(project, prod_id, candidate_id, generator, embedder, log, on_progress)
+    promoted = bool(verdict["passed"] and promote_on_pass and not ab)
+    if promoted:
+        project.store.set_alias("model", name, PRODUCTION, candidate_id,
+                                reason=f"loop: gate passed against {prod_id} on {', '.join(verdict['suites'])}")
+    loop = {"id": new_id("loop-"), "created_at": now(), "production_before": prod_id, "candidate": candidate_id,
+            "method": method, "feedback": counts, "datasets": {k: (m["id"] if m else None) for k, m in datasets.items()},
+            "run": result["run_id"], "reports": reports, "gate": verdict, "promoted": promoted,
+            "production_after": candidate_id if promoted else prod_id}
+    if ab:
+        loop["canary"] = _start_canary(project, prod_id, candidate_id, verdict, promote_on_pass, log)
+    else:
+        log(("promoted " if promoted else "kept production; the gate failed for ") + candidate_id)
+    return _write_loop(project, loop)
+
+
+def _curated_feedback(project, method: str, min_examples: int, log) -> tuple[str, dict, dict]:
+    """(method, curated dataset manifests by method, feedback counts): the feedback turned into training
+    data, and with `method="auto"` the method it supports (sft on corrections, dpo on pairs, else kto on
+    thumbs). Raises when the chosen method has fewer than `min_examples` curated examples."""
+    from tailorlm.loop.curate import collect, curate
+
     sft, prefs, counts = collect(project)
     log(f"feedback: {counts['feedback']} signals -> {counts['sft']} corrections, {counts['preference']} preference pairs")
     datasets = {"sft": curate(project, sft, "feedback-sft", "chat"), "dpo": curate(project, prefs, "feedback-dpo", "preference")}
@@ -84,41 +110,38 @@ def run_loop(project, method: str = "auto", min_examples: int = 1, train: dict |
     if kept[method] < min_examples:
         raise TailorError(f"not enough curated feedback for {method}: {kept[method]} examples after dedup, PII and "
                           f"decontamination (need {min_examples}); collect more with `tailor feedback` or POST /v1/feedback")
-    log(f"curated: {datasets[method]['id']} ({kept[method]} examples); training a {method} candidate from {prod_id}")
+    return method, datasets, counts
 
-    lineage = production["lineage"]
+
+def _train_candidate(project, method: str, dataset_id: str, prod_id: str, lineage: dict, train: dict | None, log,
+                     on_progress) -> dict:
+    """Train the candidate from production on the curated dataset; a preference-tuned candidate keeps
+    production's prompting (system prompt and rung), so it is served the way its parent was."""
+    from tailorlm.train.config import TrainConfig
+    from tailorlm.train.runs import train as train_run
+
     settings = {"epochs": 1.0, "eval_steps": 50, "early_stopping_patience": None, **(train or {})}
     if method == "sft":
         settings = {"system_prompt": lineage.get("system_prompt"), "rung": lineage.get("rung", "sft"), **settings}
-    cfg = TrainConfig(method=method, dataset=datasets[method]["id"], base=prod_id, name=name, **settings)
+    cfg = TrainConfig(method=method, dataset=dataset_id, base=prod_id, name=project.config.name, **settings)
     result = train_run(project, cfg, on_message=lambda m: log(f"  {m}"),
                        on_progress=(lambda s, t, _l, _tps: on_progress("train candidate", s, t)) if on_progress else None)
-    candidate_id = result["model_version"]
     if method in ("dpo", "kto"):  # a preference run's version is served like its parent
-        _inherit_prompting(project, candidate_id, lineage)
-    if not ab:  # a canary's candidate gets live traffic only once it has passed the offline gate
-        project.store.set_alias("model", name, CANDIDATE, candidate_id, reason=f"trained by the loop from {prod_id}")
+        _inherit_prompting(project, result["model_version"], lineage)
+    return result
 
-    reports, verdict = offline_gate(project, prod_id, candidate_id, generator, embedder, log, on_progress)
-    promoted = bool(verdict["passed"] and promote_on_pass and not ab)
-    if promoted:
-        project.store.set_alias("model", name, PRODUCTION, candidate_id,
-                                reason=f"loop: gate passed against {prod_id} on {', '.join(verdict['suites'])}")
-    loop = {"id": new_id("loop-"), "created_at": now(), "production_before": prod_id, "candidate": candidate_id,
-            "method": method, "feedback": counts, "datasets": {k: (m["id"] if m else None) for k, m in datasets.items()},
-            "run": result["run_id"], "reports": reports, "gate": verdict, "promoted": promoted,
-            "production_after": candidate_id if promoted else prod_id}
-    if ab:
-        loop["canary"] = verdict["noninferior"] and promote_on_pass
-        if loop["canary"]:
-            project.store.set_alias("model", name, CANDIDATE, candidate_id,
-                                    reason=f"loop --ab: offline non-inferior to {prod_id}; canary on "
-                                           f"{project.config.serve.ab.share:g} of live users")
-        log(f"canary started: {candidate_id}" if loop["canary"] else
-            f"no canary: {candidate_id} is not shown non-inferior offline (margin {verdict['margin']:g})")
-    else:
-        log(("promoted " if promoted else "kept production; the gate failed for ") + candidate_id)
-    return _write_loop(project, loop)
+
+def _start_canary(project, prod_id: str, candidate_id: str, verdict: dict, promote_on_pass: bool, log) -> bool:
+    """`loop --ab`: point `candidate` at a candidate shown non-inferior offline, so a share of live users
+    get it; returns whether the canary started."""
+    started = bool(verdict["noninferior"] and promote_on_pass)
+    if started:
+        project.store.set_alias("model", project.config.name, CANDIDATE, candidate_id,
+                                reason=f"loop --ab: offline non-inferior to {prod_id}; canary on "
+                                       f"{project.config.serve.ab.share:g} of live users")
+    log(f"canary started: {candidate_id}" if started else
+        f"no canary: {candidate_id} is not shown non-inferior offline (margin {verdict['margin']:g})")
+    return started
 
 
 def offline_gate(project, prod_id: str, candidate_id: str, generator=None, embedder=None, log=print,
