@@ -61,6 +61,30 @@ def test_rst_underlined_titles(tmp_path):
                             (["Manual", "Setup", "Keys"], rst.index("Keys")), (["Manual", "Usage"], rst.index("Usage"))]
 
 
+SETEXT_DOC = ("Intro line.\n\nGuide\n=====\n\nSome text.\n\nInstall\n-------\n\nRun it.\n\n---\n\n"
+              "After a thematic break.\n\n### On Linux\n\nUse the package.\n\nA paragraph\nthen more\n---\n\n"
+              "```\nnot a title\n===\n```\n\nUse\n---\n\nOpen it.\n")
+ATX_DOC = ("Intro line.\n\n# Guide\n\nSome text.\n\n## Install\n\nRun it.\n\n---\n\n"
+           "After a thematic break.\n\n### On Linux\n\nUse the package.\n\nA paragraph\nthen more\n---\n\n"
+           "```\nnot a title\n===\n```\n\n## Use\n\nOpen it.\n")
+TRAILS = [["Guide"], ["Guide", "Install"], ["Guide", "Install", "On Linux"], ["Guide", "Use"]]
+
+
+@pytest.mark.parametrize("text", [SETEXT_DOC, ATX_DOC], ids=["setext", "atx"])
+def test_setext_and_atx_headings_give_the_same_trail_to_the_reader_and_the_chunker(tmp_path, text):
+    from tailorlm.rag.chunking import chunk_document
+
+    (tmp_path / "guide.md").write_text(text)
+    doc = read_document(tmp_path / "guide.md")
+    assert [trail for trail, _ in doc.sections] == TRAILS and doc.title == "Guide"
+    # a thematic break after a blank line, a paragraph's last line over `---` and `===` inside a fence
+    # are no titles; the reader's offsets are where each heading's first line starts
+    assert [doc.text[o:].split("\n")[0].lstrip("# ") for _, o in doc.sections] == ["Guide", "Install", "On Linux", "Use"]
+    trails = [c.heading for c in chunk_document(doc.text, doc.format)]
+    assert [t for i, t in enumerate(trails) if t and t not in trails[:i]] == TRAILS
+    assert {tuple(t) for t in trails} == {(), *map(tuple, TRAILS)}
+
+
 @pytest.mark.parametrize("name, kept, gone", [
     ("performance-tuning.html",
      ["# Performance tuning for the Keelbox Agent", "## Limiting bandwidth", "## Finding the bottleneck",

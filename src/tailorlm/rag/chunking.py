@@ -19,8 +19,8 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-# the reader's own heading rules, so chunk trails match `DocText.sections`
-from tailorlm.data.readers.docs import _ADORN, _ATX, _FENCE, _nest, _rst_sections
+# the reader's own heading parser, so chunk trails match `DocText.sections`
+from tailorlm.data.readers.headings import FENCE, headings
 
 Counter = Callable[[str], int]
 Span = tuple[int, int, str]  # (start, end, kind); kind is "prose", "code" or "table"
@@ -65,7 +65,7 @@ def chunk_document(text: str, fmt: str = "markdown", max_tokens: int = 256, over
     if max_tokens < 1:
         raise ValueError("max_tokens must be at least 1")
     count = count_tokens or approx_tokens
-    heads = _headings(text, fmt)
+    heads = headings(text, fmt)
     # the preamble before the first heading is a section with an empty trail
     sections = [([], 0, heads[0][1] if heads else len(text))]
     sections += [(trail, body, nxt) for (trail, _, body), nxt in zip(heads, [h[1] for h in heads[1:]] + [len(text)])]
@@ -82,51 +82,11 @@ def chunk_record(record, **kwargs) -> list[Chunk]:
     return chunk_document(record.content["text"], record.meta.get("format") or "text", **kwargs)
 
 
-def _line_after(text: str, pos: int) -> int:
-    nl = text.find("\n", pos)
-    return len(text) if nl < 0 else nl + 1
-
-
 def _lines(text: str, start: int, end: int) -> list[tuple[int, str]]:
     out, pos = [], start
     for line in text[start:end].split("\n"):
         out.append((pos, line))
         pos += len(line) + 1
-    return out
-
-
-_SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
-_NOT_TITLE = re.compile(r"^( {4}|\s*([-*+>|]|\d+[.)])(\s|$))")  # list items, quotes, tables, indented code
-
-
-def _headings(text: str, fmt: str) -> list[tuple[list[str], int, int]]:
-    """(trail, start of the heading's first line, start of its body) for every heading, in order."""
-    if fmt == "pdf":  # extracted PDF text has no markup to trust, and the reader finds no sections either
-        return []
-    if fmt in ("rst", "text"):  # the reader scans plain text like reST too: underlined titles
-        out = []
-        for trail, off in _rst_sections(text):
-            body = _line_after(text, _line_after(text, off))  # title and underline
-            if _ADORN.match(text[off:_line_after(text, off)]):  # the heading starts with an overline
-                body = _line_after(text, body)
-            out.append((trail, off, body))
-        return out
-    # Markdown (and HTML, which the reader rewrote as `#` headings): ATX as the reader finds them,
-    # plus one-line Setext titles (`===` level 1, `---` level 2) after a blank line, so that a
-    # thematic break `---` after a paragraph's blank line is not mistaken for one
-    lines = _lines(text, 0, len(text))
-    out, stack, fence = [], [], None
-    for i, (pos, line) in enumerate(lines):
-        m = _FENCE.match(line)
-        if m and (fence is None or m.group(1).startswith(fence)):
-            fence = None if fence else m.group(1)[:3]  # a `# comment` in a code block is no heading
-        elif fence is None and (m := _ATX.match(line)):
-            stack = _nest(stack, len(m.group(1)), m.group(2).strip())
-            out.append(([t for _, t in stack], pos, _line_after(text, pos)))
-        elif (fence is None and i + 1 < len(lines) and (u := _SETEXT.match(lines[i + 1][1])) and line.strip()
-              and not _NOT_TITLE.match(line) and (i == 0 or not lines[i - 1][1].strip())):
-            stack = _nest(stack, 1 if u.group(1)[0] == "=" else 2, line.strip())
-            out.append(([t for _, t in stack], pos, _line_after(text, lines[i + 1][0])))
     return out
 
 
@@ -157,9 +117,9 @@ def _blocks(text: str, start: int, end: int, fmt: str) -> list[Span]:
                 add("prose", para, i)
             para, i = None, i + 1
             continue
-        if md and (m := _FENCE.match(line)):  # fenced code: up to the closing fence, or the section's end
+        if md and (m := FENCE.match(line)):  # fenced code: up to the closing fence, or the section's end
             j = i + 1
-            while j < n and not ((c := _FENCE.match(lines[j][1])) and c.group(1).startswith(m.group(1)[:3])):
+            while j < n and not ((c := FENCE.match(lines[j][1])) and c.group(1).startswith(m.group(1)[:3])):
                 j += 1
             j = min(j + 1, n)
         elif not md and (_CODE_DIRECTIVE.match(line)

@@ -12,13 +12,13 @@ Every problem with one file is a `DocumentError` with a reason a user can act on
 import codecs
 import glob
 import io
-import itertools
 import re
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Iterator
 
+from tailorlm.data.readers.headings import headings
 from tailorlm.data.record import Record
 from tailorlm.errors import TailorError
 
@@ -81,9 +81,8 @@ def read_document(path: Path, max_bytes: int = MAX_BYTES) -> DocText:
             raise DocumentError(path, "no text left in the HTML after removing navigation and boilerplate")
     elif fmt == "text":
         title = text.strip().split("\n", 1)[0].strip()[:100]
-    # HTML headings are `#` lines by now; plain text is scanned like reST because underlined
-    # titles are how .txt files usually mark headings
-    sections = _markdown_sections(text) if fmt in ("markdown", "html") else _rst_sections(text)
+    # HTML headings are `#` lines by now; plain text is scanned like reST (headings.py says why)
+    sections = [(trail, start) for trail, start, _ in headings(text, fmt)]
     # the first heading beats a <title> (which usually ends in " | Site name") or a first line
     return DocText(text, sections[0][0][0] if sections else title, fmt, sections, encoding)
 
@@ -174,47 +173,6 @@ def _read_pdf(path: Path, data: bytes) -> DocText:
     if not text:
         raise DocumentError(path, "no extractable text (scanned PDF?); run OCR on it first")
     return DocText(text, str(title or "").strip() or None, "pdf", [], None)
-
-
-def _nest(stack: list, level: int, title: str) -> list:  # a new heading closes deeper or equal ones
-    return [(lv, t) for lv, t in stack if lv < level] + [(level, title)]
-
-
-_ATX = re.compile(r"^(#{1,6})[ \t]+(.+?)(?:[ \t]+#+)?[ \t]*$")
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
-_ADORN = re.compile(r"^([=\-~^\"'`#*+:._<>!])\1{2,}\s*$")  # a reST title's under/overline
-
-
-def _markdown_sections(text: str) -> Sections:
-    sections, stack, offset, fence = [], [], 0, None
-    for line in text.split("\n"):
-        m = _FENCE.match(line)
-        if m and (fence is None or m.group(1).startswith(fence)):
-            fence = None if fence else m.group(1)[:3]  # a `# comment` in a code block is no heading
-        elif fence is None and (m := _ATX.match(line)):
-            stack = _nest(stack, len(m.group(1)), m.group(2).strip())
-            sections.append(([t for _, t in stack], offset))
-        offset += len(line) + 1
-    return sections
-
-
-def _rst_sections(text: str) -> Sections:
-    # reST has no fixed heading levels: each new adornment style (char, with/without overline)
-    # takes the next level in order of first appearance, as docutils does.
-    lines = text.split("\n")
-    starts = [0] + list(itertools.accumulate(len(line) + 1 for line in lines))
-    sections, styles, stack = [], {}, []
-    for i, (title, under) in enumerate(zip(lines, lines[1:])):
-        m = _ADORN.match(under)
-        if not m or not title.strip() or _ADORN.match(title) or len(under.rstrip()) < len(title.strip()):
-            continue
-        over = i > 0 and lines[i - 1].rstrip() == under.rstrip()
-        # without an overline a title is flush left after a blank line; anything else is a paragraph
-        if not over and (title[0].isspace() or (i > 0 and lines[i - 1].strip())):
-            continue
-        stack = _nest(stack, styles.setdefault((m.group(1), over), len(styles)), title.strip())
-        sections.append(([t for _, t in stack], starts[i - 1 if over else i]))
-    return sections
 
 
 _DROP = {"head", "script", "style", "nav", "header", "footer", "aside", "form", "noscript", "template",
