@@ -10,7 +10,7 @@ from tailorlm.review import pairs as pr
 from tailorlm.review import queue as fq
 from tailorlm.review.agreement import cohen_kappa, krippendorff_alpha
 from tests.pg_fixtures import pg_server, pg_url  # noqa: F401
-from tests.review_fixtures import build, reviewed_project  # noqa: F401
+from tests.review_fixtures import LABELS, build, reviewed_project  # noqa: F401
 
 
 def test_krippendorff_alpha_matches_krippendorffs_published_example():
@@ -210,7 +210,8 @@ def test_terminal_flows(reviewed_project, cli):
 
 def test_judge_agreement_and_its_ppi_correction(reviewed_project):
     from tailorlm.eval.runner import load_report
-    from tailorlm.review.judge import judge_agreement, ppi_mean
+    from tailorlm.eval.judge import ppi_mean
+    from tailorlm.review.judge import judge_agreement
 
     project = reviewed_project
     review = pr.start_pair_review(project, "base", "tuned", suite="fresh", sample=10, seed=1)
@@ -231,3 +232,75 @@ def test_judge_agreement_and_its_ppi_correction(reviewed_project):
     assert corrected["high"] - corrected["low"] > corrected["judge_only_high"] - corrected["judge_only_low"]
     same = ppi_mean([0.5, 0.75, 0.25, 1.0] * 5, [0.5, 0.75], [0.5, 0.75])
     assert same["mean"] == pytest.approx(same["judge_only"])  # a judge that matches people needs no correction
+
+
+def _rate_answers(project, review_id, rater, overall):
+    """Rate every item blind, each answer `overall(answer text)` on all three criteria."""
+    from tailorlm.eval.runner import load_report
+
+    review = pr.get_pair_review(project, review_id)
+    text = {s: {e["id"]: e["prediction"] for e in load_report(project, review[f"report_{s}"])["examples"]} for s in "ab"}
+    first = {i["example_id"]: i["shown_first"] for i in project.store.select("pair_review_items", review_id=review_id)}
+    for item in pr.blind_items(project, review_id):
+        e = item["example_id"]
+        left, right = ("a", "b") if first[e] == "a" else ("b", "a")
+        pr.rate(project, review_id, e, rater, left={c: overall(text[left][e]) for c in pr.CRITERIA},
+                right={c: overall(text[right][e]) for c in pr.CRITERIA})
+
+
+def _tuned(project):
+    from tailorlm.eval.runner import load_report
+    from tailorlm.eval.suite import load_suite
+    from tailorlm.review.pairs import find_report
+
+    suite = load_suite(project, "fresh.jsonl")
+    by_id = {e["id"]: e["prediction"] for e in load_report(project, find_report(project, "tuned", "fresh")["id"])["examples"]}
+    return suite, [by_id[e.id] for e in suite.examples]
+
+
+def test_judge_intervals_of_eval_and_the_ladder_widen_for_a_judge_people_disagree_with(reviewed_project):
+    from tailorlm.eval.judge import PPI_METHOD, with_human_ratings
+    from tailorlm.eval.stats import mean_ci
+
+    project = reviewed_project
+    suite, preds = _tuned(project)
+    right = [p in LABELS for p in preds]  # tuned says "not sure ..." on every third ticket
+    agreeing = [0.75 if r else 0.25 for r in right]  # the judge's (s - 1) / 4: 4 when right, 2 when wrong
+    careless = [0.75 if n % 2 else 0.25 for n in range(len(preds))]  # a judge blind to what people see
+    entry = lambda per: {**mean_ci(per), "score": sum(per) / len(per), "per_example": per}  # noqa: E731
+    width = lambda e: e["high"] - e["low"]  # noqa: E731
+    assert with_human_ratings(project, suite, preds, entry(careless)) == entry(careless)  # nobody rated: unchanged
+    review = pr.start_pair_review(project, "base", "tuned", suite="fresh", sample=24, seed=4)
+    _rate_answers(project, review["id"], "alice", lambda text: 4 if text in LABELS else 2)
+    good, bad = (with_human_ratings(project, suite, preds, entry(per)) for per in (agreeing, careless))
+    for e in (good, bad):
+        assert e["method"] == PPI_METHOD and e["human"]["n_rated"] == 24 and e["human"]["reviews"] == [review["id"]]
+    # People agree with the first judge on every rated answer: no correction, and no wider than the judge alone.
+    assert good["mean"] == pytest.approx(sum(agreeing) / len(agreeing)) and good["human"]["gap_mean"] == 0
+    assert width(good) <= 1.1 * width(good["judge_only"])
+    # The careless judge is moved to what people said (all 24 rated), and its interval widens.
+    assert bad["mean"] == pytest.approx(sum(agreeing) / len(agreeing)) and bad["judge_only"]["mean"] == pytest.approx(0.5)
+    assert width(bad) > 1.5 * width(bad["judge_only"])
+
+
+def test_the_eval_runner_corrects_judge_rubric_with_people(reviewed_project, upstream):
+    """Through `eval.runner.score`, which `tailor eval` and every ladder rung call: the judge here scores
+    every answer 4, right or wrong, and people who rated the same answers expose it."""
+    from tailorlm.eval.runner import score
+    from tailorlm.project import Project
+    from tests.helpers import extend_config
+
+    extend_config(reviewed_project.root, {"models": {"judge": {"backend": "openai", "model": "judge",
+                                                               "base_url": upstream.base_url}}})
+    project = Project.load(reviewed_project.root)
+    suite, preds = _tuned(project)
+    upstream.answers = ["Score: 4"] * len(preds)
+    alone = score(project, suite, preds, ["judge_rubric"])["judge_rubric"]
+    assert "human" not in alone and alone["mean"] == pytest.approx(0.75)
+    review = pr.start_pair_review(project, "base", "tuned", suite="fresh", sample=24, seed=0)
+    _rate_answers(project, review["id"], "alice", lambda text: 5 if text in LABELS else 1)
+    upstream.answers = ["Score: 4"] * len(preds)
+    m = score(project, suite, preds, ["judge_rubric"])["judge_rubric"]
+    assert m["human"]["n_rated"] == 24 and m["judge_only"]["mean"] == pytest.approx(0.75)
+    assert m["mean"] == pytest.approx(16 / 24)  # what people said: two thirds right
+    assert m["high"] - m["low"] > 0.2 > alone["high"] - alone["low"]

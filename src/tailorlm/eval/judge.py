@@ -10,10 +10,17 @@ the answer against a written rubric. Judges are biased and noisy, so this module
 
 The judge is `models.judge` in tailor.yaml, or the generator when unset (`judge_for`). Rubrics are
 `rubrics/NAME.md` in the project; `default` falls back to `DEFAULT_RUBRIC`.
+
+Where people rated some of the very answers the judge scores (blind side-by-side reviews on the same
+suite), `with_human_ratings` corrects the judge's score with theirs by prediction-powered inference
+(Angelopoulos et al., Science 2023), so a judge that disagrees with people gets a wider interval in
+`tailor eval` and the ladder.
 """
 
 import json
+import math
 import re
+from statistics import NormalDist, fmean, variance
 
 from tailorlm.config import EMBEDDED_GENERATOR, GeneratorConfig
 from tailorlm.errors import TailorError
@@ -279,3 +286,61 @@ def judge_pairwise(project, examples, preds: list[str | None], *, baseline: list
 # Names as written under `eval.metrics` in tailor.yaml. Unlike `metrics.METRICS` (preds, refs) they
 # need the project, for its judge and rubrics: `JUDGE_METRICS[name](project, suite.examples, preds)`.
 JUDGE_METRICS = {"judge_rubric": judge_rubric, "judge_pairwise": judge_pairwise}
+
+
+def ppi_mean(judge_all: list[float], judge_rated: list[float], human_rated: list[float], confidence: float = 0.95) -> dict:
+    """Prediction-powered mean: the judge on every example, rectified by the people on the rated ones.
+
+    Angelopoulos, Bates, Fannjiang, Jordan and Zrnic, "Prediction-powered inference", Science 382
+    (2023): the judge's mean over all N answers plus the mean human-minus-judge gap over the n that
+    people rated, with variance var(judge)/N + var(gap)/n and a normal interval. A judge that agrees
+    with people has a gap that barely varies and adds almost nothing; one that disagrees widens it.
+
+    >>> r = ppi_mean([0.5, 0.75, 0.25, 1.0], [0.5, 0.75], [0.75, 0.75])
+    >>> r["mean"]
+    0.75
+    """
+    n, big_n = len(human_rated), len(judge_all)
+    gap = [h - j for h, j in zip(human_rated, judge_rated, strict=True)]
+    point = fmean(judge_all) + fmean(gap)
+    var = (variance(judge_all) / big_n if big_n > 1 else 0.0) + (variance(gap) / n if n > 1 else 0.0)
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    half = z * math.sqrt(var)
+    naive = z * math.sqrt(variance(judge_all) / big_n) if big_n > 1 else 0.0
+    return {"mean": point, "low": point - half, "high": point + half, "judge_only": fmean(judge_all),
+            "judge_only_low": fmean(judge_all) - naive, "judge_only_high": fmean(judge_all) + naive, "n_rated": n,
+            "n": big_n, "gap_mean": fmean(gap), "method": PPI_METHOD}
+
+
+PPI_METHOD = "prediction-powered inference (Angelopoulos et al., Science 2023), normal interval"
+MIN_RATED = 2  # the gap's variance needs two rated answers; with one the interval would only look narrow
+
+
+def with_human_ratings(project, suite, preds: list[str | None], entry: dict) -> dict:
+    """A `judge_rubric` score entry of `eval.runner.score`, corrected by the people's ratings of the same answers.
+
+    The labelled set is every answer in `preds` that a rater scored 1-5 in a blind side-by-side
+    review on this suite (same name and version, same example, the same answer text: a rating
+    belongs to the words rated, not to the rung), the raters' overall mean mapped to [0, 1] as the
+    judge's (s - 1) / 4 is. Those reviews draw seeded random samples of the suite, which is what
+    `ppi_mean` needs. With fewer than `MIN_RATED` rated answers the entry is returned as it was.
+    (`judge_pairwise` is not corrected: people rate two rungs' answers, while that judge compares an
+    answer with the reference, so there is no human counterpart to its scores.) Otherwise `mean`, `score`, `low` and `high` are the corrected ones, `judge_only` keeps the
+    judge's own interval and `human` says how many answers people rated.
+
+    >>> score(project, suite, preds, ["judge_rubric"])["judge_rubric"]["human"]  # doctest: +SKIP
+    {'n_rated': 10, 'gap_mean': -0.21, 'reviews': ['pr-3f2a...']}
+    """
+    if "per_example" not in entry or not preds:
+        return entry
+    from tailorlm.review.judge import rated_answers
+
+    rated, reviews = rated_answers(project, f"{suite.name}@{suite.version}")
+    labelled = [(entry["per_example"][i], (fmean(rated[(e.id, p)]) - 1) / 4)
+                for i, (e, p) in enumerate(zip(suite.examples, preds, strict=True)) if p is not None and (e.id, p) in rated]
+    if len(labelled) < MIN_RATED:
+        return entry
+    r = ppi_mean(entry["per_example"], [j for j, _ in labelled], [h for _, h in labelled])
+    judge_only = {k: entry[k] for k in ("mean", "low", "high", "method")}
+    return {**entry, "mean": r["mean"], "score": r["mean"], "low": r["low"], "high": r["high"], "method": PPI_METHOD,
+            "judge_only": judge_only, "human": {"n_rated": r["n_rated"], "gap_mean": r["gap_mean"], "reviews": reviews}}

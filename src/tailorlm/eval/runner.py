@@ -145,6 +145,10 @@ def score(project, suite, preds: list[str | None], metrics: list[str], rung=None
         for extra in ("extracted", "per_label", "labels", "warning", "perplexity", "per_category", "critical_failed"):
             if extra in result:
                 entry[extra] = result[extra]
+        if name == "judge_rubric":  # people who rated these answers correct the judge (PPI, eval/judge.py)
+            from tailorlm.eval.judge import with_human_ratings
+
+            entry = with_human_ratings(project, suite, preds, entry)
         out[name] = entry
     return out
 

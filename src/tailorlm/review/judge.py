@@ -10,36 +10,40 @@ The judge's score for a whole report is then corrected with the human ratings by
 inference (Angelopoulos, Bates, Fannjiang, Jordan and Zrnic, "Prediction-powered inference",
 Science 382, 2023): mean of the judge over all N examples plus the mean human-minus-judge gap on the
 n rated ones, with variance var(judge)/N + var(gap)/n. A judge that disagrees with people has a
-widely spread gap, so its interval widens; a judge that agrees adds almost nothing.
+widely spread gap, so its interval widens; a judge that agrees adds almost nothing (`eval.judge.ppi_mean`).
+`rated_answers` hands the same ratings to `eval.judge.with_human_ratings`, which corrects the judge
+scores of `tailor eval` and the ladder with them.
 """
 
 from __future__ import annotations
 
-import math
-from statistics import NormalDist, fmean, variance
+from statistics import fmean
 
+from tailorlm.eval.judge import ppi_mean
 from tailorlm.review.agreement import KAPPA_MODERATE, cohen_kappa, kappa_band, spearman
 
 JUDGE_METRIC = "judge_rubric"
 
 
-def ppi_mean(judge_all: list[float], judge_rated: list[float], human_rated: list[float], confidence: float = 0.95) -> dict:
-    """Prediction-powered mean: the judge on every example, rectified by the people on the rated ones.
+def rated_answers(project, suite: str) -> tuple[dict[tuple[str, str], list[float]], list[str]]:
+    """({(example id, answer text): [each rater's overall 1-5]}, review ids) over every blind pair review
+    on `suite` (NAME@VERSION): what `eval.judge.with_human_ratings` corrects a judge with. A failed
+    answer was shown as its error and is left out, since no judged prediction has that text."""
+    from tailorlm.review.pairs import _examples, _overall, ratings
 
-    >>> r = ppi_mean([0.5, 0.75, 0.25, 1.0], [0.5, 0.75], [0.75, 0.75])
-    >>> r["mean"]
-    0.75
-    """
-    n, big_n = len(human_rated), len(judge_all)
-    gap = [h - j for h, j in zip(human_rated, judge_rated, strict=True)]
-    point = fmean(judge_all) + fmean(gap)
-    var = (variance(judge_all) / big_n if big_n > 1 else 0.0) + (variance(gap) / n if n > 1 else 0.0)
-    z = NormalDist().inv_cdf(0.5 + confidence / 2)
-    half = z * math.sqrt(var)
-    naive = z * math.sqrt(variance(judge_all) / big_n) if big_n > 1 else 0.0
-    return {"mean": point, "low": point - half, "high": point + half, "judge_only": fmean(judge_all),
-            "judge_only_low": fmean(judge_all) - naive, "judge_only_high": fmean(judge_all) + naive, "n_rated": n,
-            "n": big_n, "method": "prediction-powered inference (Angelopoulos et al., Science 2023), normal interval"}
+    out: dict[tuple[str, str], list[float]] = {}
+    used = []
+    for review in project.store.select("pair_reviews", order_by="created_at", suite=suite):
+        rows = ratings(project, review["id"])
+        if not rows:
+            continue
+        used.append(review["id"])
+        for side, examples in zip("ab", _examples(project, review)):
+            for r in rows:
+                e, overall = examples.get(r["example_id"]), _overall(r, side)
+                if e is not None and overall is not None and not e.get("error") and e.get("prediction") is not None:
+                    out.setdefault((r["example_id"], e["prediction"]), []).append(overall)
+    return out, used
 
 
 def judge_agreement(project, review_id: str) -> dict:
