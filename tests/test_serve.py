@@ -21,7 +21,7 @@ def test_models_lists_every_rung_version_alias_and_the_generator(start, project,
     url, _ = start(pool=ModelPool(project, generator=fresh_generator))
     client = client_for(url)
     names = [m.id for m in client.models.list().data]
-    for name in ("acme:zero_shot", "acme:sft@v1", "acme:latest", "acme:production", "acme", "smollm2-135m-instruct",
+    for name in ("acme:zero_shot", "acme:sft@v1", "acme@latest", "acme@production", "acme", "smollm2-135m-instruct",
                  "all-minilm-l6-v2"):
         assert name in names
 
@@ -33,7 +33,8 @@ def test_models_lists_every_rung_version_alias_and_the_generator(start, project,
     assert meta["model_version"] is None
     tuned, meta = answer("acme")  # the bare project name is the production version
     assert meta["model_version"] == "acme:sft@v1"
-    assert answer("acme:sft@v1")[0] == answer("acme:production")[0] == tuned
+    assert answer("acme:sft@v1")[0] == answer("acme@production")[0] == tuned
+    assert answer("acme:production")[0] == tuned  # the retired alias spelling still answers
     assert tuned != base  # the adapter is really applied
     rows = {r["model"]: r for r in project.store.select("traces")}
     assert rows["acme"]["model_version"] == "acme:sft@v1"

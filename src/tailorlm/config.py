@@ -193,7 +193,7 @@ class ABConfig(Strict):
     """A canary: a share of live traffic to the `candidate` alias, compared with `production` on feedback."""
 
     share: float = Field(0.0, ge=0, le=1, description="Share of requests for the project's production model "
-                         "(`PROJECT` or `PROJECT:production`) answered by the `candidate` alias instead; 0 is off. "
+                         "(`PROJECT` or `PROJECT@production`) answered by the `candidate` alias instead; 0 is off. "
                          "Sticky per user: the request's `user` field or the `user_header`.")
     user_header: str = Field("X-Tailor-User", min_length=1, description="Header naming the end user when the "
                              "request has no `user` field; requests with neither are assigned one by one.")

@@ -93,16 +93,11 @@ def _eval_size(project) -> dict:
 
 
 def latest_ladder(project) -> dict | None:
-    """The newest `.tailor/reports/*/ladder.json` (by `created_at`), or None."""
-    reports = []
-    for path in project.artifacts("reports").glob("*/ladder.json"):
-        try:
-            report = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            continue  # a report being written, or a broken one, is not evidence
-        report["path"] = str(path.relative_to(project.root))
-        reports.append(report)
-    return max(reports, key=lambda r: r.get("created_at", ""), default=None)
+    """The newest ladder report (by `created_at`, through `tailorlm.registry.reports`), or None."""
+    from tailorlm.registry.reports import latest
+
+    ladder = latest(project, "ladder")
+    return ladder.to_dict() if ladder else None
 
 
 def _paired_tests(project, ladder: dict) -> list[dict]:

@@ -288,12 +288,10 @@ def reports_list(project: Path = PROJECT, as_json: bool = JSON) -> None:
 
     Example: tailor reports list --json
     """
-    import json
-
     from tailorlm.project import Project
+    from tailorlm.registry.reports import entries
 
-    proj = Project.load(project)
-    rows = [{**r, "metrics": json.loads(r["metrics"])} for r in proj.store.select("reports", order_by="created_at")]
+    rows = [e.to_dict() for e in entries(Project.load(project))]
     if emit({"reports": rows}, as_json):
         return
     for r in rows:
@@ -307,23 +305,15 @@ def reports_show(report: str = typer.Argument(..., help="Report id or prefix."),
 
     Example: tailor reports show ladder-2026
     """
-    import json
-
-    from tailorlm.errors import TailorError
-    from tailorlm.eval.runner import load_report
     from tailorlm.project import Project
+    from tailorlm.registry.reports import find
 
-    proj = Project.load(project)
-    ladders = list(proj.artifacts("reports").glob(f"{report}*/ladder.json"))
-    if len(ladders) == 1:
-        ladder = json.loads(ladders[0].read_text())
-        ladder["power"] = _ladder_power(ladder, delta)
-        if not emit(ladder, as_json):
-            print_ladder(ladder, short=short, delta=delta)
+    r = find(Project.load(project), report).to_dict()
+    if r.get("kind") == "ladder":
+        r["power"] = _ladder_power(r, delta)
+        if not emit(r, as_json):
+            print_ladder(r, short=short, delta=delta)
         return
-    if len(ladders) > 1:
-        raise TailorError(f"{len(ladders)} ladder reports match {report!r}; give more of the id")
-    r = load_report(proj, report)
     if emit(r, as_json):
         return
     print_report(r, short)

@@ -35,7 +35,7 @@ def serve(
 ) -> None:
     """Serve every rung and model version through an OpenAI-compatible API, with traces and feedback.
 
-    Model names: PROJECT:RUNG, version ids (PROJECT:sft@v2), aliases (PROJECT:production), the bare
+    Model names: PROJECT:RUNG, version ids (PROJECT:sft@v2), aliases (PROJECT@production), the bare
     PROJECT (its production version) and the generator's own name. Responses' ids are trace ids.
 
     Example: tailor serve --port 8000    # then: OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="none")

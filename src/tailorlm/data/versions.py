@@ -114,22 +114,13 @@ def _alive(pid: int) -> bool:
 
 
 def resolve(project, ref: str) -> dict:
-    """A version's manifest from `NAME`, `NAME@latest`, `NAME@HASH` (a prefix will do)."""
-    name, _, tag = ref.partition("@")
-    safe_name(name, "dataset name")
-    tag = tag or "latest"
-    rows = project.store.select("dataset_versions", name=name)
-    if not rows:
-        raise TailorError(f"no dataset named {name!r}; `tailor data list` shows what exists")
-    if not all(c in "0123456789abcdef" for c in tag):
-        target = project.store.get_alias("dataset", name, tag)
-        if target is None:
-            raise TailorError(f"dataset {name!r} has no alias {tag!r}")
-        tag = target.partition("@")[2]
-    matches = [r for r in rows if r["content_hash"].startswith(tag)]
-    if len(matches) != 1:
-        raise TailorError(f"{ref!r} matches {len(matches)} versions of {name!r}; give more of the hash")
-    return json.loads((project.root / matches[0]["path"] / "manifest.json").read_text())
+    """A version's manifest from `NAME`, `NAME@latest`, `NAME@HASH` (a prefix will do), as a dict.
+
+    Read through the typed layer (`tailorlm.registry.dataset`), so every reader sees the same fields.
+    """
+    from tailorlm.registry.resolve import dataset
+
+    return dataset(project, ref).to_dict()
 
 
 def load_records(project, manifest: dict, split: str | None = None) -> list[Record]:

@@ -80,14 +80,9 @@ def evaluate(project, rung, suite, metrics: list[str] | None = None, params: Gen
     rows = [done[e.id] for e in suite.examples]
     scores = score(project, suite, [r["prediction"] if not r["error"] else None for r in rows], metrics, rung)
     report = _assemble(project, rid, subject, described, suite, params, rows, scores, metrics)
-    (folder / "report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
-    report["path"] = str((folder / "report.json").relative_to(project.root))
-    row = dict(suite=f"{suite.name}@{suite.version}", subject=subject, n=len(rows), metrics=report["metrics"],
-               path=report["path"], created_at=report["created_at"])
-    if project.store.select("reports", id=rid):
-        project.store.update("reports", {"id": rid}, **row)
-    else:
-        project.store.insert("reports", id=rid, **row)
+    from tailorlm.registry.reports import save_report
+
+    save_report(project, report, folder)  # report.json and its row in the store; sets report["path"]
     return report
 
 
@@ -226,18 +221,10 @@ def calibration(rows: list[dict], scores: dict) -> dict | None:
 
 
 def load_report(project, ref: str) -> dict:
-    """A report by id (or a unique prefix), or by path to its report.json."""
-    from tailorlm.paths import inside
+    """An eval report by id (or a unique prefix), or by path to its report.json, as a dict.
 
-    path = inside(project.root, ref) if ref.endswith(".json") else None
-    if path is None:
-        matches = [p for p in project.artifacts("reports").glob(f"{ref}*/report.json")]
-        if len(matches) != 1:
-            raise TailorError(f"{'no' if not matches else len(matches)} reports match {ref!r}; `tailor reports list` shows them")
-        path = matches[0]
-    if not path.exists():
-        raise TailorError(f"no report at {ref}")
-    report = json.loads(path.read_text(encoding="utf-8"))
-    report["path"] = str(path.relative_to(project.root))
-    return report
+    Found through the typed layer (`tailorlm.registry.reports.find`), like every other reader's.
+    """
+    from tailorlm.registry.reports import find
 
+    return find(project, ref, kind=None if ref.endswith(".json") else "eval").to_dict()

@@ -87,11 +87,9 @@ def run_ladder(project, only: list[str] | None = None, generator=None, embedder=
     from tailorlm.ladder.chart import write_charts
 
     ladder.update(write_charts(ladder, folder, project.root))
-    ladder["path"] = str((folder / "ladder.json").relative_to(project.root))
-    (folder / "ladder.json").write_text(json.dumps(ladder, indent=1, ensure_ascii=False))
-    project.store.insert("reports", id=ladder["id"], suite=f"{suite.name}@{suite.version}", subject="ladder",
-                         n=len(suite.examples), metrics={r["name"]: r["quality"] for r in rows}, path=ladder["path"],
-                         created_at=ladder["created_at"])
+    from tailorlm.registry.reports import save_ladder
+
+    save_ladder(project, ladder, folder)  # ladder.json and its row in the store (the typed layer); sets ladder["path"]
     return ladder
 
 

@@ -8,7 +8,7 @@
 - `hybrid`: a model version plus retrieval.
 
 Served model names are `PROJECT:RUNG` for configured rungs, model version ids
-(`PROJECT:sft@v3`) and `PROJECT:ALIAS` (`PROJECT:production`).
+(`PROJECT:sft@v3`) and `PROJECT@ALIAS` (`PROJECT@production`; the retired `PROJECT:production` still works).
 """
 
 from tailorlm.errors import TailorError
@@ -107,12 +107,7 @@ def resolve_version(project, spec, specs=()) -> dict:
     other = {s.label: s for s in specs}
     if ref in other and other[ref] is not spec:
         return resolve_version(project, other[ref], specs)
-    if ref:
-        if ":" not in ref and "@" in ref:
-            return registry.resolve(project, ref)
-        if ref.count(":") == 1 and "@" not in ref:  # PROJECT:ALIAS
-            name, alias = ref.split(":")
-            return registry.resolve(project, f"{name}@{alias}")
+    if ref:  # a version id or NAME@ALIAS (the retired NAME:ALIAS too): the one resolver, tailorlm.registry
         return registry.resolve(project, ref)
     target = project.store.get_alias("model", project.config.name, LADDER_ALIAS.format(spec.label))
     if target is None:
@@ -191,19 +186,22 @@ def _embedder(project):
 
 
 def served_names(project) -> list[str]:
-    """Every model name the server answers to: rungs, model versions and aliases."""
+    """Every model name the server answers to: rungs, model versions and aliases (NAME@ALIAS)."""
+    from tailorlm.registry.names import alias_ref
+
     names = [f"{project.config.name}:{s.label}" for s in project.config.rungs]
     for row in project.store.select("model_versions", order_by="created_at"):
         names.append(row["id"])
     for row in project.store.select("aliases", scope="model"):
         if not row["alias"].startswith("ladder."):
-            names.append(f"{row['name']}:{row['alias']}")
+            names.append(alias_ref(row["name"], row["alias"]))
     return list(dict.fromkeys(names))
 
 
 def rung_for_model(project, model: str, pool, embedder=None) -> PromptRung:
-    """The rung behind a served model name (`PROJECT:RUNG`, a version id, or `NAME:ALIAS`)."""
+    """The rung behind a served model name (`PROJECT:RUNG`, a version id, or `NAME@ALIAS`; see `registry.names`)."""
     from tailorlm.config import RungConfig
+    from tailorlm.registry.names import model_alias
     from tailorlm.train import registry
 
     specs = project.config.rungs
@@ -211,10 +209,8 @@ def rung_for_model(project, model: str, pool, embedder=None) -> PromptRung:
     if prefix == project.config.name and rest in {s.label for s in specs}:
         spec = next(s for s in specs if s.label == rest)
         return build_rung(project, spec, pool, embedder, specs=specs)
-    if "@" in rest:
+    if "@" in model or model_alias(project, model):
         version = registry.resolve(project, model)
-    elif rest and project.store.get_alias("model", prefix, rest):
-        version = registry.resolve(project, f"{prefix}@{rest}")
     else:
         raise TailorError(f"unknown model {model!r}; GET /v1/models lists the served names")
     kind = "hybrid" if version["lineage"].get("rung") == "hybrid" else "sft"

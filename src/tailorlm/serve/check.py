@@ -14,15 +14,20 @@ from tailorlm.errors import TailorError
 
 
 def find_report(project, ref: str | None = None) -> dict:
-    """A report by id, unique id prefix or report.json path (`eval.runner.load_report`); the newest when `ref` is None."""
+    """A report by id, unique id prefix or report.json path; the newest eval report when `ref` is None.
+
+    Both come from the typed layer (`tailorlm.registry.reports`), so "newest" is the same report that
+    `tailor reports list` shows last and `advise` reads, not the file touched last.
+    """
     from tailorlm.eval.runner import load_report
+    from tailorlm.registry.reports import latest
 
     if ref:
         return load_report(project, ref)
-    reports = sorted(project.artifacts("reports").glob("*/report.json"), key=lambda p: p.stat().st_mtime)
-    if not reports:
+    report = latest(project, "eval")
+    if report is None:
         raise TailorError("no eval report to check against: run `tailor eval` first (or pass --report)")
-    return load_report(project, str(reports[-1]))
+    return report.to_dict()
 
 
 def check_parity(project, report: str | Path | None, base_url: str, api_key: str | None = None,

@@ -2,7 +2,7 @@
 
 Served names (GET /v1/models):
 - every configured rung, `PROJECT:RUNG`; every model version, `PROJECT:sft@v3`; every alias,
-  `PROJECT:production` (from `rungs.build.served_names`);
+  `PROJECT@production` (from `rungs.build.served_names`; the retired `PROJECT:production` still answers);
 - the configured generator model's own name (`smollm2-135m-instruct`): the plain generator with
   no system prompt;
 - the bare project name: the version the `production` alias points at, once one is promoted.
@@ -62,9 +62,11 @@ class Router:
                 raise UnknownModel(f"{name!r} stands for the production model version, and none is promoted yet; "
                                    f"GET /v1/models lists the served names")
             return target
-        prefix, _, rest = name.partition(":")
-        if rest and "@" not in rest and rest not in {s.label for s in cfg.rungs}:
-            return self.project.store.get_alias("model", prefix, rest) or name
+        from tailorlm.registry.names import model_alias
+
+        found = model_alias(self.project, name)  # NAME@ALIAS, or the retired NAME:ALIAS
+        if found and not self.project.store.select("model_versions", id=name):
+            return self.project.store.get_alias("model", *found) or name
         return name
 
     def route(self, name: str, unit: str) -> tuple[object, str | None]:
@@ -73,7 +75,8 @@ class Router:
         from tailorlm.serve.ab import CANDIDATE, assign, experiment
 
         cfg = self.project.config
-        running = experiment(self.project) if name in (cfg.name, f"{cfg.name}:production") else None
+        production = (cfg.name, f"{cfg.name}@production", f"{cfg.name}:production")
+        running = experiment(self.project) if name in production else None
         if running is None:
             return self.rung(name), None
         production, candidate = running

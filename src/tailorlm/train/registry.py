@@ -2,12 +2,10 @@
 
 A model version is a base model plus an adapter (or full weights) plus lineage: the run, the
 dataset version, the config and the metrics. Ids look like `support:sft@v3`; aliases such as
-`production` or `candidate` point at versions and are moved, never deleting anything.
+`support@production` or `support@candidate` point at versions and are moved, never deleting anything.
+The typed view and the one name resolver are `tailorlm.registry`.
 """
 
-import json
-
-from tailorlm.errors import TailorError
 from tailorlm.store import now
 
 
@@ -25,24 +23,22 @@ def register(project, name: str, method: str, base_model: str, run_id: str | Non
 
 
 def resolve(project, ref: str) -> dict:
-    """A model version from its id (`support:sft@v3`) or `NAME@ALIAS` (`support@production`)."""
-    rows = project.store.select("model_versions", id=ref)
-    if not rows and "@" in ref and ":" not in ref:
-        name, alias = ref.split("@", 1)
-        target = project.store.get_alias("model", name, alias)
-        rows = project.store.select("model_versions", id=target) if target else []
-    if not rows:
-        raise TailorError(f"no model version {ref!r}; `tailor models versions` lists them")
-    row = dict(rows[0])
-    row["lineage"], row["metrics"] = json.loads(row["lineage"]), json.loads(row["metrics"])
-    return row
+    """A model version from its id (`support:sft@v3`) or an alias (`support@production`), as a dict.
+
+    The one resolver is `tailorlm.registry.model`; this is its plain-dictionary form for older callers.
+    """
+    from tailorlm.registry.resolve import model
+
+    return model(project, ref).to_dict()
 
 
 def versions(project) -> list[dict]:
+    """Every model version with its aliases (what `tailor models versions` lists), oldest first."""
+    from tailorlm.registry.resolve import aliases, models
+
     out = []
-    for r in project.store.select("model_versions", order_by="created_at"):
-        aliases = [a["alias"] for a in project.store.select("aliases", scope="model", name=r["name"], target=r["id"])]
-        out.append({"id": r["id"], "base_model": r["base_model"], "dataset_version": r["dataset_version"],
-                    "run_id": r["run_id"], "metrics": json.loads(r["metrics"]), "aliases": aliases,
-                    "path": r["adapter_path"] or r["weights_path"], "created_at": r["created_at"]})
+    for v in models(project):
+        names = [a.alias for a in aliases(project, "model", v.name, v.id)]
+        out.append({"id": v.id, "base_model": v.base_model, "dataset_version": v.dataset_version, "run_id": v.run_id,
+                    "metrics": v.metrics, "aliases": names, "path": v.path, "created_at": v.created_at})
     return out

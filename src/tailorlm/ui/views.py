@@ -12,12 +12,10 @@ from tailorlm.errors import TailorError
 
 
 def newest_ladder(project) -> dict | None:
-    rows = [r for r in project.store.select("reports", order_by="created_at") if r["subject"] == "ladder"]
-    for row in reversed(rows):
-        path = project.root / row["path"]
-        if path.exists():
-            return json.loads(path.read_text(encoding="utf-8"))
-    return None
+    from tailorlm.registry.reports import latest  # the one way every reader finds the newest ladder
+
+    ladder = latest(project, "ladder")
+    return ladder.to_dict() if ladder else None
 
 
 def ladder_bars(ladder: dict, width: int = 480, row_h: int = 26) -> list[dict]:
@@ -125,8 +123,10 @@ def run(project, run_id: str, width: int = 520, height: int = 160) -> dict:
 
 
 def reports(project) -> list[dict]:
-    return [{"id": r["id"], "suite": r["suite"], "subject": r["subject"], "n": r["n"], "created_at": r["created_at"],
-             "metrics": json.loads(r["metrics"])} for r in project.store.select("reports", order_by="created_at DESC")]
+    from tailorlm.registry.reports import entries
+
+    return [{k: e.to_dict()[k] for k in ("id", "suite", "subject", "n", "created_at", "metrics")}
+            for e in reversed(entries(project))]
 
 
 def compare_reports(project, a: str, b: str) -> dict:
