@@ -164,6 +164,31 @@ def test_feedback_queue_worst_first_and_answers_reach_the_loop(reviewed_project)
         fq.answer(project, "tr2", "  ", "carol")
 
 
+def test_the_queue_is_cut_by_the_store_in_the_same_order(reviewed_project):
+    from tailorlm.serve.traces import Traces, add_feedback
+
+    project = reviewed_project
+    traces = Traces(project, redact=False)
+    chat = lambda i: ({"model": "m", "messages": [{"role": "user", "content": f"q{i}"}]},  # noqa: E731
+                      {"choices": [{"index": 0, "message": {"role": "assistant", "content": f"a{i}"}}]})
+    for i, signal in enumerate([{"rating": 2}, {"rating": 5}, None, {"comment": "hm"}, {"thumbs": "down"}]):
+        traces.record(f"x{i}", "m", *chat(i), 200, 0.01, 1, 1, "/v1/chat/completions")
+        if signal:
+            add_feedback(project, f"x{i}", redact=False, **signal)
+    traces.record("emb", "m", {"model": "m", "input": ["text"]}, {"data": []}, 200, 0.01, 1, 0, "/v1/embeddings")
+    add_feedback(project, "emb", thumbs="down", redact=False)  # no conversation: never queued, never counted
+    fq.answer(project, "x4", "a better answer", "carol")  # reviewed: goes to the end although disliked
+    everything = fq.queue(project, limit=1000)
+    # Disliked (newest first), then nobody said anything, then liked or commented, then reviewed here.
+    assert [q["trace_id"] for q in everything] == ["x0", "tr0", "x2", "tr2", "x3", "x1", "tr1", "x4"]
+    assert [q["priority"] for q in everything] == [0, 0, 1, 1, 2, 2, 2, 3]
+    for n in (1, 3, 5):  # the store's LIMIT keeps the same order as reading everything
+        assert [q["trace_id"] for q in fq.queue(project, limit=n)] == [q["trace_id"] for q in everything[:n]]
+    assert fq.queue(project, limit=1)[0]["feedback"] == [{"kind": "rating", "value": "2", "comment": None}]
+    assert "x4" not in [q["trace_id"] for q in fq.queue(project, include_reviewed=False)]
+    assert fq.waiting(project) == {"waiting": 7, "disliked": 2}
+
+
 def test_reviews_on_a_postgresql_store(tmp_path, pg_url):
     project = build(tmp_path / "pg", store_url=pg_url)
     assert project.store.engine.dialect.name == "postgresql" and "003_human_review" in project.store.applied()
@@ -179,6 +204,11 @@ def test_reviews_on_a_postgresql_store(tmp_path, pg_url):
     _rate_all(project, pair["id"], "bob")
     summary = pr.pair_summary(project, pair["id"])
     assert summary["ratings"] == 12 and summary["preferences"]["b"] == 12 and summary["rule"]["verdict"] == "met"
+    # The queue's and the loop's own SQL (GROUP BY, CASE, LIMIT/OFFSET, IN a subquery) on PostgreSQL too.
+    assert [q["trace_id"] for q in fq.queue(project, limit=2)] == ["tr0", "tr2"]
+    assert fq.waiting(project) == {"waiting": 3, "disliked": 1}
+    fq.answer(project, "tr0", "billing", "carol")
+    assert [s["trace"] for s in fq.next_loop(project)["sft"]] == ["tr0"]
 
 
 def test_terminal_flows(reviewed_project, cli):

@@ -26,9 +26,17 @@ def _answer(response: dict) -> str | None:
     return (c.get("message") or {}).get("content") if "message" in c else c.get("text")
 
 
+def _traces_with_feedback(project) -> dict[str, dict]:
+    """The traces someone gave feedback on, by id: only those are read, however many were served."""
+    sa = project.store._sa
+    with project.store.engine.connect() as conn:
+        return {r.id: dict(r._mapping) for r in conn.execute(
+            sa.text("SELECT * FROM traces WHERE id IN (SELECT trace_id FROM feedback)"))}
+
+
 def collect(project) -> tuple[list[Record], list[Record], dict]:
     """(sft records, preference records, counts) from every feedback row with a chat trace."""
-    traces = {t["id"]: t for t in project.store.select("traces")}
+    traces = _traces_with_feedback(project)
     by_trace: dict[str, list[dict]] = {}
     for f in project.store.select("feedback", order_by="created_at"):
         by_trace.setdefault(f["trace_id"], []).append(f)
@@ -68,7 +76,7 @@ def collect(project) -> tuple[list[Record], list[Record], dict]:
 
 def thumb_records(project) -> list[Record]:
     """One chat record per thumb on a chat trace: its messages answered as served, `meta.label` up or down."""
-    traces = {t["id"]: t for t in project.store.select("traces")}
+    traces = _traces_with_feedback(project)
     out = []
     for f in project.store.select("feedback", order_by="created_at"):
         t = traces.get(f["trace_id"])

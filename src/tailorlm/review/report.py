@@ -12,10 +12,9 @@ def review_report(project) -> dict:
     from tailorlm.review.data import list_data_reviews
     from tailorlm.review.judge import judge_agreement
     from tailorlm.review.pairs import list_pair_reviews
-    from tailorlm.review.queue import queue
+    from tailorlm.review.queue import waiting
 
     pairs = list_pair_reviews(project)
-    waiting = queue(project, limit=10_000, include_reviewed=False)
     return {"data_reviews": list_data_reviews(project), "pair_reviews": pairs,
             "judge": [judge_agreement(project, p["id"]) for p in pairs],
-            "queue": {"waiting": len(waiting), "disliked": sum(1 for q in waiting if q["priority"] == 0)}}
+            "queue": waiting(project)}
