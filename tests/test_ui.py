@@ -47,6 +47,28 @@ def test_every_page_renders_and_escapes_record_text(ui):
     assert "&lt;script&gt;window.__xss" in client.get("/queue").text  # shown, as text
 
 
+def test_the_overview_says_what_tailor_advise_says_next(ui, reviewed_project, cli):
+    import json
+
+    client = ui()
+    advice = json.loads(cli("advise", "--project", reviewed_project.root, "--json").output)
+    shown = client.get("/api/overview").json()["advice"]
+    assert (shown["rung"], shown["action"], shown["next_steps"]) == (advice["rung"], advice["action"], advice["next_steps"])
+    assert shown["reasons"] == advice["reasons"] and shown["next_steps"]
+    page = client.get("/").text
+    assert 'id="advice"' in page and advice["action"].replace("_", " ") in page
+    from html import escape
+    assert escape(advice["next_steps"][0]) in page
+    # Kept until something it reads changes: a new dataset version gives new advice.
+    assert client.get("/api/overview").json()["advice"] == shown
+    from tailorlm.data.pipeline import prepare
+    with open(reviewed_project.root / "tickets.jsonl", "a") as f:  # more examples: the advice counts them
+        f.writelines(json.dumps({"messages": [{"role": "user", "content": f"one more ticket, number {i}"},
+                                              {"role": "assistant", "content": "bug"}]}) + "\n" for i in range(20))
+    prepare(reviewed_project)
+    assert client.get("/api/overview").json()["advice"]["missing"] != shown["missing"]
+
+
 def test_no_asset_comes_from_another_host():
     folder = resources.files("tailorlm") / "ui"
     for sub in ("templates", "static"):
@@ -75,6 +97,7 @@ def test_data_review_and_side_by_side_through_the_api(ui, reviewed_project):
     review = client.post("/api/data-reviews", json={"dataset": "tickets", "sample": 20, "seed": 2, "reviewer": "alice"},
                          headers=token).json()
     assert len(review["items"]) == 20
+    assert [r["id"] for r in client.get("/api/data-reviews").json()["data_reviews"]] == [review["id"]]
     for n, rid in enumerate(review["items"]):
         body = {"record_id": rid, "reviewer": "alice", "decision": "fail" if n == 0 else "pass",
                 "reason": "wrong label" if n == 0 else None}
@@ -94,6 +117,7 @@ def test_data_review_and_side_by_side_through_the_api(ui, reviewed_project):
                         json={"example_id": item["example_id"], "rater": "bob", "preference": "right"})
         assert r.status_code == 200 and set(r.json()) == {"id", "example_id", "rater"}
     s = client.get(f"/api/pair-reviews/{pr['id']}").json()
+    assert [r["id"] for r in client.get("/api/pair-reviews").json()["pair_reviews"]] == [pr["id"]]
     first = [i["shown_first"] for i in reviewed_project.store.select("pair_review_items", review_id=pr["id"])]
     # "right" every time: B wins exactly where B was shown on the right.
     assert s["preferences"]["b"] == first.count("a") and s["preferences"]["a"] == first.count("b")

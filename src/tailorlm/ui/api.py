@@ -63,14 +63,23 @@ class AcceptIn(BaseModel):
     reviewer: str = "reviewer"
 
 
-@router.get("/data-reviews")
-def list_data_reviews(request: Request):
-    return {"data_reviews": dr.list_data_reviews(_project(request))}
+def _reviews(path: str, key: str, list_all, start_one, body_model) -> None:
+    """GET `path` lists the reviews under `key`, POST `path` opens one from a `body_model` body:
+    the same pair of endpoints for data reviews and pair reviews."""
+
+    def listing(request: Request):
+        return {key: list_all(_project(request))}
+
+    def start(body, request: Request):
+        return start_one(_project(request), **body.model_dump())
+
+    start.__annotations__ = {"body": body_model, "request": Request}  # FastAPI reads the body's model from here
+    router.get(path, name=list_all.__name__)(listing)
+    router.post(path, name=start_one.__name__)(start)
 
 
-@router.post("/data-reviews")
-def start_data_review(body: DataReviewIn, request: Request):
-    return dr.start_data_review(_project(request), **body.model_dump())
+_reviews("/data-reviews", "data_reviews", dr.list_data_reviews, dr.start_data_review, DataReviewIn)
+_reviews("/pair-reviews", "pair_reviews", pr.list_pair_reviews, pr.start_pair_review, PairReviewIn)
 
 
 @router.get("/data-reviews/{review_id}")
@@ -88,16 +97,6 @@ def decide(review_id: str, body: DecisionIn, request: Request):
 def finish(review_id: str, request: Request):
     m = dr.finish_data_review(_project(request), review_id)
     return {"dataset_version": m["id"], "parents": m["parents"], "accounting": m["accounting"]}
-
-
-@router.get("/pair-reviews")
-def list_pair_reviews(request: Request):
-    return {"pair_reviews": pr.list_pair_reviews(_project(request))}
-
-
-@router.post("/pair-reviews")
-def start_pair_review(body: PairReviewIn, request: Request):
-    return pr.start_pair_review(_project(request), **body.model_dump())
 
 
 @router.get("/pair-reviews/{review_id}")

@@ -40,11 +40,51 @@ def overview(project) -> dict:
         counts = {t: conn.exec_driver_sql(f"SELECT COUNT(*) FROM {t}").scalar()
                   for t in ("traces", "feedback", "reports", "runs", "model_versions")}
     out = {"name": cfg.name, "task": cfg.task.model_dump(mode="json"), "datasets": list_versions(project),
-           "aliases": aliases, "counts": counts, "ladder": None, "next": None}
+           "aliases": aliases, "counts": counts, "ladder": None}
     if ladder:
         out["ladder"] = {k: ladder.get(k) for k in ("id", "suite", "primary", "rungs", "recommendation", "created_at")}
-        rec = ladder.get("recommendation") or {}
-        out["next"] = rec.get("next") or rec.get("why") or rec.get("reason")
+    out["advice"] = next_step(project)
+    return out
+
+
+_ADVICE: dict = {}  # project root -> (what the advice was read from, the advice)
+
+
+def _advice_inputs(project) -> tuple:
+    """What the advice depends on, cheaply: tailor.yaml, the source files, the dataset versions and the reports."""
+    from tailorlm.paths import inside
+
+    files = [project.root / "tailor.yaml"] + [inside(project.root, s.path) for s in project.config.sources]
+    stats = tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) if f.exists() else (str(f),) for f in files)
+    with project.store.engine.connect() as conn:
+        rows = tuple(tuple(conn.exec_driver_sql(sql).one()) for sql in (
+            "SELECT COUNT(*), MAX(created_at) FROM dataset_versions", "SELECT COUNT(*), MAX(created_at) FROM reports",
+            "SELECT COUNT(*), MAX(updated_at) FROM aliases"))
+    return stats + rows
+
+
+def next_step(project) -> dict:
+    """What `tailor advise` says next: the advisor's decision (`advise.advisor.decide` on
+    `advise.facts.gather`), without its cost table (`tailor advise` prices it).
+
+    Gathering the facts reads every prepared record, so the advice is kept until tailor.yaml, a
+    source file, a dataset version, a report or an alias changes. An error (a broken source) is
+    shown instead of the advice, as `tailor advise` would say it.
+    """
+    from tailorlm.advise.advisor import decide
+    from tailorlm.advise.facts import gather
+
+    key = _advice_inputs(project)
+    cached = _ADVICE.get(project.root)
+    if cached and cached[0] == key:
+        return cached[1]
+    try:
+        advice = decide(gather(project))
+        out = {k: advice[k] for k in ("rung", "action", "reasons", "missing", "next_steps", "warnings")}
+        out["serve"] = advice.get("serve")
+    except TailorError as e:
+        out = {"error": str(e)}
+    _ADVICE[project.root] = (key, out)
     return out
 
 
