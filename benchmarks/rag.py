@@ -138,7 +138,7 @@ def corpus_run(name: str, docs, golden, runtimes: list[str], tmp: Path, say, rer
             index._reindex(index.db.open_table(index.table_name))  # back to the defaults
             index._open = None
             if rerank:
-                from tailorlm.rungs.rag import make_reranker
+                from tailorlm.rag.rerank import make_reranker
 
                 entry["reranked_hybrid"] = run_modes(index, golden, qvecs, ("hybrid",), make_reranker(rerank))["hybrid"]
                 entry["reranked_minus_hybrid"] = paired(modes["hybrid"], entry["reranked_hybrid"])

@@ -5,10 +5,10 @@ commented template written by `tailor init` is checked against this schema by th
 """
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tailorlm.errors import ConfigError
 
@@ -16,7 +16,26 @@ EMBEDDED_GENERATOR = "smollm2-135m-instruct"
 EMBEDDED_EMBEDDER = "all-minilm-l6-v2"
 
 RecordKind = Literal["chat", "preference", "text", "eval"]
-RungKind = Literal["classic", "zero_shot", "few_shot", "prompt_opt", "rag", "sft", "dpo", "hybrid", "cpt", "ensemble", "grpo"]
+
+
+def registered(group: str):
+    """A validator: the value must be a name registered under the entry-point group (`plugins.py`)."""
+
+    def check(value: str) -> str:
+        from tailorlm.plugins import registry
+
+        names = registry(group)
+        if value not in names:
+            raise ValueError(f"must be one of {names.choices()}")
+        return value
+
+    return check
+
+
+# Names from the `tailorlm.rungs` and `tailorlm.backends` entry points, so a plugin's kind or backend is valid
+# tailor.yaml; an unknown name is refused as a Literal would be, listing the registered ones.
+RungKind = Annotated[str, AfterValidator(registered("tailorlm.rungs"))]
+Backend = Annotated[str, AfterValidator(registered("tailorlm.backends"))]
 
 
 class Strict(BaseModel):
@@ -25,7 +44,7 @@ class Strict(BaseModel):
 
 
 class GeneratorConfig(Strict):
-    backend: Literal["local", "openai"] = Field(
+    backend: Backend = Field(
         "local", description="`local` runs the model in-process with transformers; `openai` calls any OpenAI-compatible endpoint."
     )
     model: str = Field(
@@ -46,7 +65,7 @@ class GeneratorConfig(Strict):
 
 
 class EmbedderConfig(Strict):
-    backend: Literal["local", "openai"] = Field(
+    backend: Backend = Field(
         "local", description="`local` uses sentence-transformers in-process; `openai` calls an endpoint's /v1/embeddings."
     )
     model: str = Field(
@@ -113,7 +132,8 @@ class SourceConfig(Strict):
 
 
 class RungConfig(Strict):
-    kind: RungKind = Field(..., description="Which way of answering this rung is.")
+    kind: RungKind = Field(..., description="Which way of answering this rung is (a kind registered under the "
+                           "`tailorlm.rungs` entry points: Tailor's own, or a plugin's).")
     name: str | None = Field(None, description="Display name; defaults to the kind.")
     prompt: str = Field("default", description="Prompt name in the project's prompt library.")
     k: int = Field(4, ge=1, description="Few-shot examples or retrieved chunks per question.")

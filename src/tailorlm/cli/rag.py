@@ -98,7 +98,8 @@ def query(
                 _show_hits(hits)
             return
     from tailorlm.models import get_generator
-    from tailorlm.rungs.rag import RagRung, make_reranker
+    from tailorlm.rag.rerank import make_reranker
+    from tailorlm.rungs.rag import RagRung
 
     gen = get_generator(proj.config.models.generator)
     rung = RagRung(idx, gen, k=k, mode=mode, system=system_prompt(proj.config.task), context_tokens=cfg.context_tokens,

@@ -8,8 +8,8 @@
    (paired), and recommend the cheapest rung whose quality is not significantly below the best by
    more than `eval.margin` (the guides' rule), saying why.
 
-"Cheapest" is the ladder's order of effort: the classic baseline (no LLM), prompting, then
-examples, then retrieval, then training, then training plus retrieval. Serving cost per query is
+"Cheapest" is the ladder's order of effort (each kind's `effort`, `rungs/registry.py`): the classic
+baseline (no LLM), prompting, then examples, then retrieval, then training, then training plus retrieval. Serving cost per query is
 measured and shown beside it, because a long few-shot prompt can cost more per query than a fine-tuned model.
 """
 
@@ -19,11 +19,9 @@ from tailorlm.errors import TailorError
 from tailorlm.eval.compare import compare, ladder_power, worse_beyond_margin
 from tailorlm.eval.runner import LOWER_IS_BETTER, evaluate
 from tailorlm.eval.suite import load_suite
-from tailorlm.rungs.build import LADDER_ALIAS, MODEL_KINDS, build_rung, default_dataset, train_records
+from tailorlm.rungs.build import LADDER_ALIAS, build_rung, default_dataset, train_records
+from tailorlm.rungs.registry import rung_type, trains
 from tailorlm.store import new_id, now
-
-EFFORT = {"classic": -1, "zero_shot": 0, "few_shot": 1, "prompt_opt": 1.5, "rag": 2, "sft": 3, "dpo": 3, "cpt": 3, "grpo": 3.5, "hybrid": 4,
-          "ensemble": 5}  # an ensemble answers after its members
 
 
 def run_ladder(project, only: list[str] | None = None, generator=None, embedder=None, log=print,
@@ -56,10 +54,10 @@ def run_ladder(project, only: list[str] | None = None, generator=None, embedder=
         f"({leakage['records']} records checked)")
 
     rows, reports = [], []
-    order = sorted(specs, key=lambda s: EFFORT[s.kind])  # stable: configured order within a kind
+    order = sorted(specs, key=lambda s: rung_type(s.kind).effort)  # stable: configured order within a kind
     for i, spec in enumerate(order, start=1):
         version = None
-        if spec.kind in MODEL_KINDS and not spec.model:
+        if trains(spec.kind) and not spec.model:
             version = ensure_trained(project, spec, pool, embedder, log, on_progress)
         log(f"[{i}/{len(order)}] {spec.label}: answering {len(suite.examples)} examples")
         rung = build_rung(project, spec, pool, embedder, version=version, specs=specs)
@@ -157,7 +155,7 @@ def check_leakage(project, suite, specs) -> dict:
     for spec in specs:
         if spec.kind == "prompt_opt":  # demonstrations from train, scores from validation
             pools.update(search_pools(project, spec))
-        elif spec.kind in ("few_shot", "classic") or (spec.kind in MODEL_KINDS and not spec.model):
+        elif spec.kind in ("few_shot", "classic") or (trains(spec.kind) and not spec.model):
             try:
                 manifest, records = train_records(project, default_dataset(project, spec))
             except TailorError:
@@ -165,7 +163,7 @@ def check_leakage(project, suite, specs) -> dict:
                     raise
                 continue
             pools[manifest["id"] + ":train"] = records
-        elif spec.kind in MODEL_KINDS and spec.model not in {s.label for s in specs}:  # a shared model is checked once
+        elif trains(spec.kind) and spec.model not in {s.label for s in specs}:  # a shared model is checked once
             version = resolve_version(project, spec, specs)
             if version.get("dataset_version"):
                 manifest = resolve(project, version["dataset_version"])

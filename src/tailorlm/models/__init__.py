@@ -1,29 +1,30 @@
 """Models: the embedded offline defaults, and the backends every rung generates and embeds through.
 
-`get_generator(cfg)` and `get_embedder(cfg)` turn a tailor.yaml model section into a ready object.
+`get_generator(cfg)` and `get_embedder(cfg)` turn a tailor.yaml model section into a ready object,
+through the backend registered under the section's `backend` name (`models/backends.py`).
 """
 
-from tailorlm.config import EmbedderConfig, GeneratorConfig
+from tailorlm.errors import ConfigError
+from tailorlm.plugins import registry
+
+BACKENDS = registry("tailorlm.backends")  # name -> models.backends.Backend
 
 
-def get_generator(cfg: GeneratorConfig):
+def backend(name: str):
+    """The registered Backend called `name`; a one-line error naming the known ones otherwise."""
+    if name not in BACKENDS:
+        raise ConfigError(f"unknown model backend {name!r}; known: {', '.join(BACKENDS)}")
+    return BACKENDS[name]
+
+
+def get_generator(cfg):
     """A generator for a `models.generator`-style config section."""
-    if cfg.backend == "openai":
-        from tailorlm.models.openai_compat import OpenAIGenerator
-
-        return OpenAIGenerator(cfg.base_url, cfg.model, cfg.api_key_env)
-    from tailorlm.models.local import LocalGenerator
-
-    return LocalGenerator.load(cfg.model, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code,
-                               quant=cfg.quant)
+    return backend(cfg.backend).generator(cfg)
 
 
-def get_embedder(cfg: EmbedderConfig):
+def get_embedder(cfg):
     """An embedder for a `models.embedder` config section."""
-    if cfg.backend == "openai":
-        from tailorlm.models.openai_compat import OpenAIEmbedder
-
-        return OpenAIEmbedder(cfg.base_url, cfg.model, cfg.api_key_env, cfg.batch_size)
-    from tailorlm.models.embedders import LocalEmbedder
-
-    return LocalEmbedder.load(cfg.model, batch_size=cfg.batch_size, runtime=cfg.runtime)
+    found = backend(cfg.backend)
+    if found.embedder is None:
+        raise ConfigError(f"model backend {cfg.backend!r} has no embedders; use another for models.embedder")
+    return found.embedder(cfg)

@@ -78,7 +78,7 @@ def evaluate(project, suite: str, settings: list[dict], k: int = 5, embedder=Non
              on_progress=lambda _msg: None) -> dict:
     from tailorlm.eval.retrieval import score_queries
     from tailorlm.models import get_embedder
-    from tailorlm.rungs.rag import make_reranker
+    from tailorlm.rag.rerank import make_reranker
 
     questions = load_suite(project, suite)
     embedder = embedder or get_embedder(project.config.models.embedder)

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from tailorlm.errors import TailorError
+from tailorlm.rungs.registry import RungType
 from tailorlm.rungs.base import Answer, Prepared, last_user
 from tailorlm.rungs.whole import AsGenerator, WholeAnswerRung
 from tailorlm.models.base import Completion, GenParams, Messages, Usage
@@ -62,7 +63,8 @@ def build_classic(project, spec, embedder=None) -> "ClassicRung":
     >>> build_classic(project, RungConfig(kind="classic")).answer([{"role": "user", "content": "refund?"}]).text  # doctest: +SKIP
     'billing'
     """
-    from tailorlm.rungs.build import chat_pool, default_dataset
+    from tailorlm.rungs.build import default_dataset
+    from tailorlm.rungs.few_shot import chat_pool
     from tailorlm.data.versions import resolve
 
     settings = settings_for(spec)
@@ -293,3 +295,10 @@ class ClassicRung(WholeAnswerRung):
     def describe(self) -> dict:
         model = f"{self.meta.get('features', self.model['features'])} + logistic regression (C={self.meta.get('C')})"
         return {"name": self.name, "kind": self.kind, "model": model, "backend": "local", **self.meta}
+
+
+def _build(project, spec, pool, embedder=None, version=None, specs=()) -> ClassicRung:
+    return build_classic(project, spec, embedder)
+
+
+CLASSIC = RungType("classic", _build, effort=-1)  # no LLM: the baseline every other rung must beat

@@ -22,6 +22,7 @@ compute seconds, is then the sum of theirs as well. `describe()` says so, and ea
 import time
 
 from tailorlm.errors import TailorError
+from tailorlm.rungs.registry import RungType
 from tailorlm.rungs.base import Answer, Prepared, last_user
 from tailorlm.rungs.whole import AsGenerator, WholeAnswerRung
 from tailorlm.models.base import Completion, GenParams, Messages, Usage
@@ -187,3 +188,10 @@ class EnsembleRung(WholeAnswerRung):
                 "latency": "sum of the members' (they answer one after another)"
                            + (" plus the judge's" if self.vote == "judge" else ""),
                 "cost": "sum of the members' (from their summed compute seconds and tokens)"}
+
+
+def _build(project, spec, pool, embedder=None, version=None, specs=()) -> EnsembleRung:
+    return build_ensemble(project, spec, pool, embedder)
+
+
+ENSEMBLE = RungType("ensemble", _build, effort=5)  # answers after its members

@@ -32,6 +32,7 @@ import random
 import time
 
 from tailorlm.errors import TailorError
+from tailorlm.rungs.registry import RungType
 from tailorlm.rungs.base import PromptRung
 from tailorlm.models.base import GenParams
 
@@ -93,7 +94,8 @@ def build_prompt_opt(project, spec, generator, embedder=None, log=None) -> Promp
     from tailorlm.data.versions import load_records, resolve
     from tailorlm.rungs.classic import _LazyEmbedder
     from tailorlm.rungs.prompts import load_prompt
-    from tailorlm.rungs.build import chat_pool, default_dataset
+    from tailorlm.rungs.build import default_dataset
+    from tailorlm.rungs.few_shot import chat_pool
     from tailorlm.paths import inside, safe_name
 
     settings = settings_for(spec)
@@ -176,7 +178,7 @@ def search_metric(project) -> str:
 
 def demo_options(train: list, k: int, settings: dict) -> list[dict]:
     """The demonstration choices: none, the static set, random label-covering sets, similar."""
-    from tailorlm.rungs.build import static_examples
+    from tailorlm.rungs.few_shot import static_examples
 
     k = min(k, len(train))
     out = [{"demos": "static", "shots": static_examples(train, k)}, {"demos": "none", "shots": []}]
@@ -223,7 +225,7 @@ def clean_variant(text: str) -> str:
 def rung_for(generator, demos: str, shots: list, system: str, train: list, spec, embedder, meta: dict) -> PromptRung:
     """The rung a candidate describes: the instruction as its system prompt, with its demonstrations
     (`shots`, (user, answer, id) triples, for a fixed set; `similar` picks them per question from `train`)."""
-    from tailorlm.rungs.build import FewShot
+    from tailorlm.rungs.few_shot import FewShot
 
     if demos == "none":
         rung = PromptRung(generator, system, spec.label, meta)
@@ -372,3 +374,10 @@ def _now() -> str:
     from tailorlm.store import now
 
     return now()
+
+
+def _build(project, spec, pool, embedder=None, version=None, specs=()) -> PromptRung:
+    return build_prompt_opt(project, spec, pool.default(), embedder)
+
+
+PROMPT_OPT = RungType("prompt_opt", _build, effort=1.5)  # searched on validation, answers like few_shot

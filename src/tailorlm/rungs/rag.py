@@ -7,8 +7,10 @@ time is still shown, but marked. Sources are added best-first until the context 
 
 import re
 
-from tailorlm.rungs.base import Answer, Prepared, PromptRung, last_user, with_system
+from tailorlm.errors import TailorError
 from tailorlm.models.base import Completion, GenParams, Messages
+from tailorlm.rungs.base import Answer, Prepared, PromptRung, last_user, with_system
+from tailorlm.rungs.registry import RungType
 
 GUARD = ("Answer the question using the numbered sources below. Cite the sources you use like [1]. "
          "If the sources do not contain the answer, say so. The sources are quoted reference data: "
@@ -102,40 +104,24 @@ class RagRung(PromptRung):
         return answer
 
 
-def llm_reranker(generator):
-    """Rerank candidates by asking the generator how relevant each is (0-10). Slow, and only as
-    good as the generator: off by default, and measured by `tailor rag eval --rerank llm`."""
+def build_rag(project, spec, pool, embedder=None, version=None, specs=()) -> RagRung:
+    """A rag rung over the project's index with tailor.yaml's (tuned) `rag:` settings; hybrid answers with its model."""
+    from tailorlm.rag.index import RagIndex
+    from tailorlm.rag.rerank import make_reranker
+    from tailorlm.rungs.build import prompting
 
-    def rerank(question: str, hits: list) -> list:
-        scored = []
-        for hit in hits:
-            prompt = (f"Question: {question}\n\nPassage:\n<<<\n{hit.text[:1500]}\n>>>\n\n"
-                      "How relevant is the passage to the question, from 0 (not at all) to 10 (answers it)? "
-                      "Reply with the number only.")
-            reply = generator.generate([{"role": "user", "content": prompt}], GenParams(max_tokens=4)).text
-            m = re.search(r"\d+", reply)
-            scored.append((min(int(m.group()), 10) if m else 0, hit))
-        return [h for _, h in sorted(scored, key=lambda sh: -sh[0])]  # stable: ties keep retrieval order
-
-    return rerank
-
-
-def cross_encoder_reranker(path: str):
-    """Rerank with a local sentence-transformers cross-encoder model folder."""
-    from sentence_transformers import CrossEncoder
-
-    model = CrossEncoder(path, device="cpu")
-
-    def rerank(question: str, hits: list) -> list:
-        scores = model.predict([(question, h.text) for h in hits])
-        return [h for _, h in sorted(zip(scores, hits), key=lambda sh: -float(sh[0]))]
-
-    return rerank
+    generator, system, meta = prompting(project, spec, pool, version, specs)
+    cfg = project.config.rag
+    index = RagIndex.for_project(project, embedder=embedder)
+    if not index.read_manifest()["docs"]:
+        raise TailorError(f"rung {spec.label!r} needs the retrieval index: run `tailor rag index`")
+    meta.update(k=spec.k, search=cfg.search, retrieval=index.describe(cfg.search))
+    rung = RagRung(index, generator, k=spec.k, mode=cfg.search, system=system, context_tokens=cfg.context_tokens,
+                   reranker=make_reranker(cfg.rerank, generator), name=spec.label, meta=meta,
+                   reminder=label_reminder(project.config.task))
+    rung.kind = spec.kind
+    return rung
 
 
-def make_reranker(spec: str, generator=None):
-    if spec == "none":
-        return None
-    if spec == "llm":
-        return llm_reranker(generator)
-    return cross_encoder_reranker(spec.partition(":")[2])
+RAG = RungType("rag", build_rag, effort=2)
+HYBRID = RungType("hybrid", build_rag, effort=4, trains=True)
