@@ -42,16 +42,37 @@ class Mix(Step):
             return ratios
 
     def run(self, records: Iterable[Record]) -> Iterator[Record]:
-        yield from cap_synthetic(list(self.sample(records)), self.p.synthetic_max_share, self.drop, self.p.seed)
+        """Two passes: the records are parked in a spool while only their group and whether they are
+        synthetic are kept; the sample is drawn as a plan of spool indices (and copy numbers), capped,
+        and read back from the spool in plan order."""
+        from tailorlm.data.steps.spool import Spool
 
-    def sample(self, records: Iterable[Record]) -> Iterator[Record]:
-        groups: dict[str, list[Record]] = defaultdict(list)
-        for r in records:
-            key = r.meta.get("source") if self.p.by == "source" else (r.meta.get("tags") or [None])[0]
-            if key in self.p.ratios:
-                groups[key].append(r)
-            else:
-                self.drop(r, "not_in_mix")
+        spool, synthetic = Spool(), bytearray()
+        try:
+            groups: dict[str, list[int]] = defaultdict(list)
+            for r in records:
+                key = r.meta.get("source") if self.p.by == "source" else (r.meta.get("tags") or [None])[0]
+                if key in self.p.ratios:
+                    groups[key].append(spool.append(r))
+                    synthetic.append(is_synthetic(r))
+                else:
+                    self.drop(r, "not_in_mix")
+            plan = list(self.plan(groups, spool))
+            over = capped([synthetic[i] for i, _ in plan], self.p.synthetic_max_share, self.p.seed)
+            for pos, (i, copy) in enumerate(plan):
+                r = spool.get(i)
+                if copy:
+                    r = Record(f"{r.id}#{copy}", r.kind, r.content, {**r.meta, "upsampled_from": r.id})
+                if pos in over:
+                    self.drop(r, "synthetic_cap")
+                else:
+                    yield r
+        finally:
+            spool.close()
+
+    def plan(self, groups: dict[str, list[int]], spool) -> Iterator[tuple[int, int]]:
+        """(spool index, copy number; 0 for the original) of each record the mix keeps, group by group;
+        the down-sampled rest is quarantined here."""
         weight = sum(self.p.ratios.values())
         shares = {g: w / weight for g, w in self.p.ratios.items()}
         total = self.p.total or int(min(len(groups[g]) / s for g, s in shares.items()) if all(groups.values()) else 0)
@@ -62,18 +83,17 @@ class Mix(Step):
                 continue
             if want <= len(pool):
                 chosen = set(rng.sample(range(len(pool)), want))
-                for i, r in enumerate(pool):
-                    if i in chosen:
-                        yield r
+                for k, i in enumerate(pool):
+                    if k in chosen:
+                        yield i, 0
                     else:
-                        self.drop(r, "downsampled")
+                        self.drop(spool.get(i), "downsampled")
             else:
-                yield from pool
+                for i in pool:
+                    yield i, 0
                 for copy in range(want - len(pool)):
-                    original = pool[rng.randrange(len(pool))]
                     self.stats["upsampled"] += 1
-                    yield Record(f"{original.id}#{copy + 2}", original.kind, original.content,
-                                 {**original.meta, "upsampled_from": original.id})
+                    yield pool[rng.randrange(len(pool))], copy + 2
 
 
 def is_synthetic(record: Record) -> bool:
@@ -90,18 +110,23 @@ def cap_allowed(n_real: int, max_share: float) -> int:
     return math.floor(n_real * max_share / (1 - max_share) + 1e-9)
 
 
+def capped(flags: list[bool], max_share: float, seed: int = 0) -> set[int]:
+    """Positions of the synthetic items (`flags` true) beyond `max_share`: a seeded sample of them."""
+    synthetic = [i for i, f in enumerate(flags) if f]
+    allowed = cap_allowed(len(flags) - len(synthetic), max_share)
+    if len(synthetic) <= allowed:
+        return set()
+    return set(synthetic) - set(random.Random(seed).sample(synthetic, allowed))
+
+
 def cap_synthetic(records: list[Record], max_share: float, drop, seed: int = 0) -> list[Record]:
     """`records` with synthetic ones beyond `max_share` removed (a seeded sample of them), each
     passed to `drop(record, "synthetic_cap")`. Order is kept."""
-    synthetic = [i for i, r in enumerate(records) if is_synthetic(r)]
-    allowed = cap_allowed(len(records) - len(synthetic), max_share)
-    if len(synthetic) <= allowed:
-        return records
-    keep = set(random.Random(seed).sample(synthetic, allowed))
+    over = capped([is_synthetic(r) for r in records], max_share, seed)
     out = []
     for i, r in enumerate(records):
-        if i in keep or not is_synthetic(r):
-            out.append(r)
-        else:
+        if i in over:
             drop(r, "synthetic_cap")
+        else:
+            out.append(r)
     return out

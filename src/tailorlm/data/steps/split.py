@@ -41,12 +41,29 @@ class Split(Step):
             return self
 
     def run(self, records: Iterable[Record]) -> Iterator[Record]:
-        records = list(records)
-        strata: dict[str | None, list[int]] = defaultdict(list)
-        for i, r in enumerate(records):
-            strata[label_of(r) if self.p.stratify else None].append(i)
+        """Two passes: the records are parked in a spool while only their stratum (label) is kept,
+        so the shares are drawn over the whole input without holding it; then they are read back
+        with their split."""
+        from tailorlm.data.steps.spool import Spool
+
+        spool = Spool()
+        try:
+            strata: dict[str | None, list[int]] = defaultdict(list)
+            for i, r in enumerate(records):
+                spool.append(r)
+                strata[label_of(r) if self.p.stratify else None].append(i)
+            assignment = self.assign(strata, len(spool))
+            for i, r in enumerate(spool):
+                r.meta["split"] = SPLITS[assignment[i]]
+                self.stats[SPLITS[assignment[i]]] += 1
+                yield r
+        finally:
+            spool.close()
+
+    def assign(self, strata: dict[str | None, list[int]], n_records: int) -> bytearray:
+        """Each record's split (an index into SPLITS), drawn per stratum with the seeded shuffle."""
         rng = random.Random(self.p.seed)
-        assignment: dict[int, str] = {}
+        assignment = bytearray(n_records)
         for key in sorted(strata, key=lambda k: (k is None, str(k))):
             members = strata[key][:]
             rng.shuffle(members)
@@ -54,8 +71,5 @@ class Split(Step):
             n_test = round(n * self.p.test)
             n_val = round(n * self.p.validation)
             for pos, i in enumerate(members):
-                assignment[i] = "test" if pos < n_test else "validation" if pos < n_test + n_val else "train"
-        for i, r in enumerate(records):
-            r.meta["split"] = assignment[i]
-            self.stats[assignment[i]] += 1
-            yield r
+                assignment[i] = 2 if pos < n_test else 1 if pos < n_test + n_val else 0
+        return assignment
