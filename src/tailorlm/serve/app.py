@@ -106,19 +106,9 @@ def create_app(project, pool=None, embedder=None, *, upstream: str | None = None
                max_batch: int = 16, max_queue: int = 64, batch_wait_ms: float = WAIT_MS, redact: bool | None = None) -> FastAPI:
     """The server for `project`. Tests inject a `pool` (a ModelPool over a loaded
     generator) and an `embedder`; `upstream` puts an OpenAI-compatible server (vLLM) behind the gateway."""
-    if pool is None:
-        if upstream:
-            from tailorlm.serve.vllm import UpstreamPool
-
-            pool = UpstreamPool(project, upstream, upstream_key_env)
-        else:
-            from tailorlm.models.pool import ModelPool
-
-            pool = ModelPool(project)
+    pool = pool if pool is not None else _default_pool(project, upstream, upstream_key_env)
     router = Router(project, pool, embedder)
     gateway = Gateway(router, Traces(project, redact), max_batch, max_queue, batch_wait_ms)
-    backend = "upstream" if upstream else "local"
-    ab_header = project.config.serve.ab.user_header
 
     @asynccontextmanager
     async def lifespan(app):
@@ -132,6 +122,33 @@ def create_app(project, pool=None, embedder=None, *, upstream: str | None = None
     app = FastAPI(title="Tailor", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="OpenAI-compatible API over every rung and model version of a Tailor project.")
     app.state.gateway = gateway
+    _error_handlers(app)
+    _generation_routes(app, gateway, project.config.serve.ab.user_header)
+    _project_routes(app, project, router, gateway, "upstream" if upstream else "local", redact)
+    _document(app)
+    from tailorlm.ui.app import create_ui_app  # the workbench under /ui, with the same keys
+
+    app.mount("/ui", create_ui_app(project, load_key_hashes(project.config.serve.api_keys_env), gateway))
+    # The last added runs first: every request is observed, then size- and key-checked.
+    app.add_middleware(Guard, max_bytes=project.config.serve.max_request_bytes,
+                       key_hashes=load_key_hashes(project.config.serve.api_keys_env))
+    app.add_middleware(_Observe, metrics=gateway.metrics)
+    return app
+
+
+def _default_pool(project, upstream: str | None, upstream_key_env: str | None):
+    """The models behind the gateway: an upstream OpenAI-compatible server's, or loaded in this process."""
+    if upstream:
+        from tailorlm.serve.vllm import UpstreamPool
+
+        return UpstreamPool(project, upstream, upstream_key_env)
+    from tailorlm.models.pool import ModelPool
+
+    return ModelPool(project)
+
+
+def _error_handlers(app: FastAPI) -> None:
+    """Every error in OpenAI's shape; validation errors as 400 with the client's JSON path."""
 
     @app.exception_handler(APIError)
     async def _api_error(request, e: APIError):
@@ -146,24 +163,31 @@ def create_app(project, pool=None, embedder=None, *, upstream: str | None = None
         codes = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
         return error_json(e.status_code, str(e.detail), code=codes.get(e.status_code), headers=e.headers)
 
-    async def guarded(request: Request, model: str | None, work):
-        """Run an endpoint; anything unexpected becomes a 500 in OpenAI's shape, logged without its message."""
-        if model is not None:
-            request.state.model = model
-        try:
-            return await work
-        except (APIError, HTTPException):
-            raise
-        except Exception as e:
-            log.error("%s failed: %s", request.url.path, type(e).__name__)
-            raise APIError(500, f"internal error ({type(e).__name__})", "server_error", "internal_error") from None
 
-    def reply(result):
-        trace_id, body = result
-        headers = {"X-Trace-Id": trace_id}
-        if isinstance(body, dict):
-            return JSONResponse(body, headers=headers)
-        return EventStream(body, headers={**headers, "Cache-Control": "no-cache"})
+async def guarded(request: Request, model: str | None, work):
+    """Run an endpoint; anything unexpected becomes a 500 in OpenAI's shape, logged without its message."""
+    if model is not None:
+        request.state.model = model
+    try:
+        return await work
+    except (APIError, HTTPException):
+        raise
+    except Exception as e:
+        log.error("%s failed: %s", request.url.path, type(e).__name__)
+        raise APIError(500, f"internal error ({type(e).__name__})", "server_error", "internal_error") from None
+
+
+def reply(result):
+    """A gateway answer as HTTP: JSON for a whole answer, server-sent events for a stream."""
+    trace_id, body = result
+    headers = {"X-Trace-Id": trace_id}
+    if isinstance(body, dict):
+        return JSONResponse(body, headers=headers)
+    return EventStream(body, headers={**headers, "Cache-Control": "no-cache"})
+
+
+def _generation_routes(app: FastAPI, gateway: Gateway, ab_header: str) -> None:
+    """The routes that run a model: chat, raw completions and embeddings."""
 
     @app.post("/v1/chat/completions", response_model=None,
               responses=_responses(schema.ChatCompletion, (400, 401, 404, 413, 429, 502, 503), stream=True))
@@ -184,6 +208,10 @@ def create_app(project, pool=None, embedder=None, *, upstream: str | None = None
         """Embed texts with the project's embedder."""
         result = await guarded(request, body.model, gateway.embed(body))
         return JSONResponse(result, headers={"X-Trace-Id": result["id"]})
+
+
+def _project_routes(app: FastAPI, project, router: Router, gateway: Gateway, backend: str, redact: bool | None) -> None:
+    """The routes about the project and the server: served names, feedback, health and metrics."""
 
     @app.get("/v1/models", response_model=None, responses=_responses(schema.ModelList, (401,)))
     async def models(request: Request):
@@ -216,16 +244,6 @@ def create_app(project, pool=None, embedder=None, *, upstream: str | None = None
     async def metrics():
         """Prometheus text format: requests, tokens, latency and time-to-first-token histograms, queue depth."""
         return PlainTextResponse(gateway.metrics.render(), media_type="text/plain; version=0.0.4")
-
-    _document(app)
-    from tailorlm.ui.app import create_ui_app  # the workbench under /ui, with the same keys
-
-    app.mount("/ui", create_ui_app(project, load_key_hashes(project.config.serve.api_keys_env), gateway))
-    # The last added runs first: every request is observed, then size- and key-checked.
-    app.add_middleware(Guard, max_bytes=project.config.serve.max_request_bytes,
-                       key_hashes=load_key_hashes(project.config.serve.api_keys_env))
-    app.add_middleware(_Observe, metrics=gateway.metrics)
-    return app
 
 
 async def invalid_message(request: Request, errors: list[dict]) -> str:

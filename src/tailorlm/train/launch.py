@@ -41,20 +41,7 @@ def accelerate_config(gpus: int, nodes: int, strategy: str, mixed_precision: str
     >>> accelerate_config(gpus=8, nodes=2, strategy="deepspeed", main_process_ip="10.0.0.1")["num_processes"]
     16
     """
-    if strategy not in STRATEGIES:
-        raise TailorError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
-    if gpus < 0 or nodes < 1:
-        raise TailorError(f"need gpus >= 0 and nodes >= 1, got gpus={gpus}, nodes={nodes}")
-    if gpus == 0 and nodes > 1:
-        raise TailorError("gpus=0 runs CPU processes on one machine; multi-node training needs GPUs")
-    if cpu_processes < 1 or (cpu_processes > 1 and gpus):
-        raise TailorError(f"cpu_processes={cpu_processes} is for gpus=0 (CPU training), and must be at least 1")
-    if nodes > 1 and not main_process_ip:
-        raise TailorError(f"training on {nodes} nodes needs main_process_ip: the address of the node with "
-                          "machine_rank 0, reachable from every other node (e.g. --main-process-ip 10.0.0.1)")
-    if not 0 <= machine_rank < nodes:
-        raise TailorError(f"machine_rank must be between 0 and {nodes - 1} for {nodes} node(s), got {machine_rank}")
-
+    _check_topology(gpus, nodes, strategy, machine_rank, main_process_ip, cpu_processes)
     world = (gpus or cpu_processes) * nodes
     cfg = {
         "compute_environment": "LOCAL_MACHINE",
@@ -81,45 +68,74 @@ def accelerate_config(gpus: int, nodes: int, strategy: str, mixed_precision: str
         cfg["distributed_type"] = "MULTI_GPU"
     elif strategy == "fsdp":
         cfg["distributed_type"] = "FSDP"
-        cfg["fsdp_config"] = {
-            "fsdp_version": 1,
-            # FSDP1 spells full sharding as reshard-after-forward FULL_SHARD (the old
-            # fsdp_sharding_strategy key is deprecated in accelerate 1.x).
-            "fsdp_reshard_after_forward": "FULL_SHARD",
-            "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
-            "fsdp_transformer_layer_cls_to_wrap": layer_cls,
-            "fsdp_backward_prefetch": "BACKWARD_PRE",
-            "fsdp_forward_prefetch": False,
-            "fsdp_offload_params": False,
-            # Sharded checkpoints let every rank save its own shard; a full state dict would
-            # gather the whole model on rank 0.
-            "fsdp_state_dict_type": "SHARDED_STATE_DICT",
-            # PEFT mixes frozen and trainable parameters inside one wrapped unit, which FSDP1
-            # only allows with the original parameters kept.
-            "fsdp_use_orig_params": True,
-            # Rank 0 loads the weights and broadcasts them, so N ranks do not hold N copies in RAM.
-            "fsdp_cpu_ram_efficient_loading": True,
-            "fsdp_sync_module_states": True,
-            # Under FSDP, checkpointing belongs to the wrapper; the trainer's own flag must stay off.
-            "fsdp_activation_checkpointing": gradient_checkpointing,
-        }
+        cfg["fsdp_config"] = _fsdp_config(layer_cls, gradient_checkpointing)
     else:
         cfg["distributed_type"] = "DEEPSPEED"
-        cfg["deepspeed_config"] = {
-            "zero_stage": 3,
-            "offload_optimizer_device": "none",
-            "offload_param_device": "none",
-            # Build the model already partitioned, so no rank materialises all the weights.
-            "zero3_init_flag": True,
-            # Gather a plain 16-bit copy at save time, so the output loads without DeepSpeed.
-            "zero3_save_16bit_model": True,
-            # DeepSpeed owns these two; they must match the run's training config.
-            "gradient_accumulation_steps": gradient_accumulation_steps,
-            "gradient_clipping": gradient_clipping,
-        }
-        if nodes > 1:
-            # One torchrun per node, started by the user or a scheduler: no pdsh or hostfile needed.
-            cfg["deepspeed_config"]["deepspeed_multinode_launcher"] = "standard"
+        cfg["deepspeed_config"] = _deepspeed_config(nodes, gradient_accumulation_steps, gradient_clipping)
+    return cfg
+
+
+def _check_topology(gpus: int, nodes: int, strategy: str, machine_rank: int, main_process_ip: str | None,
+                    cpu_processes: int) -> None:
+    """Refuse a combination accelerate would fail on later, or silently misread, naming the fix."""
+    if strategy not in STRATEGIES:
+        raise TailorError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if gpus < 0 or nodes < 1:
+        raise TailorError(f"need gpus >= 0 and nodes >= 1, got gpus={gpus}, nodes={nodes}")
+    if gpus == 0 and nodes > 1:
+        raise TailorError("gpus=0 runs CPU processes on one machine; multi-node training needs GPUs")
+    if cpu_processes < 1 or (cpu_processes > 1 and gpus):
+        raise TailorError(f"cpu_processes={cpu_processes} is for gpus=0 (CPU training), and must be at least 1")
+    if nodes > 1 and not main_process_ip:
+        raise TailorError(f"training on {nodes} nodes needs main_process_ip: the address of the node with "
+                          "machine_rank 0, reachable from every other node (e.g. --main-process-ip 10.0.0.1)")
+    if not 0 <= machine_rank < nodes:
+        raise TailorError(f"machine_rank must be between 0 and {nodes - 1} for {nodes} node(s), got {machine_rank}")
+
+
+def _fsdp_config(layer_cls: str, gradient_checkpointing: bool) -> dict:
+    """FSDP1 full sharding of each `layer_cls` block, with the settings a LoRA run needs."""
+    return {
+        "fsdp_version": 1,
+        # FSDP1 spells full sharding as reshard-after-forward FULL_SHARD (the old
+        # fsdp_sharding_strategy key is deprecated in accelerate 1.x).
+        "fsdp_reshard_after_forward": "FULL_SHARD",
+        "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+        "fsdp_transformer_layer_cls_to_wrap": layer_cls,
+        "fsdp_backward_prefetch": "BACKWARD_PRE",
+        "fsdp_forward_prefetch": False,
+        "fsdp_offload_params": False,
+        # Sharded checkpoints let every rank save its own shard; a full state dict would
+        # gather the whole model on rank 0.
+        "fsdp_state_dict_type": "SHARDED_STATE_DICT",
+        # PEFT mixes frozen and trainable parameters inside one wrapped unit, which FSDP1
+        # only allows with the original parameters kept.
+        "fsdp_use_orig_params": True,
+        # Rank 0 loads the weights and broadcasts them, so N ranks do not hold N copies in RAM.
+        "fsdp_cpu_ram_efficient_loading": True,
+        "fsdp_sync_module_states": True,
+        # Under FSDP, checkpointing belongs to the wrapper; the trainer's own flag must stay off.
+        "fsdp_activation_checkpointing": gradient_checkpointing,
+    }
+
+
+def _deepspeed_config(nodes: int, gradient_accumulation_steps: int, gradient_clipping: float) -> dict:
+    """DeepSpeed ZeRO-3 without offload, saving a plain 16-bit model."""
+    cfg = {
+        "zero_stage": 3,
+        "offload_optimizer_device": "none",
+        "offload_param_device": "none",
+        # Build the model already partitioned, so no rank materialises all the weights.
+        "zero3_init_flag": True,
+        # Gather a plain 16-bit copy at save time, so the output loads without DeepSpeed.
+        "zero3_save_16bit_model": True,
+        # DeepSpeed owns these two; they must match the run's training config.
+        "gradient_accumulation_steps": gradient_accumulation_steps,
+        "gradient_clipping": gradient_clipping,
+    }
+    if nodes > 1:
+        # One torchrun per node, started by the user or a scheduler: no pdsh or hostfile needed.
+        cfg["deepspeed_multinode_launcher"] = "standard"
     return cfg
 
 
