@@ -1,6 +1,7 @@
 """Running `tailor data prepare` on datatrove's executors: local processes, Slurm or Ray.
 
-The work is split in three stages, so that a crash at any point loses at most one task:
+The work is split in three stages, so that a crash at any point loses at most one task, and every
+stage streams (one record at a time in memory, as in-process `prepare` does):
 1. in-process: read the sources and write them as N shard files (skipped when already written);
 2. on the executor: each task runs the per-record steps (validate, normalize, quality, language,
    pii, toxicity, decontaminate, perplexity) over its shard and writes its survivors, its
@@ -16,6 +17,7 @@ Ray write their launch configuration (sbatch script, pickled executor, JSON) wit
 
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -42,25 +44,39 @@ def _datatrove_step():
             self.project_root, self.dataset, self.kind, self.work_dir = project_root, dataset, kind, work_dir
 
         def run(self, data=None, rank: int = 0, world_size: int = 1):
-            from tailorlm.data.pipeline import build_steps, run_steps, step_specs
+            from tailorlm.data.pipeline import build_steps, chain_steps, step_specs
             from tailorlm.project import Project
 
             project = Project.load(self.project_root)
             local = {name for name, _ in step_specs(project)} - GLOBAL_STEPS
             steps = build_steps(project, self.dataset, self.kind, only=local)
             work = Path(self.work_dir)
-            shard = work / "shards" / f"{rank:05d}.jsonl"
-            records = [Record.from_dict(json.loads(line)) for line in shard.read_text(encoding="utf-8").splitlines()]
-            quarantine: list[dict] = []
-            kept = run_steps(steps, records, quarantine)
-            self.stat_update("records_in", value=len(records))
-            self.stat_update("records_kept", value=len(kept))
             out = work / "out"
             out.mkdir(exist_ok=True)
-            # Results are written aside and renamed, so a killed task leaves no partial output.
+            counts = {"in": 0, "kept": 0}
+
+            def shard_records():
+                with open(work / "shards" / f"{rank:05d}.jsonl", encoding="utf-8") as f:
+                    for line in f:
+                        counts["in"] += 1
+                        yield Record.from_dict(json.loads(line))
+
+            # Streamed: survivors and quarantine are written line by line, aside, and renamed; the
+            # summary `NNNNN.json` is written last, so a killed task leaves no output that looks done.
+            kept_tmp, quarantine_tmp = out / f".{rank:05d}.kept.jsonl", out / f".{rank:05d}.quarantine.jsonl"
+            with open(kept_tmp, "w", encoding="utf-8") as kept, open(quarantine_tmp, "w", encoding="utf-8") as q:
+                def quarantine(entry: dict) -> None:
+                    q.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
+
+                for record in chain_steps(steps, shard_records(), quarantine):
+                    counts["kept"] += 1
+                    kept.write(json.dumps(record.to_dict(), ensure_ascii=False, default=str) + "\n")
+            self.stat_update("records_in", value=counts["in"])
+            self.stat_update("records_kept", value=counts["kept"])
+            kept_tmp.replace(out / f"{rank:05d}.kept.jsonl")
+            quarantine_tmp.replace(out / f"{rank:05d}.quarantine.jsonl")
             tmp = out / f".{rank:05d}.json"
-            tmp.write_text(json.dumps({"kept": [r.to_dict() for r in kept], "quarantine": quarantine,
-                                       "summaries": [s.summary() for s in steps]}, ensure_ascii=False, default=str))
+            tmp.write_text(json.dumps({"summaries": [s.summary() for s in steps]}, ensure_ascii=False, default=str))
             tmp.replace(out / f"{rank:05d}.json")
             yield from ()
 
@@ -96,64 +112,80 @@ def prepare_with_executor(project, sources: list[str] | None = None, executor: s
 
     >>> prepare_with_executor(project, ["tickets"], executor="local", workers=2)  # doctest: +SKIP
     """
-    from tailorlm.data.pipeline import build_steps, dataset_kind, finish, read_sources, run_steps
+    from tailorlm.data.writer import VersionWriter
 
     configured = {s.name: s for s in project.config.sources}
     chosen = [configured[s] for s in sources] if sources else list(configured.values())
     tasks = tasks or max(workers, 1)
     results = []
     for source in chosen:
-        records, quarantine, files = read_sources(project, [source])
-        read_rejected = len(quarantine)
-        kind = dataset_kind(source.name, records, [source])
-        recipe = json.dumps([files[source.name], project.config.data.model_dump(), tasks], sort_keys=True, default=str)
-        work = project.artifacts("runs") / f"data-{source.name}-{hashlib.sha256(recipe.encode()).hexdigest()[:10]}"
-        _write_shards(work, records, tasks)
-        pipeline = [_datatrove_step()(str(project.root), source.name, kind, str(work))]
-        ex = make_executor(executor, pipeline, tasks, workers, str(work / "logs"), slurm)
-        if dry_run:
-            results.append({"dataset": source.name, "executor": executor, "dry_run": True, "tasks": tasks,
-                            **_write_launch_config(ex, executor, work)})
-            continue
-        log(f"{source.name}: {tasks} tasks on the {executor} executor (finished tasks are skipped)")
-        if executor == "ray":
-            with ray_cluster(address, workers, log):
-                ex.run()
-        else:
-            ex.run()
-        pending = ex.get_incomplete_ranks()
-        if pending and executor == "ray":
-            # Ray runs the tasks to the end before run() returns, so an unfinished one has failed.
-            raise TailorError(f"{len(pending)} of {tasks} Ray tasks failed (ranks {pending}); their logs are in "
-                              f"{work / 'logs' / 'logs'}. Rerun the same command: finished tasks are kept")
-        if pending:
-            results.append({"dataset": source.name, "executor": executor, "submitted": True, "pending_tasks": pending,
-                            "work_dir": str(work), "next": "rerun the same command when the tasks have finished"})
-            continue
-        kept, summaries = [], []
-        for rank in range(tasks):
-            part = json.loads((work / "out" / f"{rank:05d}.json").read_text(encoding="utf-8"))
-            kept += [Record.from_dict(d) for d in part["kept"]]
-            quarantine += part["quarantine"]
-            summaries.append(part["summaries"])
-        merged = _merge_summaries(summaries)
-        steps = build_steps(project, source.name, kind)
-        global_steps = [st for st in steps if st.name in GLOBAL_STEPS]  # the others ran on the workers
-        kept = run_steps(global_steps, kept, quarantine)
-        ran = merged + [s.summary() for s in global_steps]
-        # The recipe, which the version id hashes, is the in-process prepare's: the steps as tailor.yaml lists
-        # them, with their parameters as built here (the workers' copies went through JSON, which turns the
-        # quality step's int n-gram keys into strings and so reorders them). The same records from the same
-        # recipe are then the same version on every executor.
-        recipe = {"sources": {source.name: [f["sha256"] for f in files[source.name]]},
-                  "steps": [{"step": st.name, "params": st.summary()["params"]}
-                            for st in steps]}
-        manifest = finish(project, source.name, [source], kind, files, len(records) + read_rejected, read_rejected,
-                          kept, ran, quarantine,
-                          extra={"executor": {"kind": executor, "tasks": tasks, "workers": workers}, "recipe": recipe})
-        results.append({"dataset": source.name, "executor": executor, "id": manifest["id"], "splits": manifest["splits"],
-                        "accounting": manifest["accounting"], "work_dir": str(work)})
+        with VersionWriter(project, source.name) as out:
+            results.append(_prepare_source(project, source, out, executor, workers, tasks, dry_run, slurm, address, log))
     return {"datasets": results}
+
+
+def _prepare_source(project, source, out, executor: str, workers: int, tasks: int, dry_run: bool,
+                    slurm: dict | None, address: str | None, log) -> dict:
+    """One source through the three stages, streamed: the reader into shard files, the shards
+    through the workers, their survivors through the corpus-wide steps into `out`."""
+    from tailorlm.data.pipeline import SourceReader, build_steps, chain_steps, finish_stream, first_kind
+
+    reader = SourceReader(project, [source], out.quarantine)
+    kind, records = first_kind(source.name, reader.records(), [source])
+    files = reader.files  # complete once the first record has been read
+    # "stream-1": the shard and output layout; a work folder of an older layout is not reused.
+    recipe = json.dumps([files[source.name], project.config.data.model_dump(), tasks, "stream-1"], sort_keys=True,
+                        default=str)
+    work = project.artifacts("runs") / f"data-{source.name}-{hashlib.sha256(recipe.encode()).hexdigest()[:10]}"
+    _write_shards(work, records, tasks)
+    pipeline = [_datatrove_step()(str(project.root), source.name, kind, str(work))]
+    ex = make_executor(executor, pipeline, tasks, workers, str(work / "logs"), slurm)
+    if dry_run:
+        return {"dataset": source.name, "executor": executor, "dry_run": True, "tasks": tasks,
+                **_write_launch_config(ex, executor, work)}
+    log(f"{source.name}: {tasks} tasks on the {executor} executor (finished tasks are skipped)")
+    if executor == "ray":
+        with ray_cluster(address, workers, log):
+            ex.run()
+    else:
+        ex.run()
+    pending = ex.get_incomplete_ranks()
+    if pending and executor == "ray":
+        # Ray runs the tasks to the end before run() returns, so an unfinished one has failed.
+        raise TailorError(f"{len(pending)} of {tasks} Ray tasks failed (ranks {pending}); their logs are in "
+                          f"{work / 'logs' / 'logs'}. Rerun the same command: finished tasks are kept")
+    if pending:
+        return {"dataset": source.name, "executor": executor, "submitted": True, "pending_tasks": pending,
+                "work_dir": str(work), "next": "rerun the same command when the tasks have finished"}
+    summaries = []
+    for rank in range(tasks):
+        summaries.append(json.loads((work / "out" / f"{rank:05d}.json").read_text(encoding="utf-8"))["summaries"])
+        for entry in _jsonl(work / "out" / f"{rank:05d}.quarantine.jsonl"):
+            out.quarantine(entry)
+    merged = _merge_summaries(summaries)
+    steps = build_steps(project, source.name, kind)
+    global_steps = [st for st in steps if st.name in GLOBAL_STEPS]  # the others ran on the workers
+    kept = (Record.from_dict(d) for rank in range(tasks) for d in _jsonl(work / "out" / f"{rank:05d}.kept.jsonl"))
+    for record in chain_steps(global_steps, kept, out.quarantine):
+        out.add(record)
+    ran = merged + [s.summary() for s in global_steps]
+    # The recipe, which the version id hashes, is the in-process prepare's: the steps as tailor.yaml lists
+    # them, with their parameters as built here (the workers' copies went through JSON, which turns the
+    # quality step's int n-gram keys into strings and so reorders them). The same records from the same
+    # recipe are then the same version on every executor.
+    recipe = {"sources": {source.name: [f["sha256"] for f in files[source.name]]},
+              "steps": [{"step": st.name, "params": st.summary()["params"]} for st in steps]}
+    manifest = finish_stream(project, source.name, [source], kind, files, reader.n_read, reader.rejected, out, ran,
+                             extra={"executor": {"kind": executor, "tasks": tasks, "workers": workers},
+                                    "recipe": recipe})
+    return {"dataset": source.name, "executor": executor, "id": manifest["id"], "splits": manifest["splits"],
+            "accounting": manifest["accounting"], "work_dir": str(work)}
+
+
+def _jsonl(path: Path):
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            yield json.loads(line)
 
 
 @contextlib.contextmanager
@@ -189,20 +221,30 @@ def ray_cluster(address: str | None, workers: int, log=lambda _m: None):
         ray.shutdown()
 
 
-def _write_shards(work: Path, records: list[Record], tasks: int) -> None:
+def _write_shards(work: Path, records, tasks: int) -> None:
+    """Contiguous shards of the records, streamed: they go to one file first (their number is
+    not known before the end), which is then cut into `tasks` files. Contiguous shards keep input
+    order when merged back, so dedup keeps the same first records. Shards written by an earlier,
+    interrupted run of the same recipe are kept; the records are still read, for the accounting."""
     shards = work / "shards"
     if shards.exists() and len(list(shards.glob("*.jsonl"))) == tasks:
-        return  # written by an earlier, interrupted run of the same recipe
+        for _ in records:
+            pass
+        return
     tmp = work / ".shards"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    # Contiguous shards keep input order when merged back, so dedup keeps the same first records.
-    size = -(-len(records) // tasks) if records else 0
-    for rank in range(tasks):
-        part = records[rank * size : (rank + 1) * size]
-        with open(tmp / f"{rank:05d}.jsonl", "w", encoding="utf-8") as f:
-            for r in part:
-                f.write(json.dumps(r.to_dict(), ensure_ascii=False, default=str) + "\n")
+    n = 0
+    with open(tmp / "all.jsonl", "w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r.to_dict(), ensure_ascii=False, default=str) + "\n")
+            n += 1
+    size = -(-n // tasks) if n else 0
+    with open(tmp / "all.jsonl", encoding="utf-8") as lines:
+        for rank in range(tasks):
+            with open(tmp / f"{rank:05d}.jsonl", "w", encoding="utf-8") as f:
+                f.writelines(itertools.islice(lines, size))
+    (tmp / "all.jsonl").unlink()
     shutil.rmtree(shards, ignore_errors=True)
     tmp.rename(shards)
 

@@ -1,4 +1,9 @@
-"""`tailor data prepare`: read sources, run the steps, write a dataset version.
+"""`tailor data prepare`: read sources, run the steps, write a dataset version, streaming.
+
+Records go one at a time from the readers (`SourceReader`) through the steps (`chain_steps`) into
+the version's Parquet files (`writer.VersionWriter`); the quarantine is appended as it grows.
+Corpus-wide steps keep compact state (hashes, band keys, labels) and park records on disk, so
+peak memory stays flat as the corpus grows (docs/scaling.md).
 
 The accounting always holds and is checked on every run:
     records read + records added (up-sampling) = records kept + records quarantined
@@ -7,8 +12,9 @@ dropped, by step and reason.
 """
 
 import glob
+import itertools
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 from tailorlm.data.readers.records import Rejected, detect_format, read_file
 from tailorlm.data.record import Record
@@ -46,14 +52,20 @@ def prepare(project, sources: list[str] | None = None, name: str | None = None,
 
 
 def prepare_dataset(project, name: str, sources: list, log=lambda _m: None) -> dict:
+    """One dataset version from `sources`, streamed: records flow one at a time from the readers
+    through the steps into the version's Parquet files, so memory does not grow with the corpus
+    (corpus-wide steps keep compact state and park records on disk; docs/scaling.md)."""
+    from tailorlm.data.writer import VersionWriter
+
     log(f"{name}: reading {', '.join(s.name for s in sources)}")
-    records, quarantine, files = read_sources(project, sources)
-    kind = dataset_kind(name, records, sources)
-    read_rejected = len(quarantine)
-    steps = build_steps(project, name, kind)
-    kept = run_steps(steps, records, quarantine, lambda step: log(f"{name}: {step}"))
-    return finish(project, name, sources, kind, files, len(records) + read_rejected, read_rejected, kept,
-                  [s.summary() for s in steps], quarantine)
+    with VersionWriter(project, name) as out:
+        reader = SourceReader(project, sources, out.quarantine)
+        kind, records = first_kind(name, reader.records(), sources)
+        steps = build_steps(project, name, kind)
+        for record in chain_steps(steps, records, out.quarantine, lambda step: log(f"{name}: {step}")):
+            out.add(record)
+        return finish_stream(project, name, sources, kind, reader.files, reader.n_read, reader.rejected, out,
+                             [s.summary() for s in steps])
 
 
 def dataset_kind(name: str, records: list[Record], sources: list) -> str:
@@ -63,36 +75,69 @@ def dataset_kind(name: str, records: list[Record], sources: list) -> str:
     return kinds.pop() if kinds else (sources[0].kind or "text")
 
 
-def run_steps(steps: list, records, quarantine: list[dict], on_step=lambda _name: None) -> list[Record]:
-    """Chain the steps over the records; every drop lands in `quarantine` with step and reason."""
+def first_kind(name: str, records: Iterator[Record], sources: list) -> tuple[str, Iterator[Record]]:
+    """The dataset's kind, from its first record (or the source's, when there is none), and the
+    records again, checked as they pass: a record of another kind stops the run with the error
+    `dataset_kind` gives, before any version is written."""
+    first = next(records, None)
+    kind = first.kind if first is not None else (sources[0].kind or "text")
+
+    def checked() -> Iterator[Record]:
+        for r in itertools.chain([first] if first is not None else [], records):
+            if r.kind != kind:
+                dataset_kind(name, [first, r], sources)
+            yield r
+
+    return kind, checked()
+
+
+def chain_steps(steps: list, records: Iterable[Record], quarantine: Callable[[dict], None],
+                on_step=lambda _name: None) -> Iterator[Record]:
+    """The steps chained as generators over the records; every drop goes to `quarantine(entry)` with
+    step and reason as it happens. Nothing is held here: the records flow through one at a time."""
 
     def sink(record: Record, step: str, reason: str) -> None:
-        quarantine.append({"step": step, "reason": reason, "id": record.id, "file": record.meta.get("path"),
-                           "line": record.meta.get("line"), "record": record.content, "meta": record.meta})
+        quarantine({"step": step, "reason": reason, "id": record.id, "file": record.meta.get("path"),
+                    "line": record.meta.get("line"), "record": record.content, "meta": record.meta})
 
     stream = iter(records)
     for step in steps:
         step.sink = sink
         on_step(step.name)
         stream = step(stream)
-    return list(stream)
+    return stream
+
+
+def run_steps(steps: list, records, quarantine: list[dict], on_step=lambda _name: None) -> list[Record]:
+    """`chain_steps` into lists: the survivors, and every drop appended to `quarantine`."""
+    return list(chain_steps(steps, records, quarantine.append, on_step))
 
 
 def finish(project, name: str, sources: list, kind: str, files: dict, n_read: int, read_rejected: int,
            kept: list[Record], summaries: list[dict], quarantine: list[dict], extra: dict | None = None) -> dict:
-    """Check the accounting, then write and register the dataset version."""
-    by_split: dict[str, list[Record]] = {}
-    for r in kept:
-        by_split.setdefault(r.meta.get("split", "data"), []).append(r)
+    """`finish_stream` for records and quarantine already in lists (curation, synthesis)."""
+    from tailorlm.data.writer import VersionWriter
+
+    with VersionWriter(project, name) as out:
+        for q in quarantine:
+            out.quarantine(q)
+        for r in kept:
+            out.add(r)
+        return finish_stream(project, name, sources, kind, files, n_read, read_rejected, out, summaries, extra)
+
+
+def finish_stream(project, name: str, sources: list, kind: str, files: dict, n_read: int, read_rejected: int,
+                  out, summaries: list[dict], extra: dict | None = None) -> dict:
+    """Check the accounting against what the `VersionWriter` holds, then register the version."""
     dropped = sum(sum(s["dropped"].values()) for s in summaries)
     added = sum(s["stats"].get("upsampled", 0) for s in summaries)
     accounting = {"read": n_read, "rejected_by_readers": read_rejected, "added": added,
-                  "dropped_by_steps": dropped, "kept": len(kept)}
-    accounting["holds"] = n_read + added == len(kept) + read_rejected + dropped
+                  "dropped_by_steps": dropped, "kept": out.kept}
+    accounting["holds"] = n_read + added == out.kept + read_rejected + dropped
     if not accounting["holds"]:  # a bug in a step, never the user's fault: refuse to write a version
         raise RuntimeError(f"accounting broken for {name}: {accounting}")
-    if not kept and sources:
-        raise NothingKept(_nothing_kept(project, name, summaries, quarantine))
+    if not out.kept and sources:
+        raise NothingKept(_nothing_kept(project, name, summaries, out.read_rejected_head))
     licences = sorted({s.license for s in sources if s.license})
     manifest = {
         "kind": kind,
@@ -105,9 +150,9 @@ def finish(project, name: str, sources: list, kind: str, files: dict, n_read: in
                    "steps": [{"step": s["step"], "params": s["params"]} for s in summaries]},
         **(extra or {}),
     }
-    from tailorlm.data.versions import write_version
+    from tailorlm.data.versions import register_version
 
-    return write_version(project, name, by_split, manifest, quarantine)
+    return register_version(project, name, out, manifest)
 
 
 class NothingKept(TailorError):
@@ -116,9 +161,9 @@ class NothingKept(TailorError):
     exit_code = 1
 
 
-def _nothing_kept(project, name: str, summaries: list[dict], quarantine: list[dict]) -> str:
+def _nothing_kept(project, name: str, summaries: list[dict], read_rejected: list[dict]) -> str:
     reasons = []
-    for q in [q for q in quarantine if q["step"] == "read"][:3]:
+    for q in read_rejected[:3]:
         line = f":{q['line']}" if q.get("line") else ""
         reasons.append(f"{q['file']}{line}: {q.get('field') or '(record)'}: {q['reason']}")
     reasons += [f"{n} dropped by {s['step']} ({reason})" for s in summaries for reason, n in s["dropped"].items()]
@@ -128,30 +173,53 @@ def _nothing_kept(project, name: str, summaries: list[dict], quarantine: list[di
 
 
 def read_sources(project, sources) -> tuple[list[Record], list[dict], dict]:
-    """All records of the given sources, the quarantine entries of what could not be read, and
-    each source's files with their sha256."""
-    from tailorlm.data.readers import docs
+    """All records of the given sources in a list, the quarantine entries of what could not be read,
+    and each source's files with their sha256. For small inputs (rag, advise); `prepare` streams
+    through `SourceReader`."""
+    quarantine: list[dict] = []
+    reader = SourceReader(project, sources, quarantine.append)
+    records = list(reader.records())
+    return records, quarantine, reader.files
 
-    records, quarantine, files = [], [], {}
-    for source in sources:
-        files[source.name] = []
-        for path, rel in _expand(project.root, source.path):
-            files[source.name].append({"path": rel, "bytes": path.stat().st_size, "sha256": sha256_file(path)})
-            fmt = source.format if source.format != "auto" else detect_format(path)
-            if fmt == "docs":
-                items = _read_doc(path, rel, project.root, source.name, docs)
-            else:
-                items = read_file(path, rel, source.name, fmt, source.kind, source.fields)
-            for item in items:
-                if isinstance(item, Rejected):
-                    quarantine.append({"step": "read", "reason": item.reason, "file": item.file, "line": item.line,
-                                       "field": item.field, "raw": item.raw})
-                    continue
-                item.meta.setdefault("tags", list(source.tags))
-                if source.license:
-                    item.meta["license"] = source.license
-                records.append(item)
-    return records, quarantine, files
+
+class SourceReader:
+    """The records of some sources, one at a time: what cannot be read goes to `reject(entry)` as
+    it is met, and the reader counts what it read (`n_read` includes the rejected) and fills in each
+    source's files with their sha256 (`files`)."""
+
+    def __init__(self, project, sources: list, reject: Callable[[dict], None]):
+        self.project, self.sources, self.reject = project, sources, reject
+        self.files: dict[str, list[dict]] = {}
+        self.n_read = self.rejected = 0
+
+    def records(self) -> Iterator[Record]:
+        """Every file is listed and hashed first, so `files` is complete once the first record (or
+        the end) has come: the executors name their work folder after it."""
+        from tailorlm.data.readers import docs
+
+        root = self.project.root
+        listed = [(source, _expand(root, source.path)) for source in self.sources]
+        for source, paths in listed:
+            self.files[source.name] = [{"path": rel, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+                                       for path, rel in paths]
+        for source, paths in listed:
+            for path, rel in paths:
+                fmt = source.format if source.format != "auto" else detect_format(path)
+                if fmt == "docs":
+                    items = _read_doc(path, rel, root, source.name, docs)
+                else:
+                    items = read_file(path, rel, source.name, fmt, source.kind, source.fields)
+                for item in items:
+                    self.n_read += 1
+                    if isinstance(item, Rejected):
+                        self.rejected += 1
+                        self.reject({"step": "read", "reason": item.reason, "file": item.file, "line": item.line,
+                                     "field": item.field, "raw": item.raw})
+                        continue
+                    item.meta.setdefault("tags", list(source.tags))
+                    if source.license:
+                        item.meta["license"] = source.license
+                    yield item
 
 
 def _read_doc(path: Path, rel: str, root: Path, source: str, docs):

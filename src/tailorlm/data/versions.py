@@ -10,74 +10,60 @@ The id `NAME@HASH6` comes from the records and the recipe (sources and steps), s
 same inputs with the same config gives the same id. Aliases such as `latest` point at versions.
 """
 
-import hashlib
 import json
 import os
 import shutil
 import socket
-import tempfile
 import time
 from pathlib import Path
 
 from tailorlm.data.record import Record
 from tailorlm.errors import TailorError
 from tailorlm.paths import safe_name
+from tailorlm.registry.artifacts import DatasetVersion
+from tailorlm.registry.resolve import load_dataset
 from tailorlm.store import now
-
-COLUMNS = ("id", "kind", "content", "meta")
-
-
-def version_hash(records_by_split: dict[str, list[Record]], recipe: dict) -> str:
-    h = hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode())
-    for split in sorted(records_by_split):
-        for r in records_by_split[split]:
-            h.update(f"{split}\x00{r.id}\x00{r.content_hash()}\n".encode())
-    return h.hexdigest()
 
 
 def write_version(project, name: str, records_by_split: dict[str, list[Record]], manifest: dict,
                   quarantine: list[dict]) -> dict:
-    """Write a version (unless one with the same hash exists) and register it; returns the manifest."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    """Write a version from lists (unless one with the same hash exists) and register it; returns the
+    manifest. `tailor data prepare` streams into a `VersionWriter` instead and calls `register_version`."""
+    from tailorlm.data.writer import VersionWriter
 
+    with VersionWriter(project, name) as out:
+        for q in quarantine:
+            out.quarantine(q)
+        for split, records in records_by_split.items():
+            out.open_split(split)
+            for r in records:
+                out.add(r, split)
+        return register_version(project, name, out, manifest)
+
+
+def register_version(project, name: str, out, manifest: dict) -> dict:
+    """Name the version a `VersionWriter` holds by its content hash, move it into place (unless one
+    with the same hash exists) and register it; returns the manifest."""
     safe_name(name, "dataset name")
-    digest = version_hash(records_by_split, manifest["recipe"])
+    digest = out.digest(manifest["recipe"])
     version_id = f"{name}@{digest[:6]}"
     folder = project.artifacts("datasets") / name / digest[:12]
     manifest = {**manifest, "id": version_id, "name": name, "content_hash": digest, "created_at": now(),
                 "path": str(folder.relative_to(project.root)),
-                "splits": {s: len(rs) for s, rs in records_by_split.items()}}
+                "splits": dict(out.counts)}
+    manifest = DatasetVersion.model_validate(manifest).to_dict()  # every producer's manifest has the one shape
     if not folder.exists():
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        # Written aside and renamed: a crash never leaves a half-written version behind. The name
-        # says whose it is, so a later run can tell a killed writer's leftovers from a live one's.
-        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".tmp-{os.getpid()}@{socket.gethostname()}@"))
-        try:
-            for split, records in records_by_split.items():
-                table = pa.table({
-                    "id": [r.id for r in records],
-                    "kind": [r.kind for r in records],
-                    "content": [json.dumps(r.content, ensure_ascii=False) for r in records],
-                    "meta": [json.dumps(r.meta, ensure_ascii=False, default=str) for r in records],
-                }, schema=pa.schema([(c, pa.string()) for c in COLUMNS]))
-                pq.write_table(table, tmp / f"{split}.parquet")
-            with open(tmp / "quarantine.jsonl", "w", encoding="utf-8") as f:
-                for q in quarantine:
-                    f.write(json.dumps(q, ensure_ascii=False, default=str) + "\n")
-            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str))
-            os.replace(tmp, folder)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        # Written aside (out.tmp) and renamed: a crash never leaves a half-written version behind.
+        out.finish_into(folder, manifest)
         project.store.insert("dataset_versions", id=version_id, name=name, content_hash=digest, kind=manifest["kind"],
                              path=manifest["path"], n_records=sum(manifest["splits"].values()), manifest=manifest,
                              created_at=manifest["created_at"])
     else:
-        manifest = json.loads((folder / "manifest.json").read_text())
+        manifest = load_dataset(project, manifest["path"]).to_dict()
         manifest["reused"] = True
     project.store.set_alias("dataset", name, "latest", version_id)
     remove_stale_tmp(folder.parent)
-    if "test" in records_by_split and manifest["kind"] in ("chat", "preference"):
+    if "test" in out.counts and manifest["kind"] in ("chat", "preference"):
         project.store.set_alias("suite", name, "golden", f"{version_id}:test", reason="test split of prepare")
     elif manifest["kind"] == "eval":
         project.store.set_alias("suite", name, "golden", version_id, reason="eval source")
