@@ -33,9 +33,9 @@ BATCH_SIZE = 5000  # rows per Parquet write (and row group): ~10 MB of 2 kB docu
 
 
 class VersionWriter:
-    def __init__(self, project, name: str, batch_size: int = BATCH_SIZE):
+    def __init__(self, project, name: str, batch_size: int | None = None):
         safe_name(name, "dataset name")
-        self.batch_size = batch_size
+        self.batch_size = batch_size or BATCH_SIZE
         parent = project.artifacts("datasets") / name
         parent.mkdir(parents=True, exist_ok=True)
         # The name says whose it is, so a later run can tell a killed writer's leftovers from a live one's.
@@ -43,7 +43,7 @@ class VersionWriter:
         self.counts: dict[str, int] = {}  # split -> records, in order of first appearance
         self.read_rejected_head: list[dict] = []  # the first few reader rejections, for error messages
         self.quarantined = 0
-        self._buffers: dict[str, list[Record]] = {}
+        self._buffers: dict[str, dict[str, list[str]]] = {}  # split -> column -> values, as stored
         self._parquet: dict = {}
         self._hash_lines: dict = {}
         self._quarantine = {"read": open(self.tmp / ".quarantine-read.jsonl", "w", encoding="utf-8"),
@@ -67,7 +67,7 @@ class VersionWriter:
         import pyarrow.parquet as pq
 
         self.counts[split] = 0
-        self._buffers[split] = []
+        self._buffers[split] = {c: [] for c in COLUMNS}
         self._parquet[split] = pq.ParquetWriter(self.tmp / f"{split}.parquet",
                                                 pa.schema([(c, pa.string()) for c in COLUMNS]))
         self._hash_lines[split] = open(self.tmp / f".hash-{split}", "w", encoding="utf-8")
@@ -78,9 +78,13 @@ class VersionWriter:
         self.open_split(split)
         self.counts[split] += 1
         self._hash_lines[split].write(f"{split}\x00{record.id}\x00{record.content_hash()}\n")
+        # Buffered as the column strings, not as records: the writer holds no Record.
         buffer = self._buffers[split]
-        buffer.append(record)
-        if len(buffer) >= self.batch_size:
+        buffer["id"].append(record.id)
+        buffer["kind"].append(record.kind)
+        buffer["content"].append(json.dumps(record.content, ensure_ascii=False))
+        buffer["meta"].append(json.dumps(record.meta, ensure_ascii=False, default=str))
+        if len(buffer["id"]) >= self.batch_size:
             self._flush(split)
 
     def quarantine(self, entry: dict) -> None:
@@ -94,15 +98,9 @@ class VersionWriter:
     def _flush(self, split: str) -> None:
         import pyarrow as pa
 
-        records, self._buffers[split] = self._buffers[split], []
-        if not records:
-            return
-        self._parquet[split].write_table(pa.table({
-            "id": [r.id for r in records],
-            "kind": [r.kind for r in records],
-            "content": [json.dumps(r.content, ensure_ascii=False) for r in records],
-            "meta": [json.dumps(r.meta, ensure_ascii=False, default=str) for r in records],
-        }, schema=self._parquet[split].schema))
+        columns, self._buffers[split] = self._buffers[split], {c: [] for c in COLUMNS}
+        if columns["id"]:
+            self._parquet[split].write_table(pa.table(columns, schema=self._parquet[split].schema))
 
     def digest(self, recipe: dict) -> str:
         """The version's content hash: the recipe, then every record's split, id and content hash,

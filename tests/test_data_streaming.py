@@ -1,0 +1,113 @@
+"""`tailor data prepare` streams: it never holds the corpus, and batching does not change the version.
+
+The first test counts the live `Record` objects while a version is written; before streaming,
+prepare listed every record (and near and line dedup listed them again), so the count reached the
+corpus size. The second writes the same source in batches of 7 rows and in one batch.
+"""
+
+import gc
+import json
+import random
+
+import pyarrow.parquet as pq
+import pytest
+
+from tailorlm.data import writer
+from tailorlm.data.pipeline import prepare
+from tailorlm.data.record import Record
+from tailorlm.data.versions import load_records
+from tailorlm.project import init_project
+
+N_DOCS = 1200
+STEPS = "  steps:\n    - normalize: {}\n    - exact_dedup: {}\n    - near_dedup: {}\n    - line_dedup: {}\n"
+
+
+def _project(root, n_docs: int = N_DOCS):
+    """A text source of distinct documents with a shared footer, exact copies and near copies."""
+    project = init_project(root, name="stream")
+    rng = random.Random(0)
+    words = [f"w{i}" for i in range(400)]
+    rows = []
+    for i in range(n_docs):
+        if i % 50 == 49:
+            text = rows[i - 7]["text"]  # an exact copy
+        elif i % 50 == 48:
+            text = rows[i - 3]["text"].replace("\n", " extra\n", 1)  # a near copy
+        else:
+            text = " ".join(rng.choices(words, k=60)) + "\nAll rights reserved by the streaming test."
+        rows.append({"id": f"d{i}", "text": text})
+    (root / "docs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = (root / "tailor.yaml").read_text()
+    cfg = cfg.replace("sources: []", "sources:\n  - {name: docs, path: docs.jsonl, kind: text}")
+    (root / "tailor.yaml").write_text(cfg + "data:\n" + STEPS)
+    return type(project).load(root)
+
+
+def _live_records() -> int:
+    return sum(isinstance(o, Record) for o in gc.get_objects())
+
+
+def test_prepare_holds_a_few_records_at_a_time_not_the_corpus(tmp_path, monkeypatch):
+    """Live Records are counted every 100 records read and every 100 written: a step that lists
+    its input shows while reading, a list of survivors while writing."""
+    from tailorlm.data import pipeline
+
+    project = _project(tmp_path / "p")
+    read, written, live = [0], [0], []
+    read_file, add = pipeline.read_file, writer.VersionWriter.add
+
+    def counting_read_file(*args, **kwargs):  # the real reader; this only looks
+        for item in read_file(*args, **kwargs):
+            read[0] += 1
+            if read[0] % 100 == 0:
+                live.append(_live_records())
+            yield item
+
+    def counting_add(self, record, split=None):  # the real add; this only looks
+        written[0] += 1
+        if written[0] % 100 == 0:
+            live.append(_live_records())
+        return add(self, record, split)
+
+    monkeypatch.setattr(pipeline, "read_file", counting_read_file)
+    monkeypatch.setattr(writer.VersionWriter, "add", counting_add)
+    [manifest] = prepare(project)
+    steps = {s["step"]: s for s in manifest["steps"]}
+    assert steps["exact_dedup"]["dropped"]["duplicate"] >= 20
+    assert steps["near_dedup"]["dropped"]["near_duplicate"] >= 20
+    assert steps["line_dedup"]["stats"]["lines_removed"] >= 1000  # the footer
+    assert manifest["accounting"]["holds"] and written[0] == manifest["accounting"]["kept"] > 1000
+    assert read[0] == N_DOCS and len(live) >= 20
+    assert max(live) < 20, f"live Records while writing: {live} (the corpus is {N_DOCS})"
+
+
+def test_batched_writes_give_the_same_version_as_one_batch(tmp_path, monkeypatch):
+    [one] = prepare(_project(tmp_path / "one"))
+    monkeypatch.setattr(writer, "BATCH_SIZE", 7)
+    small = _project(tmp_path / "small")
+    [batched] = prepare(small)
+    assert batched["id"] == one["id"] and batched["splits"] == one["splits"]
+    n = batched["splits"]["data"]
+    assert pq.ParquetFile(small.root / batched["path"] / "data.parquet").metadata.num_row_groups == -(-n // 7)
+    a = [(r.id, r.content, r.meta.get("near_duplicate_of")) for r in load_records(small, batched)]
+    b = [(r.id, r.content, r.meta.get("near_duplicate_of")) for r in load_records(_reload(tmp_path / "one"), one)]
+    assert a == b
+    quarantine = (small.root / batched["path"] / "quarantine.jsonl").read_text().splitlines()
+    assert len(quarantine) == batched["accounting"]["dropped_by_steps"]
+
+
+def _reload(root):
+    from tailorlm.project import Project
+
+    return Project.load(root)
+
+
+@pytest.mark.parametrize("records", [[], [Record("a", "text", {"text": "x"}, {"split": "train"})]])
+def test_a_failed_write_leaves_no_folder_behind(tmp_path, records):
+    project = init_project(tmp_path / "p", name="fail")
+    with pytest.raises(RuntimeError):
+        with writer.VersionWriter(project, "ds") as out:
+            for r in records:
+                out.add(r)
+            raise RuntimeError("a step failed")
+    assert list((project.artifacts("datasets") / "ds").iterdir()) == []
