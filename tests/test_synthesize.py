@@ -8,7 +8,8 @@ import pytest
 
 from tailorlm.data.record import Record
 from tailorlm.data.steps.mix import Mix, cap_allowed
-from tailorlm.data.synthesize import own_outputs_warning, synthesize
+from tailorlm.synthesize import synthesize
+from tailorlm.train.data import own_outputs_warning
 from tailorlm.data.versions import load_records, resolve, write_version
 from tailorlm.project import Project
 from tailorlm.rungs.rag import GUARD

@@ -1,5 +1,8 @@
 """`tailor data synthesize`: teacher-written training data, verified, tagged and capped.
 
+It writes a dataset version but sits above the data floor, beside the ladder: it drives a teacher
+model, retrieval, the rag rung's prompt and the judge (docs/architecture.md, "Floors").
+
 A teacher model (`models.teacher`, else the generator; any backend) writes two kinds of chat
 records:
 - **self-instruct** variations of seed examples (Wang et al. 2023, "Self-Instruct"): the teacher
@@ -37,23 +40,6 @@ from tailorlm.errors import TailorError
 WEAK = (f"the teacher is the embedded {EMBEDDED_GENERATOR} model: expect weak, often wrong examples. Set models.teacher "
         "to a stronger model (any backend) for data worth training on")
 SEEDS_PER_PROMPT = 3
-
-
-def own_outputs_warning(records: Iterable[Record], models: set[str]) -> str | None:
-    """A warning when synthetic training records were written by one of `models` (the base being
-    trained), or None.
-
-    >>> own_outputs_warning([Record("a", "chat", {}, {"synthetic": True, "teacher": "m"})], {"m"})[:32]
-    '1 of 1 training records were wri'
-    """
-    records = list(records)
-    mine = [r for r in records if is_synthetic(r) and r.meta.get("teacher") in models]
-    if not mine:
-        return None
-    teacher = mine[0].meta["teacher"]
-    return (f"{len(mine)} of {len(records)} training records were written by {teacher}, the model being trained: "
-            "training a model on its own outputs reinforces its mistakes and narrows its outputs (model collapse, "
-            "Shumailov et al. 2024). Prefer a stronger teacher (models.teacher)")
 
 
 def _self_instruct_prompt(task, seeds: list[Record]) -> str:

@@ -271,7 +271,7 @@ def synthesize(
 
     Example: tailor data synthesize --seeds tickets --docs docs --min-judge-score 4
     """
-    from tailorlm.data.synthesize import synthesize as run_synthesize
+    from tailorlm.synthesize import synthesize as run_synthesize
 
     log = (lambda _m: None) if as_json else (lambda m: typer.echo(m, err=True))
     result = run_synthesize(_project(project), seeds=seeds, docs=None if not docs else [d for d in docs if d != "all"],

@@ -20,8 +20,10 @@ Two ways to batch:
   with varlen attention kernels on a GPU it is the usual choice.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+from tailorlm.data.record import Record
 from tailorlm.errors import TailorError
 
 IGNORE = -100
@@ -166,3 +168,22 @@ def split_rows(batch: dict, max_tokens: int | None) -> list[dict]:
             part["prefix_ids"] = batch["prefix_ids"]
         groups.append(part)
     return groups
+
+
+def own_outputs_warning(records: Iterable[Record], models: set[str]) -> str | None:
+    """A warning when synthetic training records (`tailor data synthesize`) were written by one of
+    `models` (the base being trained), or None.
+
+    >>> own_outputs_warning([Record("a", "chat", {}, {"synthetic": True, "teacher": "m"})], {"m"})[:32]
+    '1 of 1 training records were wri'
+    """
+    from tailorlm.data.steps.mix import is_synthetic
+
+    records = list(records)
+    mine = [r for r in records if is_synthetic(r) and r.meta.get("teacher") in models]
+    if not mine:
+        return None
+    teacher = mine[0].meta["teacher"]
+    return (f"{len(mine)} of {len(records)} training records were written by {teacher}, the model being trained: "
+            "training a model on its own outputs reinforces its mistakes and narrows its outputs (model collapse, "
+            "Shumailov et al. 2024). Prefer a stronger teacher (models.teacher)")

@@ -49,7 +49,7 @@ def run_sft(project, cfg: TrainConfig, run_id: str, out: Path, checkpoint: Path 
 
     manifest, splits = load_splits(project, cfg)
     model, tokenizer, base, parent = load_model(project, cfg)
-    from tailorlm.data.synthesize import own_outputs_warning
+    from tailorlm.train.data import own_outputs_warning
 
     warning = own_outputs_warning(splits["train"], {base, cfg.base or base})
     if warning:
