@@ -5,19 +5,9 @@ from pathlib import Path
 import typer
 
 from tailorlm.cli import app, emit
-from tailorlm.cli.project import JSON, PROJECT
+from tailorlm.cli.options import JSON, PROJECT
 
 HTML = typer.Option(None, "--html", help="Also write the report as an HTML page here.")
-
-
-def _write_html(path: Path | None, title: str, sections) -> str | None:
-    from tailorlm.advise.report import render_html
-
-    if path is None:
-        return None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_html(title, sections), encoding="utf-8")
-    return str(path)
 
 
 @app.command(rich_help_panel="Rungs")
@@ -28,30 +18,14 @@ def advise(project: Path = PROJECT, html: Path = HTML, as_json: bool = JSON) -> 
 
     Example: tailor advise --json | jq .missing
     """
-    from tailorlm.advise.advisor import advise as run_advise
     from tailorlm.advise.report import advice_sections, print_sections
-    from tailorlm.project import Project
+    from tailorlm.api import advise as run_advise
 
-    proj = Project.load(project)
-    advice = run_advise(proj)
-    sections = advice_sections(advice)
-    advice["html"] = _write_html(html or proj.artifacts("reports") / "advice.html", "Tailor advice", sections)
+    advice = run_advise(project, html)
     if emit(advice, as_json):
         return
-    print_sections(sections)
+    print_sections(advice_sections(advice))
     typer.echo(f"HTML: {advice['html']}")
-
-
-def _project_or_none(path: Path | None):
-    from tailorlm.errors import ConfigError
-    from tailorlm.project import Project
-
-    try:
-        return Project.load(path)
-    except ConfigError:
-        if path is not None:
-            raise
-        return None
 
 
 @app.command(rich_help_panel="Rungs")
@@ -85,49 +59,22 @@ def costs(
 
     Example: tailor costs --pretrain-flops 1e21 --gpu H100
     """
-    from tailorlm.advise.costs import GPUS, costs_report, parse_amount
     from tailorlm.advise.report import cost_sections, print_sections
-    from tailorlm.config import PricesConfig
+    from tailorlm import api
 
     if list_gpus:
-        rows = [{"name": g.name, "peak_bf16_tflops": g.peak_bf16_flops / 1e12, "memory_gb": g.memory_gb,
-                 "source": g.source} for g in GPUS.values()]
+        rows = api.gpus()
         if not emit({"gpus": rows}, as_json):
             print_sections([("GPUs (dense bf16 peak)", ["name", "TFLOPs", "GB", "source"],
                              [[r["name"], r["peak_bf16_tflops"], r["memory_gb"], r["source"]] for r in rows])])
         return
-    proj = _project_or_none(project)
-    measured = {}
-    if proj is not None:
-        from tailorlm.advise.facts import latest_ladder, measured_serving
-
-        measured = measured_serving(latest_ladder(proj))
-
-    def amount(text):
-        return parse_amount(text) if text is not None else None
-
-    report = costs_report(
-        proj.config.prices if proj else PricesConfig(), method=method, n_params=amount(params), n_tokens=amount(tokens),
-        gpu=gpu or (proj.config.advise.gpu if proj else None), mfu=mfu or (proj.config.advise.mfu if proj else 0.4),
-        trainable_params=amount(trainable_params), model_path=_model_path(model) if model else None, lora_r=lora_r,
-        epochs=epochs, peak_tflops=peak_tflops,
-        queries_per_day=queries_per_day if queries_per_day is not None else (proj.config.advise.queries_per_day if proj else None),
-        queries_per_s=queries_per_s or measured.get("queries_per_s"),
-        prompt_tokens=prompt_tokens if prompt_tokens is not None else measured.get("prompt_tokens"),
-        completion_tokens=completion_tokens if completion_tokens is not None else measured.get("completion_tokens"),
-        serve_gpu=serve_gpu, pretrain_flops=amount(pretrain_flops), prompts=amount(prompts), num_generations=num_generations)
-    if report["inference"] and measured and not queries_per_s:
-        report["inference"].update(rung=measured["rung"], measured_on=measured["measured_on"])
-    sections = cost_sections(report)
-    report["html"] = _write_html(html or (proj.artifacts("reports") / "costs.html" if proj else None), "Tailor costs", sections)
+    report = api.costs(project, method=method, params=params, tokens=tokens, model=model,
+                       trainable_params=trainable_params, lora_r=lora_r, epochs=epochs, gpu=gpu, peak_tflops=peak_tflops,
+                       mfu=mfu, queries_per_day=queries_per_day, queries_per_s=queries_per_s,
+                       prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, serve_gpu=serve_gpu,
+                       pretrain_flops=pretrain_flops, prompts=prompts, num_generations=num_generations, html=html)
     if emit(report, as_json):
         return
-    print_sections(sections)
+    print_sections(cost_sections(report))
     if report["html"]:
         typer.echo(f"HTML: {report['html']}")
-
-
-def _model_path(model: str) -> str:
-    from tailorlm.models.local import resolve_model_path
-
-    return resolve_model_path(model)

@@ -6,7 +6,7 @@ from pathlib import Path
 import typer
 
 from tailorlm.cli import app, emit
-from tailorlm.cli.project import JSON, PROJECT
+from tailorlm.cli.options import JSON, PROJECT
 
 data_app = typer.Typer(help="Sources -> validated, cleaned, deduplicated, PII-free, split, versioned datasets.",
                        no_args_is_help=True)
@@ -64,28 +64,24 @@ def prepare(
 
     Example: tailor data prepare --executor ray --workers 2 --address 10.0.0.1:6379
     """
-    from tailorlm.data.pipeline import prepare as run_prepare
+    from tailorlm import api
 
-    proj = _project(project)
     log = (lambda _m: None) if as_json else (lambda m: typer.echo(m, err=True))
     if executor != "inprocess":
         from tailorlm.data.executors import prepare_with_executor
 
-        result = prepare_with_executor(proj, sources, executor=executor, workers=workers, tasks=tasks, dry_run=dry_run,
-                                       slurm={"partition": partition, "time": time_limit}, address=address, log=log)
+        result = prepare_with_executor(_project(project), sources, executor=executor, workers=workers, tasks=tasks,
+                                       dry_run=dry_run, slurm={"partition": partition, "time": time_limit},
+                                       address=address, log=log)
         if not emit(result, as_json):
             typer.echo(json.dumps(result, indent=2))
         return
-    manifests = run_prepare(proj, sources, name=name, log=log)
-    out = [{"id": m["id"], "kind": m["kind"], "splits": m["splits"], "accounting": m["accounting"],
-            "path": m["path"], "reused": m.get("reused", False),
-            "dropped": {s["step"]: s["dropped"] for s in m["steps"] if s["dropped"]}} for m in manifests]
-    invalid = {m["id"]: m["accounting"]["rejected_by_readers"] + sum(
-        sum(s["dropped"].values()) for s in m["steps"] if s["step"] == "validate") for m in manifests}
-    if not emit({"datasets": out, "invalid": invalid}, as_json):
+    manifests = api.prepare(project, sources, name=name, log=log)
+    summary = api.prepare_summary(manifests)
+    if not emit(summary, as_json):
         for m in manifests:
             _funnel(m)
-    bad = {k: v for k, v in invalid.items() if v}
+    bad = {k: v for k, v in summary["invalid"].items() if v}
     if bad:
         # The valid records are in the version; the exit code still tells scripts that input was bad.
         for version, n in bad.items():
@@ -194,22 +190,15 @@ def quarantine(ref: str = typer.Argument(..., help="NAME, NAME@latest or NAME@HA
 
     Example: tailor data quarantine tickets
     """
-    from collections import Counter
+    from tailorlm.data.report import quarantine_summary
 
-    from tailorlm.data.versions import resolve
-
-    proj = _project(project)
-    manifest = resolve(proj, ref)
-    path = proj.root / manifest["path"] / "quarantine.jsonl"
-    entries = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    by_reason = Counter(f"{q['step']}: {q['reason']}" for q in entries)
-    if emit({"id": manifest["id"], "path": str(path), "total": len(entries), "by_reason": dict(by_reason),
-             "entries": entries[:limit]}, as_json):
+    q_sum = quarantine_summary(_project(project), ref, limit)
+    if emit(q_sum, as_json):
         return
-    typer.echo(f"{manifest['id']}: {len(entries)} quarantined ({path})")
-    for reason, n in by_reason.most_common():
+    typer.echo(f"{q_sum['id']}: {q_sum['total']} quarantined ({q_sum['path']})")
+    for reason, n in q_sum["by_reason"].items():
         typer.echo(f"  {n:5d}  {reason}")
-    for q in entries[:limit]:
+    for q in q_sum["entries"]:
         where = f"{q.get('file')}:{q.get('line')}" if q.get("line") else (q.get("file") or q.get("id"))
         typer.echo(f"{where}: {q.get('field', q.get('id', ''))}: [{q['step']}] {q['reason']}")
 
@@ -224,13 +213,9 @@ def report(ref: str = typer.Argument(..., help="NAME, NAME@latest or NAME@HASH."
     from rich.console import Console
     from rich.table import Table
 
-    from tailorlm.data.report import build_report, render_html
+    from tailorlm.data.report import write_report
 
-    proj = _project(project)
-    rep = build_report(proj, ref)
-    path = proj.artifacts("reports") / f"data-{rep['id'].replace('@', '-')}.html"
-    path.write_text(render_html(rep), encoding="utf-8")
-    rep["html"] = str(path)
+    rep = write_report(_project(project), ref)
     if emit(rep, as_json):
         return
     console = Console()
@@ -247,7 +232,7 @@ def report(ref: str = typer.Argument(..., help="NAME, NAME@latest or NAME@HASH."
         for row in rows:
             table.add_row(*[str(x) for x in row])
         console.print(table)
-    typer.echo(f"HTML report with {len(rep['samples'])} samples for review: {path}")
+    typer.echo(f"HTML report with {len(rep['samples'])} samples for review: {rep['html']}")
 
 
 @data_app.command("synthesize")

@@ -5,31 +5,10 @@ from pathlib import Path
 import typer
 
 from tailorlm.cli import app, emit
-from tailorlm.cli.project import JSON, PROJECT
+from tailorlm.cli.options import DELTA, JSON, PROJECT, SHORT
 
 reports_app = typer.Typer(help="Eval and ladder reports.", no_args_is_help=True)
 app.add_typer(reports_app, name="reports", rich_help_panel="Evaluate")
-
-
-def _progress(as_json: bool):
-    """A rich progress display with one bar per task, fed by on_progress(task, done, total)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    progress = Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                        disable=as_json, transient=False)
-    tasks = {}
-
-    def update(name: str, done: int, total: int) -> None:
-        if name not in tasks:
-            tasks[name] = progress.add_task(name, total=total or None)
-        progress.update(tasks[name], completed=done, total=total or None)
-
-    return progress, update
-
-
-SHORT = typer.Option(False, "--short", help="Only the headline numbers.")
-DELTA = typer.Option(0.05, "--delta", min=0.001, max=1.0,
-                     help="Difference the power analysis asks about, in metric units (0.05 = 5 points).")
 
 
 def _metric_line(name: str, m: dict) -> str:
@@ -74,7 +53,7 @@ def print_report(r: dict, short: bool = False, power: dict | None = None, echo=t
 
 @app.command("eval", rich_help_panel="Evaluate")
 def eval_cmd(
-    model: str = typer.Argument(..., help="A rung name from tailor.yaml, a model version id, or PROJECT:ALIAS."),
+    model: str = typer.Argument(..., help="A rung name from tailor.yaml, a model version id, or NAME@ALIAS."),
     suite: str = typer.Option(None, "--suite", help="Golden JSONL, a prepared dataset's name, or `general` (default: eval)."),
     metrics: str = typer.Option(None, help="Comma-separated metrics (default: eval.metrics)."),
     max_tokens: int = typer.Option(None, min=1, help="Answer budget (default: 12 for classification, else 128)."),
@@ -92,29 +71,16 @@ def eval_cmd(
     Corpus metrics (macro_f1, micro_f1, bleu, chrf) are their corpus value with a bootstrap interval.
     Example: tailor eval few_shot --suite golden.jsonl --metrics accuracy,macro_f1 --power
     """
-    from tailorlm.eval.runner import default_params, evaluate
-    from tailorlm.eval.suite import load_suite
-    from tailorlm.rungs.build import rung_for_model
-    from tailorlm.models.pool import ModelPool
-    from tailorlm.project import Project
+    from tailorlm.api import evaluate
+    from tailorlm.progress import display
 
-    proj = Project.load(project)
-    name = model if ":" in model else f"{proj.config.name}:{model}"
-    rung = rung_for_model(proj, name, ModelPool(proj))
-    s = load_suite(proj, suite)
-    params = default_params(proj)
-    if max_tokens:
-        params.max_tokens = max_tokens
-    progress, update = _progress(as_json)
-    with progress:
-        report = evaluate(proj, rung, s, metrics.split(",") if metrics else None, params, subject=name,
-                          batch_size=batch_size, fresh=fresh, on_progress=lambda d, t: update(name, d, t))
+    with display(not as_json) as (on_progress, _console):
+        report = evaluate(project, model, suite, metrics.split(",") if metrics else None, max_tokens, batch_size,
+                          fresh, power, delta, on_progress=on_progress)
     summary = {k: report[k] for k in ("id", "subject", "suite", "metrics", "calibration", "latency", "cost_per_1k",
                                       "errors", "path")}
     if power:
-        from tailorlm.eval.compare import power_against
-
-        summary["power"] = power_against(proj, report, delta)
+        summary["power"] = report["power"]
     if emit(summary, as_json):
         return
     print_report(report, short, summary.get("power"))
@@ -132,12 +98,9 @@ def compare_cmd(
 
     Example: tailor compare rep-1a2b rep-3c4d
     """
-    from tailorlm.eval.compare import compare
-    from tailorlm.eval.runner import load_report
-    from tailorlm.project import Project
+    from tailorlm.api import compare
 
-    proj = Project.load(project)
-    result = compare(load_report(proj, baseline), load_report(proj, candidate), max_listed=show)
+    result = compare(project, baseline, candidate, show)
     if emit(result, as_json):
         return
     typer.echo(f"A = {result['a']['subject']}  B = {result['b']['subject']}  on {result['suite']['name']}"
@@ -162,19 +125,9 @@ def gate_cmd(
 
     Example: tailor gate rep-prod-golden:rep-cand-golden rep-prod-general:rep-cand-general
     """
-    from tailorlm.errors import TailorError
-    from tailorlm.eval.compare import gate
-    from tailorlm.eval.runner import load_report
-    from tailorlm.project import Project
+    from tailorlm.api import gate
 
-    proj = Project.load(project)
-    loaded = []
-    for p in pairs:
-        if p.count(":") != 1:
-            raise TailorError(f"{p!r}: give BASELINE:CANDIDATE report ids")
-        a, b = p.split(":")
-        loaded.append((load_report(proj, a), load_report(proj, b)))
-    result = gate(loaded, proj.config.eval.margin if margin is None else margin)
+    result = gate(project, pairs, margin)
     if not emit(result, as_json):
         for c in result["checks"]:
             mark = "ok  " if c["passed"] else "FAIL"
@@ -200,24 +153,21 @@ def ladder_cmd(
     It also says how many golden examples would be needed to tell adjacent rungs apart (--delta).
     Example: tailor ladder --short
     """
-    from tailorlm.ladder.run import run_ladder
-    from tailorlm.project import Project
+    from tailorlm.api import ladder as run_ladder
+    from tailorlm.progress import display
 
-    proj = Project.load(project)
-    progress, update = _progress(as_json)
-    log = (lambda m: None) if as_json else progress.console.print
-    with progress:
-        ladder = run_ladder(proj, rungs.split(",") if rungs else None, log=log, on_progress=update, batch_size=batch_size)
-    ladder = {**ladder, "power": _ladder_power(ladder, delta)}
+    with display(not as_json) as (on_progress, console):
+        ladder = run_ladder(project, rungs.split(",") if rungs else None, batch_size, delta,
+                            log=(lambda _m: None) if as_json else console.print, on_progress=on_progress)
     if emit(ladder, as_json):
         return
     print_ladder(ladder, short=short, delta=delta)
 
 
 def _ladder_power(ladder: dict, delta: float) -> dict:
-    from tailorlm.eval.compare import ladder_power
+    from tailorlm.api import with_power
 
-    return ladder["power"] if ladder.get("power", {}).get("delta") == delta else ladder_power(ladder, delta)
+    return with_power(ladder, delta)["power"]
 
 
 def ladder_table(ladder: dict):
@@ -288,10 +238,9 @@ def reports_list(project: Path = PROJECT, as_json: bool = JSON) -> None:
 
     Example: tailor reports list --json
     """
-    from tailorlm.project import Project
-    from tailorlm.registry.reports import entries
+    from tailorlm.api import reports
 
-    rows = [e.to_dict() for e in entries(Project.load(project))]
+    rows = reports(project)
     if emit({"reports": rows}, as_json):
         return
     for r in rows:
@@ -305,12 +254,10 @@ def reports_show(report: str = typer.Argument(..., help="Report id or prefix."),
 
     Example: tailor reports show ladder-2026
     """
-    from tailorlm.project import Project
-    from tailorlm.registry.reports import find
+    from tailorlm.api import report as find_report
 
-    r = find(Project.load(project), report).to_dict()
+    r = find_report(project, report, delta)
     if r.get("kind") == "ladder":
-        r["power"] = _ladder_power(r, delta)
         if not emit(r, as_json):
             print_ladder(r, short=short, delta=delta)
         return

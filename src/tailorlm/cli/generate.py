@@ -5,7 +5,7 @@ from pathlib import Path
 import typer
 
 from tailorlm.cli import app, emit
-from tailorlm.cli.project import JSON, PROJECT
+from tailorlm.cli.options import JSON, PROJECT
 
 
 def _params(max_tokens: int, temperature: float, top_p: float = 1.0, seed: int | None = None, stop=None):

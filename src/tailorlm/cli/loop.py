@@ -5,7 +5,7 @@ from pathlib import Path
 import typer
 
 from tailorlm.cli import app, emit
-from tailorlm.cli.project import JSON, PROJECT
+from tailorlm.cli.options import JSON, PROJECT
 
 ab_app = typer.Typer(help="A/B canaries: the candidate alias on a share of live users (serve.ab).", no_args_is_help=True)
 app.add_typer(ab_app, name="ab", rich_help_panel="Improve")

@@ -5,7 +5,7 @@ from pathlib import Path
 import typer
 
 from tailorlm.cli import app, emit
-from tailorlm.cli.project import JSON
+from tailorlm.cli.options import JSON
 
 models_app = typer.Typer(help="The embedded offline models: fetch them and see what is local.", no_args_is_help=True)
 app.add_typer(models_app, name="models", rich_help_panel="Models")

@@ -6,12 +6,10 @@ from pathlib import Path
 import typer
 
 from tailorlm.cli import app, emit
+from tailorlm.cli.options import JSON, PROJECT, SHORT
 
 config_app = typer.Typer(help="Show the resolved config or its JSON Schema.", no_args_is_help=True)
 app.add_typer(config_app, name="config", rich_help_panel="Project")
-
-JSON = typer.Option(False, "--json", help="Print one machine-readable JSON object.")
-PROJECT = typer.Option(None, "--project", "-p", help="Project folder (default: found from the current folder).")
 
 
 @app.command(rich_help_panel="Project")
@@ -66,7 +64,7 @@ def config_schema() -> None:
 def quickstart(
     path: Path = typer.Argument(Path("tailor-quickstart"), help="Where to create the example project."),
     rungs: str = typer.Option(None, help="Only these rungs (comma-separated names), e.g. zero_shot,rag."),
-    short: bool = typer.Option(False, "--short", help="Only the ladder table, its power summary and the recommendation."),
+    short: bool = SHORT,
     as_json: bool = JSON,
 ) -> None:
     """The main job: the whole ladder on the shipped example project, offline, with the embedded models.
@@ -76,12 +74,12 @@ def quickstart(
 
     Example: tailor quickstart
     """
-    from tailorlm.cli.eval import _progress, print_ladder
-    from tailorlm.quickstart import run_quickstart
+    from tailorlm.api import quickstart as run_quickstart
+    from tailorlm.cli.eval import print_ladder
+    from tailorlm.progress import display
 
-    progress, update = _progress(as_json)
-    log = (lambda _msg: None) if as_json else progress.console.print
-    with progress:
-        result = run_quickstart(path, log=log, on_progress=update, rungs=rungs.split(",") if rungs else None)
+    with display(not as_json) as (on_progress, console):
+        result = run_quickstart(path, rungs=rungs.split(",") if rungs else None, on_progress=on_progress,
+                                log=(lambda _msg: None) if as_json else console.print)
     if not emit(result, as_json):
         print_ladder(result, short=short)

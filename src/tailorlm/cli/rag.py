@@ -5,7 +5,7 @@ from pathlib import Path
 import typer
 
 from tailorlm.cli import app, emit
-from tailorlm.cli.project import JSON, PROJECT
+from tailorlm.cli.options import JSON, PROJECT
 from tailorlm.errors import TailorError
 
 rag_app = typer.Typer(help="Retrieval: a hybrid LanceDB index of your documents, and the rag rung.", no_args_is_help=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from tailorlm.cli import app, emit
-from tailorlm.cli.project import JSON, PROJECT
+from tailorlm.cli.options import JSON, PROJECT
 
 review_app = typer.Typer(help="Human review: data review, blind side-by-side human eval, the review report.",
                          no_args_is_help=True)

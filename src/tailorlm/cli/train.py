@@ -4,64 +4,65 @@ import json
 from pathlib import Path
 
 import typer
+import typer.main
+from typer.core import TyperGroup
 
 from tailorlm.cli import app, emit
 from tailorlm.cli.models import models_app
-from tailorlm.cli.project import JSON, PROJECT
+from tailorlm.cli.options import JSON, PROJECT
 
-train_app = typer.Typer(help="Fine-tune: LoRA/QLoRA/full SFT, DPO, KTO, GRPO, continued pre-training, small pre-training.",
-                        no_args_is_help=True)
 runs_app = typer.Typer(help="Training runs: status, metrics and loss curves.", no_args_is_help=True)
-app.add_typer(train_app, name="train", rich_help_panel="Rungs")
 app.add_typer(runs_app, name="runs", rich_help_panel="Rungs")
 
+TRAIN_HELP = "Fine-tune: LoRA/QLoRA/full SFT, DPO, KTO, GRPO, continued pre-training, small pre-training."
+# Not flags: set by the command (method), hand-parsed (rewards: --reward), or lists (target_modules, report_to:
+# give them in --config).
+NOT_FLAGS = {"method", "rewards", "target_modules", "report_to"}
 
-def _run(flags: dict, config: Path | None, resume: bool, run: str | None, dry_run: bool, project: Path | None,
-         as_json: bool) -> None:
-    """Build the run's config (defaults < --config file < flags that were given) and train, or launch."""
-    import yaml
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from tailorlm.errors import TailorError
-    from tailorlm.project import Project
-    from tailorlm.train.config import TrainConfig
-    from tailorlm.train.runs import train
+class _LazyTrainGroup(TyperGroup):
+    """`tailor train`: its commands are built on first use, because their flags come from TrainConfig's
+    fields, and importing pydantic for every `tailor --help` would cost more than the whole CLI does."""
 
-    proj = Project.load(project)
-    cfg = None
-    if not resume:
-        values = yaml.safe_load(Path(config).read_text()) if config else {}
-        values.update({k: v for k, v in flags.items() if v is not None})
-        if not values.get("dataset"):
-            raise TailorError("which dataset? pass --dataset NAME (see `tailor data list`)")
-        try:
-            cfg = TrainConfig.model_validate(values)
-        except Exception as e:  # pydantic: say which field
-            raise TailorError(f"invalid training config: {e}") from e
-    from tailorlm.train.scaleout import launch_run, pending_launched_run
+    def _group(self):
+        if "_built" not in self.__dict__:
+            self.__dict__["_built"] = typer.main.get_command(_train_app())
+        return self.__dict__["_built"]
 
-    if (cfg is not None and cfg.launcher == "accelerate") or (resume and pending_launched_run(proj, run)):
-        result = launch_run(proj, cfg, dry_run=dry_run, resume=(run or True) if resume else None)
-        if not emit(result, as_json):
-            typer.echo(f"accelerate config: {result['config_path']}")
-            typer.echo(("would run: " if dry_run else "ran: ") + " ".join(result["command"]))
-        return
-    columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
-               TextColumn("{task.fields[info]}"), TimeRemainingColumn()]
-    with Progress(*columns, disable=as_json) as progress:
-        task = progress.add_task("training", total=None, info="")
+    @property
+    def commands(self):
+        return self._group().commands
 
-        def on_progress(step, total, logs, tps):
-            loss = logs.get("loss", logs.get("eval_loss"))
-            info = f"loss {loss:.4f}  {tps:.0f} tok/s" if isinstance(loss, (int, float)) else f"{tps:.0f} tok/s"
-            if "reward_mean" in logs:  # grpo: the loss says little; the reward and the drift from the start do
-                info = (f"reward {logs['reward_mean']:.3f} ±{logs['reward_std']:.3f}  kl {logs['kl']:.4f}  "
-                        f"{tps:.0f} sampled tok/s")
-            progress.update(task, completed=step, total=total, info=info)
+    @commands.setter
+    def commands(self, _value):
+        pass  # typer hands an empty dict at construction; the real commands are built lazily
 
-        result = train(proj, cfg, resume=(run or True) if resume else None, on_progress=on_progress,
-                       on_message=(lambda _m: None) if as_json else (lambda m: typer.echo(m, err=True)))
+    def list_commands(self, ctx):
+        return self._group().list_commands(ctx)
+
+    def get_command(self, ctx, name):
+        return self._group().get_command(ctx, name)
+
+
+app.add_typer(typer.Typer(cls=_LazyTrainGroup, help=TRAIN_HELP, no_args_is_help=True), name="train",
+              rich_help_panel="Rungs")
+
+
+def _run(method: str, fields: dict, config: Path | None, resume: bool, run: str | None, dry_run: bool,
+         project: Path | None, as_json: bool) -> None:
+    """One call into the library (`tailorlm.api.train`), shown with the one progress display."""
+    from tailorlm.api import train
+    from tailorlm.progress import display
+
+    with display(not as_json) as (on_progress, _console):
+        result = train(project, config, resume=(run or True) if resume else None, dry_run=dry_run,
+                       on_progress=on_progress, on_message=(lambda _m: None) if as_json else (lambda m: typer.echo(m, err=True)),
+                       **({"method": method, **fields} if not resume else {}))
     if emit(result, as_json):
+        return
+    if "command" in result:  # launched with accelerate
+        typer.echo(f"accelerate config: {result['config_path']}")
+        typer.echo(("would run: " if dry_run else "ran: ") + " ".join(result["command"]))
         return
     m = result["metrics"]
     typer.echo(f"{result['model_version']} registered (run {result['run_id']}, dataset {result['dataset_version']})")
@@ -74,122 +75,71 @@ def _run(flags: dict, config: Path | None, resume: bool, run: str | None, dry_ru
                + f", {m['tokens_per_s']} tokens/s")
 
 
-def _command(method: str, doc: str):
+def _command(method: str, doc: str, help_overrides: dict | None = None, fixed: dict | None = None):
+    """A `tailor train METHOD` command whose flags are TrainConfig's fields, help from their descriptions."""
+    from tailorlm.cli.options import CONFIG_FILE, RESUME_RUN, RUN, config_options, flag_fields, with_parameters
+    from tailorlm.train.config import TrainConfig
+
     def command(
-        dataset: str = typer.Option(None, help="Dataset version: NAME, NAME@latest or NAME@HASH."),
-        config: Path = typer.Option(None, help="A run's config.yaml to start from; flags override it."),
-        resume: bool = typer.Option(False, help="Continue the latest unfinished run (or --run) from its last checkpoint."),
-        run: str = typer.Option(None, help="With --resume: the run id."),
-        base: str = typer.Option(None, help="Base model or a model version id to start from (default: the generator)."),
-        adapter: str = typer.Option(None, help="lora | qlora | full"),
-        lora_r: int = typer.Option(None, help="LoRA rank."),
-        learning_rate: float = typer.Option(None),
-        epochs: float = typer.Option(None),
-        max_steps: int = typer.Option(None),
-        batch_size: int = typer.Option(None),
-        max_seq_len: int = typer.Option(None),
-        eval_steps: int = typer.Option(None, help="Validation loss and a checkpoint every this many steps."),
-        gradient_checkpointing: bool = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing"),
-        launcher: str = typer.Option(None, help="none | accelerate"),
-        gpus: int = typer.Option(None, help="accelerate: GPUs per node."),
-        processes: int = typer.Option(None, help="accelerate without GPUs: data-parallel CPU processes (gloo)."),
-        nodes: int = typer.Option(None, help="accelerate: machines."),
-        strategy: str = typer.Option(None, help="accelerate: ddp | fsdp | deepspeed"),
+        config: Path = CONFIG_FILE,
+        resume: bool = RESUME_RUN,
+        run: str = RUN,
         dry_run: bool = typer.Option(False, help="accelerate: write the config and print the command only."),
+        reward: list[str] = typer.Option(None, help="grpo: a reward, repeatable: label | label_valid | schema | "
+                                         "reference | length | format | judge | module:function, each with an optional "
+                                         "*WEIGHT (e.g. label --reward 'myrewards:brevity*0.2'). Default: from the task."),
         project: Path = PROJECT,
         as_json: bool = JSON,
+        **fields,
     ) -> None:
-        flags = dict(method=method, dataset=dataset, base=base, adapter=adapter, lora_r=lora_r,
-                     learning_rate=learning_rate, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
-                     max_seq_len=max_seq_len, eval_steps=eval_steps, gradient_checkpointing=gradient_checkpointing,
-                     launcher=launcher, gpus=gpus, nodes=nodes, strategy=strategy, processes=processes)
-        _run(flags, config, resume, run, dry_run, project, as_json)
+        if reward:
+            from tailorlm.train.rewards import parse_reward
 
+            fields["rewards"] = [parse_reward(r) for r in reward]
+        _run(method, {**fields, **(fixed or {})}, config, resume, run, dry_run, project, as_json)
+
+    names = [n for n in flag_fields(TrainConfig) if n not in NOT_FLAGS and n not in (fixed or {})]
+    with_parameters(command, config_options(TrainConfig, names, help_overrides))
     command.__doc__ = doc
     return command
 
 
-train_app.command("sft")(_command("sft", """Supervised fine-tuning on a chat dataset (LoRA by default); loss on assistant tokens only.
+GRPO_HELP = {"dataset": "A chat dataset: its prompts are answered, its answers are the references.",
+             "base": "Base model or a model version id (e.g. an sft version) to start from.",
+             "batch_size": "Answers per step (prompts x num_generations).",
+             "eval_steps": "A checkpoint every this many steps."}
+
+
+def _train_app() -> typer.Typer:
+    train_app = typer.Typer(help=TRAIN_HELP, no_args_is_help=True)
+    train_app.command("sft")(_command("sft", """Supervised fine-tuning on a chat dataset (LoRA by default); loss on assistant tokens only.
 
     Example: tailor train sft --dataset tickets --epochs 1
     """))
-train_app.command("dpo")(_command("dpo", """Preference tuning (DPO) on prompt/chosen/rejected pairs, from the base or an SFT version.
+    train_app.command("dpo")(_command("dpo", """Preference tuning (DPO) on prompt/chosen/rejected pairs, from the base or an SFT version.
 
     Example: tailor train dpo --dataset prefs --base keelbox-support:sft@v1
     """))
-train_app.command("cpt")(_command("cpt", """Continued pre-training on documents: causal LM over packed text.
+    train_app.command("cpt")(_command("cpt", """Continued pre-training on documents: causal LM over packed text.
 
     Example: tailor train cpt --dataset docs --max-steps 200
     """))
-
-train_app.command("kto")(_command("kto", """Unpaired preference tuning (KTO) on answers marked up or down (thumbs), from the base or an SFT version.
+    train_app.command("kto")(_command("kto", """Unpaired preference tuning (KTO) on answers marked up or down (thumbs), from the base or an SFT version.
 
     The dataset is chat records ending with the answer, each with `label: up|down`. tailor loop writes one
     (feedback-kto) from thumbs that have no pair.
 
     Example: tailor train kto --dataset feedback-kto --base keelbox-support:sft@v1
     """))
-
-
-@train_app.command("grpo")
-def grpo(
-    dataset: str = typer.Option(None, help="A chat dataset: its prompts are answered, its answers are the references."),
-    config: Path = typer.Option(None, help="A run's config.yaml to start from; flags override it."),
-    resume: bool = typer.Option(False, help="Continue the latest unfinished run (or --run) from its last checkpoint."),
-    run: str = typer.Option(None, help="With --resume: the run id."),
-    base: str = typer.Option(None, help="Base model or a model version id (e.g. an sft version) to start from."),
-    reward: list[str] = typer.Option(None, help="A reward, repeatable: label | label_valid | schema | reference | "
-                                     "length | format | judge | module:function, each with an optional *WEIGHT "
-                                     "(e.g. label --reward 'myrewards:brevity*0.2'). Default: from the task."),
-    num_generations: int = typer.Option(None, help="Answers sampled per prompt (default 4)."),
-    max_completion_tokens: int = typer.Option(None, help="Longest sampled answer (default 64)."),
-    temperature: float = typer.Option(None, help="Sampling temperature (default 1.0)."),
-    beta: float = typer.Option(None, help="KL penalty to the starting model (default 0.1; 0: none)."),
-    lora_r: int = typer.Option(None, help="LoRA rank."),
-    learning_rate: float = typer.Option(None),
-    epochs: float = typer.Option(None, help="Passes over the prompts (default 1)."),
-    max_steps: int = typer.Option(None),
-    batch_size: int = typer.Option(None, help="Answers per step (prompts x num_generations)."),
-    max_seq_len: int = typer.Option(None),
-    eval_steps: int = typer.Option(None, help="A checkpoint every this many steps."),
-    project: Path = PROJECT,
-    as_json: bool = JSON,
-) -> None:
-    """Reinforcement fine-tuning (GRPO) with rewards checked against the task: sample answers, score them, prefer the better.
+    train_app.command("grpo")(_command("grpo", """Reinforcement fine-tuning (GRPO) with rewards checked against the task: sample answers, score them, prefer the better.
 
     Example: tailor train grpo --dataset tickets --base keelbox-support:sft@v1 --max-steps 30
-    """
-    from tailorlm.train.rewards import parse_reward
-
-    flags = dict(method="grpo", dataset=dataset, base=base, lora_r=lora_r, learning_rate=learning_rate, epochs=epochs,
-                 max_steps=max_steps, batch_size=batch_size, max_seq_len=max_seq_len, eval_steps=eval_steps,
-                 num_generations=num_generations, max_completion_tokens=max_completion_tokens, temperature=temperature,
-                 beta=beta, rewards=[parse_reward(r) for r in reward] if reward else None)
-    _run(flags, config, resume, run, False, project, as_json)
-
-
-@train_app.command("pretrain")
-def pretrain(
-    dataset: str = typer.Option(None, help="A documents (text) dataset version."),
-    compute_flops: float = typer.Option(None, help="Training budget in FLOPs; the model is sized Chinchilla-optimally."),
-    params: int = typer.Option(None, help="Model size in parameters, instead of a budget."),
-    vocab_size: int = typer.Option(None, help="BPE vocabulary trained on the corpus (default 8000)."),
-    max_steps: int = typer.Option(None),
-    batch_size: int = typer.Option(None),
-    max_seq_len: int = typer.Option(None),
-    learning_rate: float = typer.Option(None),
-    resume: bool = typer.Option(False, help="Continue the latest unfinished run."),
-    project: Path = PROJECT,
-    as_json: bool = JSON,
-) -> None:
-    """A small model from scratch: a BPE tokenizer on the corpus, a Chinchilla-sized Llama config, training.
+    """, GRPO_HELP))
+    train_app.command("pretrain")(_command("pretrain", """A small model from scratch: a BPE tokenizer on the corpus, a Chinchilla-sized Llama config, training.
 
     Example: tailor train pretrain --dataset docs --compute-flops 1e15 --max-steps 200
-    """
-    flags = dict(method="pretrain", adapter="full", dataset=dataset, compute_flops=compute_flops, params=params,
-                 vocab_size=vocab_size, max_steps=max_steps, batch_size=batch_size, max_seq_len=max_seq_len,
-                 learning_rate=learning_rate)
-    _run(flags, None, resume, None, False, project, as_json)
+    """, {"dataset": "A documents (text) dataset version."}, fixed={"adapter": "full"}))
+    return train_app
 
 
 @runs_app.command("list")

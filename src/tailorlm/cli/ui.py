@@ -5,7 +5,7 @@ from pathlib import Path
 import typer
 
 from tailorlm.cli import app
-from tailorlm.cli.project import PROJECT
+from tailorlm.cli.options import PROJECT
 
 
 @app.command("ui", rich_help_panel="Serve")

@@ -41,6 +41,29 @@ def build_report(project, ref: str, samples: int = 20, seed: int = 0) -> dict:
     }
 
 
+def write_report(project, ref: str, samples: int = 20, seed: int = 0) -> dict:
+    """`build_report`, also written as `.tailor/reports/data-NAME-HASH.html`; the page's path is `html`."""
+    rep = build_report(project, ref, samples, seed)
+    path = project.artifacts("reports") / f"data-{rep['id'].replace('@', '-')}.html"
+    path.write_text(render_html(rep), encoding="utf-8")
+    rep["html"] = str(path)
+    return rep
+
+
+def quarantine_summary(project, ref: str, limit: int = 20) -> dict:
+    """What a version's run did not keep: the total, counts by `step: reason` (most first), the first entries.
+
+    >>> quarantine_summary(project, "tickets")["by_reason"]  # doctest: +SKIP
+    {'validate: no assistant turn': 3, 'dedup: exact duplicate': 2}
+    """
+    manifest = resolve(project, ref)
+    path = project.root / manifest["path"] / "quarantine.jsonl"
+    entries = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    by_reason = Counter(f"{q['step']}: {q['reason']}" for q in entries)
+    return {"id": manifest["id"], "path": str(path), "total": len(entries), "by_reason": dict(by_reason.most_common()),
+            "entries": entries[:limit]}
+
+
 def histogram(values: list[int], bins: int = 12) -> list[dict]:
     if not values:
         return []

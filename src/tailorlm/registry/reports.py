@@ -51,13 +51,33 @@ def _index(project, rid: str, row: dict) -> None:
 
 
 def entries(project, kind: str | None = None) -> list[ReportEntry]:
-    """Every indexed report (eval and ladder, or one `kind`), oldest first."""
-    out = []
+    """Every report (eval and ladder, or one `kind`), oldest first: the store's rows, plus any report folder
+    copied in without its row (from another machine, or written by hand), read from its file."""
+    out, indexed = [], set()
     for r in project.store.select("reports", order_by="created_at"):
-        entry = ReportEntry.model_validate({**r, "metrics": json.loads(r["metrics"]) if isinstance(r["metrics"], str) else r["metrics"]})
-        if kind is None or entry.kind == kind:
-            out.append(entry)
-    return out
+        metrics = json.loads(r["metrics"]) if isinstance(r["metrics"], str) else r["metrics"]
+        out.append(ReportEntry.model_validate({**r, "metrics": metrics}))
+        indexed.add(r["id"])
+    unindexed = [e for e in (_unindexed(project, p) for p in sorted(project.artifacts("reports").glob("*/*.json")))
+                 if e is not None and e.id not in indexed]
+    if unindexed:
+        out = sorted(out + unindexed, key=lambda e: e.created_at)  # stable: the store's order among equals
+    return [e for e in out if kind is None or e.kind == kind]
+
+
+def _unindexed(project, path: Path) -> ReportEntry | None:
+    if path.name not in FILES.values():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None  # being written, or broken: not evidence
+    suite = data.get("suite") or {}
+    ladder = path.name == FILES["ladder"]
+    return ReportEntry(id=data.get("id") or path.parent.name, subject="ladder" if ladder else data.get("subject", ""),
+                       suite=f"{suite.get('name')}@{suite.get('version')}", n=suite.get("n") or 0,
+                       metrics={} if ladder else data.get("metrics", {}), created_at=data.get("created_at", ""),
+                       path=str(path.relative_to(project.root)))
 
 
 def find(project, ref: str, kind: str | None = None) -> Report | Ladder:
@@ -68,9 +88,6 @@ def find(project, ref: str, kind: str | None = None) -> Report | Ladder:
         return load(project, inside(project.root, ref))
     matches = [project.root / e.path for e in entries(project, kind) if e.id.startswith(ref)]
     exact = [p for p in matches if p.parent.name == ref]
-    if not matches and not set(ref) & set("/\\*?[]") and ".." not in ref:  # a report folder copied in without its store row (from another machine, by hand)
-        files = [FILES[kind]] if kind else list(FILES.values())
-        matches = [p for f in files for p in project.artifacts("reports").glob(f"{ref}*/{f}")]
     if len(matches) != 1 and not exact:
         what = {"eval": "eval reports", "ladder": "ladder reports"}.get(kind, "reports")
         raise TailorError(f"{'no' if not matches else len(matches)} {what} match {ref!r}; "

@@ -66,3 +66,7 @@ def check_server(project, report: str | None = None, url: str | None = None, api
     with running(create_app(project, pool=pool, **batching)) as base_url:
         return check_parity(project, report, base_url, api_key, concurrency)
 
+
+from tailorlm.api import callable_package  # noqa: E402  (`tailorlm.serve(...)` calls tailorlm.api.serve)
+
+callable_package(__name__, "serve")

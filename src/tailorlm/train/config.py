@@ -4,6 +4,7 @@ The resolved config (defaults filled in) is written beside the run's outputs as 
 and `tailor train sft --config that/config.yaml` runs it again.
 """
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -113,3 +114,33 @@ class TrainConfig(BaseModel):
         "each with batch_size sequences per step; set, it replaces gpus and strategy (always DDP).")
     nodes: int = Field(1, ge=1, description="accelerate: machines.")
     strategy: Literal["ddp", "fsdp", "deepspeed"] = Field("fsdp", description="accelerate: how the model is spread over GPUs.")
+
+
+def resolve_config(config: "str | Path | dict | TrainConfig | None" = None, **fields) -> TrainConfig:
+    """A run's config: the defaults, under a config.yaml (or dict) to start from, under the fields given.
+
+    Fields that are None count as not given, so a CLI can pass every flag. A missing dataset and an invalid
+    value are one-line errors naming the field.
+
+    >>> resolve_config(None, dataset="tickets", epochs=1).epochs
+    1.0
+    """
+    import yaml
+
+    from tailorlm.errors import TailorError
+
+    if isinstance(config, TrainConfig):
+        values = config.model_dump()
+    elif isinstance(config, dict):
+        values = dict(config)
+    elif config:
+        values = yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}
+    else:
+        values = {}
+    values.update({k: v for k, v in fields.items() if v is not None})
+    if not values.get("dataset"):
+        raise TailorError("which dataset? pass --dataset NAME (see `tailor data list`)")
+    try:
+        return TrainConfig.model_validate(values)
+    except Exception as e:  # pydantic: say which field
+        raise TailorError(f"invalid training config: {e}") from e

@@ -1,0 +1,309 @@
+"""The public library API: one typed function per thing a user does. The CLI calls these and nothing else.
+
+`import tailorlm` exposes them lazily (`tailorlm.prepare`, `tailorlm.evaluate`, `tailorlm.ladder`,
+`tailorlm.train`, `tailorlm.serve`, ...), so importing Tailor loads no model library. Every function
+takes a `Project`, a project folder, or None (the project around the current folder), and progress
+callbacks of the one shape in `tailorlm.progress`: `on_progress(task, done, total, **info)`.
+
+>>> import tailorlm
+>>> tailorlm.prepare("support")                                   # doctest: +SKIP
+>>> tailorlm.evaluate("support", "few_shot")["metrics"]["accuracy"]["mean"]  # doctest: +SKIP
+0.64
+>>> tailorlm.ladder("support")["recommendation"]["rung"]          # doctest: +SKIP
+'sft'
+"""
+
+from pathlib import Path
+
+from tailorlm.progress import for_task, for_training
+
+
+def project(where=None):
+    """A `Project` from a Project (returned as it is), a folder, or None (found from the current folder)."""
+    from tailorlm.project import Project
+
+    return where if isinstance(where, Project) else Project.load(where)
+
+
+def _quiet(_message: str) -> None:
+    pass
+
+
+def prepare(where=None, sources: list[str] | None = None, name: str | None = None, log=_quiet) -> list[dict]:
+    """Run the data pipeline on the project's sources (or the named ones); returns the versions' manifests.
+
+    >>> [m["id"] for m in prepare("support")]  # doctest: +SKIP
+    ['tickets@3f9a1c', 'docs@77b2e0', 'golden@0c41d9']
+    """
+    from tailorlm.data.pipeline import prepare as run_prepare
+
+    return run_prepare(project(where), sources or None, name=name, log=log)
+
+
+def prepare_summary(manifests: list[dict]) -> dict:
+    """What `data prepare` reports per version, and the inputs rejected as malformed or invalid per version
+    (the readers' rejections plus the validate step's drops; non-zero means the exit code says so)."""
+    out = [{"id": m["id"], "kind": m["kind"], "splits": m["splits"], "accounting": m["accounting"], "path": m["path"],
+            "reused": m.get("reused", False), "dropped": {s["step"]: s["dropped"] for s in m["steps"] if s["dropped"]}}
+           for m in manifests]
+    invalid = {m["id"]: m["accounting"]["rejected_by_readers"] + sum(
+        sum(s["dropped"].values()) for s in m["steps"] if s["step"] == "validate") for m in manifests}
+    return {"datasets": out, "invalid": invalid}
+
+
+def served_name(proj, model: str) -> str:
+    """The served name for what a user typed: a rung name becomes PROJECT:RUNG; ids and aliases stay."""
+    return model if ":" in model or "@" in model else f"{proj.config.name}:{model}"
+
+
+def evaluate(where=None, model: str = "zero_shot", suite: str | None = None, metrics: list[str] | None = None,
+             max_tokens: int | None = None, batch_size: int = 8, fresh: bool = False, power: bool = False,
+             delta: float = 0.05, on_progress=None, pool=None) -> dict:
+    """Score a rung (by name), a model version (id) or an alias (NAME@ALIAS) on a suite (default: the
+    project's golden suite); returns the report, with `power` against the other reports when asked.
+
+    >>> evaluate("support", "few_shot", metrics=["accuracy"])["metrics"]["accuracy"]["n"]  # doctest: +SKIP
+    64
+    """
+    from tailorlm.eval.runner import default_params
+    from tailorlm.eval.runner import evaluate as run_eval
+    from tailorlm.eval.suite import load_suite
+    from tailorlm.models.pool import ModelPool
+    from tailorlm.rungs.build import rung_for_model
+
+    proj = project(where)
+    name = served_name(proj, model)
+    rung = rung_for_model(proj, name, pool or ModelPool(proj))
+    params = default_params(proj)
+    if max_tokens:
+        params.max_tokens = max_tokens
+    report = run_eval(proj, rung, load_suite(proj, suite), metrics or None, params, subject=name,
+                      batch_size=batch_size, fresh=fresh, on_progress=for_task(on_progress, name))
+    if power:
+        from tailorlm.eval.compare import power_against
+
+        report["power"] = power_against(proj, report, delta)
+    return report
+
+
+def ladder(where=None, rungs: list[str] | None = None, batch_size: int = 8, delta: float | None = None,
+           log=_quiet, on_progress=None, generator=None, embedder=None) -> dict:
+    """Every configured rung (or the named ones) on the golden suite, compared, with a recommendation;
+    `delta` asks the power analysis about another difference than eval's default.
+
+    >>> ladder("support", ["zero_shot", "rag"])["recommendation"]["rung"]  # doctest: +SKIP
+    'rag'
+    """
+    from tailorlm.ladder.run import run_ladder
+
+    result = run_ladder(project(where), rungs or None, generator=generator, embedder=embedder, log=log,
+                        on_progress=on_progress, batch_size=batch_size)
+    return with_power(result, delta)
+
+
+def with_power(result: dict, delta: float | None) -> dict:
+    """A ladder with its power analysis at `delta` (kept when it was computed at that delta already)."""
+    from tailorlm.eval.compare import ladder_power
+
+    if delta is None or result.get("power", {}).get("delta") == delta:
+        return result
+    return {**result, "power": ladder_power(result, delta)}
+
+
+def train(where=None, config=None, resume: str | bool | None = None, dry_run: bool = False, on_progress=None,
+          on_message=_quiet, **fields) -> dict:
+    """Train and register a model version: defaults < `config` (a config.yaml, dict or TrainConfig) < `fields`.
+
+    `resume` continues the latest unfinished run (True) or the named one. With `launcher: accelerate` the
+    run is launched (or, with `dry_run`, its config written and its command returned).
+
+    >>> train("support", dataset="tickets", epochs=1)["model_version"]  # doctest: +SKIP
+    'support:sft@v1'
+    """
+    from tailorlm.train.config import resolve_config
+    from tailorlm.train.runs import train as run_train
+    from tailorlm.train.scaleout import launch_run, pending_launched_run
+
+    proj = project(where)
+    run = resume if isinstance(resume, str) else None
+    cfg = None if resume else resolve_config(config, **fields)
+    if (cfg is not None and cfg.launcher == "accelerate") or (resume and pending_launched_run(proj, run)):
+        return launch_run(proj, cfg, dry_run=dry_run, resume=resume or None)
+    method = cfg.method if cfg else "run"
+    return run_train(proj, cfg, resume=resume or None, on_progress=for_training(on_progress, f"train {method}"),
+                     on_message=on_message)
+
+
+def serve(where=None, host: str | None = None, port: int | None = None, **options) -> None:
+    """Serve the project's rungs and model versions through the OpenAI-compatible API until Ctrl-C."""
+    from tailorlm.serve import serve as run_serve
+
+    run_serve(project(where), host, port, **options)
+
+
+def compare(where=None, baseline: str = "", candidate: str = "", show: int = 10) -> dict:
+    """Two eval reports on the same suite: each metric's paired delta, interval and test."""
+    from tailorlm.eval.compare import compare as run_compare
+    from tailorlm.eval.runner import load_report
+
+    proj = project(where)
+    return run_compare(load_report(proj, baseline), load_report(proj, candidate), max_listed=show)
+
+
+def gate(where=None, pairs: list[str] | list[tuple[str, str]] = (), margin: float | None = None) -> dict:
+    """The regression gate over BASELINE:CANDIDATE report-id pairs (strings or tuples); `passed` says it all.
+
+    >>> gate("support", ["rep-prod:rep-cand"])["passed"]  # doctest: +SKIP
+    True
+    """
+    from tailorlm.errors import TailorError
+    from tailorlm.eval.compare import gate as run_gate
+    from tailorlm.eval.runner import load_report
+
+    proj = project(where)
+    loaded = []
+    for p in pairs:
+        if isinstance(p, str):
+            if p.count(":") != 1:
+                raise TailorError(f"{p!r}: give BASELINE:CANDIDATE report ids")
+            p = tuple(p.split(":"))
+        loaded.append((load_report(proj, p[0]), load_report(proj, p[1])))
+    return run_gate(loaded, proj.config.eval.margin if margin is None else margin)
+
+
+def report(where=None, ref: str = "", delta: float | None = None) -> dict:
+    """One eval report or ladder by id, prefix or path (a ladder with its power at `delta`)."""
+    from tailorlm.registry.reports import find
+
+    found = find(project(where), ref).to_dict()
+    return with_power(found, delta) if found.get("kind") == "ladder" else found
+
+
+def reports(where=None) -> list[dict]:
+    """Every eval and ladder report's index row, oldest first."""
+    from tailorlm.registry.reports import entries
+
+    return [e.to_dict() for e in entries(project(where))]
+
+
+def quickstart(path: Path | str = "tailor-quickstart", rungs: list[str] | None = None, log=_quiet,
+               on_progress=None) -> dict:
+    """The example project, prepared, indexed, advised and run up the ladder, offline; returns the ladder."""
+    from tailorlm.quickstart import run_quickstart
+
+    return run_quickstart(path, log=log, on_progress=on_progress, rungs=rungs)
+
+
+def callable_package(name: str, function: str) -> None:
+    """Make the package `name` callable as `function` of this module, so `tailorlm.train(...)` trains while
+    `tailorlm.train.config` stays the package's module (a function could not share the package's name:
+    importing any submodule would rebind the attribute to the package)."""
+    import sys
+    import types
+
+    class CallablePackage(types.ModuleType):
+        def __call__(self, *args, **kwargs):
+            return globals()[function](*args, **kwargs)
+
+    CallablePackage.__call__.__doc__ = globals()[function].__doc__
+    sys.modules[name].__class__ = CallablePackage
+
+
+def advise(where=None, html: Path | str | None = None) -> dict:
+    """Which rung next, why, what it lacks and what it costs; also written as an HTML page (default:
+    `.tailor/reports/advice.html`), whose path is the result's `html`."""
+    from tailorlm.advise.advisor import advise as run_advise
+    from tailorlm.advise.report import advice_sections
+
+    proj = project(where)
+    advice = run_advise(proj)
+    advice["html"] = _write_html(html or proj.artifacts("reports") / "advice.html", "Tailor advice",
+                                 advice_sections(advice))
+    return advice
+
+
+def costs(where=None, method: str = "lora", params=None, tokens=None, model: str | None = None,
+          trainable_params=None, lora_r: int = 16, epochs: float = 1.0, gpu: str | None = None,
+          peak_tflops: float | None = None, mfu: float | None = None, queries_per_day: float | None = None,
+          queries_per_s: float | None = None, prompt_tokens: float | None = None, completion_tokens: float | None = None,
+          serve_gpu: str | None = None, pretrain_flops=None, prompts=None, num_generations: int = 4,
+          html: Path | str | None = None) -> dict:
+    """Training compute and money, inference per 1k queries, breakeven and Chinchilla sizing.
+
+    Amounts take suffixes ("135M", "2M", "1e21"). What is not given comes from the project (its prices,
+    `advise.gpu`, `advise.mfu`, `advise.queries_per_day`) and from the newest ladder's measured serving
+    (queries/s and tokens per query); outside a project, from the defaults. `where=False`: no project.
+
+    >>> costs(None, params="135M", tokens="2M", gpu="A100")["training"]["gpu_hours"]  # doctest: +SKIP
+    """
+    from tailorlm.advise.costs import costs_report, parse_amount
+    from tailorlm.advise.report import cost_sections
+    from tailorlm.config import PricesConfig
+
+    proj = _project_or_none(where)
+    measured = {}
+    if proj is not None:
+        from tailorlm.advise.facts import latest_ladder, measured_serving
+
+        measured = measured_serving(latest_ladder(proj))
+    advise_cfg = proj.config.advise if proj else None
+
+    def amount(text):
+        return parse_amount(text) if text is not None else None
+
+    def given(value, default):
+        return value if value is not None else default
+
+    report = costs_report(
+        proj.config.prices if proj else PricesConfig(), method=method, n_params=amount(params), n_tokens=amount(tokens),
+        gpu=gpu or (advise_cfg.gpu if advise_cfg else None), mfu=mfu or (advise_cfg.mfu if advise_cfg else 0.4),
+        trainable_params=amount(trainable_params), model_path=_model_path(model) if model else None, lora_r=lora_r,
+        epochs=epochs, peak_tflops=peak_tflops,
+        queries_per_day=given(queries_per_day, advise_cfg.queries_per_day if advise_cfg else None),
+        queries_per_s=queries_per_s or measured.get("queries_per_s"),
+        prompt_tokens=given(prompt_tokens, measured.get("prompt_tokens")),
+        completion_tokens=given(completion_tokens, measured.get("completion_tokens")),
+        serve_gpu=serve_gpu, pretrain_flops=amount(pretrain_flops), prompts=amount(prompts),
+        num_generations=num_generations)
+    if report["inference"] and measured and not queries_per_s:
+        report["inference"].update(rung=measured["rung"], measured_on=measured["measured_on"])
+    target = html or (proj.artifacts("reports") / "costs.html" if proj else None)
+    report["html"] = _write_html(target, "Tailor costs", cost_sections(report)) if target else None
+    return report
+
+
+def gpus() -> list[dict]:
+    """The GPU table costs are priced on: peak dense bf16 TFLOPs, memory and the datasheet."""
+    from tailorlm.advise.costs import GPUS
+
+    return [{"name": g.name, "peak_bf16_tflops": g.peak_bf16_flops / 1e12, "memory_gb": g.memory_gb, "source": g.source}
+            for g in GPUS.values()]
+
+
+def _project_or_none(where):
+    """The project, or None outside one (costs work without a project); a named folder must be one."""
+    from tailorlm.errors import ConfigError
+
+    if where is False:
+        return None
+    try:
+        return project(where)
+    except ConfigError:
+        if where is not None:
+            raise
+        return None
+
+
+def _model_path(model: str) -> str:
+    from tailorlm.models.local import resolve_model_path
+
+    return resolve_model_path(model)
+
+
+def _write_html(path: Path | str, title: str, sections) -> str:
+    from tailorlm.advise.report import render_html
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_html(title, sections), encoding="utf-8")
+    return str(path)

@@ -1,0 +1,79 @@
+"""One progress protocol for every long job, and the one terminal display the CLI shows it with.
+
+A progress callback is `on_progress(task, done, total, **info)`:
+- `task` names what advances ("embedding chunks", "shop:few_shot", "train sft");
+- `done` of `total` units (`total` None while unknown);
+- `info` is optional detail the display shows after the bar (`loss=0.41`, `tokens_per_s=812`).
+
+The public API (`tailorlm.evaluate`, `tailorlm.ladder`, `tailorlm.train`, ...) takes callbacks of this shape;
+the adapters below turn it into the narrower shapes some stages call internally, so those stages stay
+as they are. `display()` is the CLI's rich progress bar, fed by the same callback.
+
+>>> seen = []
+>>> eval_cb = for_task(lambda task, done, total, **info: seen.append((task, done, total)), "shop:rag")
+>>> eval_cb(3, 10); seen
+[('shop:rag', 3, 10)]
+"""
+
+import contextlib
+from typing import Protocol
+
+
+class OnProgress(Protocol):
+    def __call__(self, task: str, done: int, total: int | None, **info) -> None: ...
+
+
+def for_task(on_progress: OnProgress | None, task: str):
+    """A `(done, total)` callback (eval, generate) that reports as `task`; None stays None."""
+    if on_progress is None:
+        return None
+    return lambda done, total: on_progress(task, done, total)
+
+
+def for_training(on_progress: OnProgress | None, task: str):
+    """A training loop's `(step, total, logs, tokens_per_s)` callback that reports as `task`, with the loss
+    (or, for grpo, the reward and the KL) as info; None stays None."""
+    if on_progress is None:
+        return None
+
+    def report(step: int, total: int | None, logs: dict, tokens_per_s: float) -> None:
+        info = {k: logs[k] for k in ("loss", "eval_loss", "reward_mean", "reward_std", "kl") if k in logs}
+        on_progress(task, step, total, tokens_per_s=tokens_per_s, **info)
+
+    return report
+
+
+def describe(info: dict) -> str:
+    """The display's text for a step's info: `loss 0.4120  812 tok/s`, or grpo's reward, std and KL."""
+    tps = info.get("tokens_per_s")
+    rate = f"{tps:.0f} tok/s" if isinstance(tps, (int, float)) else ""
+    if "reward_mean" in info:  # grpo: the loss says little; the reward and the drift from the start do
+        return (f"reward {info['reward_mean']:.3f} ±{info.get('reward_std', 0):.3f}  kl {info.get('kl', 0):.4f}  "
+                f"{rate.replace('tok/s', 'sampled tok/s')}").strip()
+    loss = info.get("loss", info.get("eval_loss"))
+    parts = [f"loss {loss:.4f}" if isinstance(loss, (int, float)) else "", rate,
+             *(f"{k} {v}" for k, v in info.items() if k not in ("loss", "eval_loss", "tokens_per_s", "kl", "reward_std"))]
+    return "  ".join(p for p in parts if p)
+
+
+@contextlib.contextmanager
+def display(enabled: bool = True):
+    """A rich progress display, one bar per task; yields (on_progress, console). Off (for --json), the
+    callback does nothing and the console is rich's own (output still goes where it should).
+
+    >>> with display(False) as (on_progress, console):
+    ...     on_progress("answering", 1, 2)
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[info]}"), TimeRemainingColumn(), disable=not enabled, transient=False)
+    tasks: dict[str, int] = {}
+
+    def on_progress(task: str, done: int, total: int | None, **info) -> None:
+        if task not in tasks:
+            tasks[task] = progress.add_task(task, total=total or None, info="")
+        progress.update(tasks[task], completed=done, total=total or None, info=describe(info))
+
+    with progress:
+        yield on_progress, progress.console
