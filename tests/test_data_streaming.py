@@ -111,3 +111,34 @@ def test_a_failed_write_leaves_no_folder_behind(tmp_path, records):
                 out.add(r)
             raise RuntimeError("a step failed")
     assert list((project.artifacts("datasets") / "ds").iterdir()) == []
+
+
+def test_readers_stream_jsonl_csv_and_parquet_to_the_same_records(tmp_path):
+    """5,000 rows: more than one Parquet batch (4,096); a duplicate id late in the file is still
+    caught, and a CSV with a bad byte at its end is rejected whole, with the offset."""
+    import csv
+
+    import pyarrow as pa
+
+    from tailorlm.data.readers.records import Rejected, read_file
+
+    rows = [{"id": f"r{i}", "text": f"row {i} text"} for i in range(5000)] + [{"id": "r7", "text": "again"}]
+    (tmp_path / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with open(tmp_path / "a.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, ["id", "text"])
+        w.writeheader()
+        w.writerows(rows)
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "a.parquet")
+    got = {}
+    for ext in ("jsonl", "csv", "parquet"):
+        items = list(read_file(tmp_path / f"a.{ext}", f"a.{ext}", "s", kind="text"))
+        kept = [(r.id, r.content["text"]) for r in items if isinstance(r, Record)]
+        [dup] = [r for r in items if isinstance(r, Rejected)]
+        assert (dup.field, dup.reason) == ("id", "duplicate id 'r7'")
+        got[ext] = kept
+    assert got["jsonl"] == got["csv"] == got["parquet"] and len(got["csv"]) == 5000
+    bad = (tmp_path / "a.csv").read_bytes() + b"r9999,caf\xe9\n"
+    (tmp_path / "bad.csv").write_bytes(bad)
+    [rejected] = list(read_file(tmp_path / "bad.csv", "bad.csv", "s", kind="text"))
+    offset = bad.index(b"\xe9")
+    assert rejected.reason == f"not valid UTF-8 (byte offset {offset})"

@@ -11,8 +11,8 @@ Accepted shapes, detected per line (or forced with the source's `kind`):
 Every problem becomes a `Rejected(file, line, field, reason)`; valid records are kept.
 """
 
+import codecs
 import csv
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,7 +68,7 @@ def read_file(path: Path, rel: str, source: str, fmt: str = "auto", kind: str | 
         return
     rows = {"jsonl": _jsonl_rows, "csv": _csv_rows, "parquet": _parquet_rows}[fmt](path, rel)
     file_kind, first_line = kind, None
-    seen: set[str] = set()
+    seen: set[int] = set()  # 128-bit hashes of the ids so far: a million ids in ~60 MB, not their text
     empty = True
     for item in rows:
         empty = False
@@ -83,15 +83,21 @@ def read_file(path: Path, rel: str, source: str, fmt: str = "auto", kind: str | 
             elif record.kind != file_kind:
                 origin = f"from line {first_line}" if first_line else "configured"
                 raise Bad("(line)", f"mixed kinds: this file is {file_kind} ({origin}), this line is {record.kind}")
-            if record.id in seen:
+            if _id_key(record.id) in seen:
                 raise Bad("id", f"duplicate id {record.id!r}")
         except Bad as e:
             yield Rejected(rel, line, e.field, e.reason, raw[:2000])
             continue
-        seen.add(record.id)
+        seen.add(_id_key(record.id))
         yield record
     if empty:
         yield Rejected(rel, None, "(file)", "empty file: no records")
+
+
+def _id_key(record_id: str) -> int:
+    import xxhash
+
+    return xxhash.xxh3_128_intdigest(record_id)
 
 
 def _jsonl_rows(path: Path, rel: str):
@@ -135,13 +141,38 @@ def json_reason(e: json.JSONDecodeError) -> str:
 
 
 def _csv_rows(path: Path, rel: str):
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        yield Rejected(rel, None, "(file)", f"not valid UTF-8 (byte offset {e.start})")
+    bad = _utf8_error_offset(path)
+    if bad is not None:
+        yield Rejected(rel, None, "(file)", f"not valid UTF-8 (byte offset {bad})")
         return
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    with open(path, encoding="utf-8-sig", newline="") as f:  # streamed, row by row
+        yield from _csv_dict_rows(csv.DictReader(f, delimiter=delimiter), rel)
+
+
+def _utf8_error_offset(path: Path) -> int | None:
+    """Where the file stops being UTF-8 (counted after a BOM, as decoding with utf-8-sig counts),
+    or None; read in 1 MB chunks, so a whole file is rejected before any of its rows is read."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, bom = 0, 0
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            if offset == 0 and chunk.startswith(codecs.BOM_UTF8):
+                bom = len(codecs.BOM_UTF8)
+            pending = len(decoder.getstate()[0])
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as e:
+                return offset - pending + e.start - bom
+            offset += len(chunk)
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError as e:
+            return offset - len(e.object) + e.start - bom
+    return None
+
+
+def _csv_dict_rows(reader: csv.DictReader, rel: str):
     for row in reader:
         if None in row:
             yield Rejected(rel, reader.line_num, "(line)", "more values than header columns")
@@ -161,12 +192,14 @@ def _parquet_rows(path: Path, rel: str):
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(path)
+        batches = pq.ParquetFile(path).iter_batches(batch_size=4096)  # streamed, a batch at a time
+        n = 0
+        for batch in batches:
+            for row in batch.to_pylist():
+                n += 1
+                yield n, {k: v for k, v in row.items() if v is not None}, ""
     except Exception as e:  # pyarrow raises several types for corrupt files
         yield Rejected(rel, None, "(file)", f"not a readable Parquet file: {e}")
-        return
-    for n, row in enumerate(table.to_pylist(), start=1):
-        yield n, {k: v for k, v in row.items() if v is not None}, ""
 
 
 def to_record(obj: dict, line: int, source: str, rel: str, kind: str | None, fields: dict) -> Record:
