@@ -150,7 +150,12 @@ def test_perplexity_drops_exactly_the_worst_fraction():
     assert kept == ["a", "c", "e", "g", "h", "i", "j"]
     assert dropped == {"b": "high_perplexity", "d": "high_perplexity", "f": "high_perplexity"}
     assert dict(step.dropped) == {"high_perplexity": 3} and calls == [10]
-    assert [r.meta["perplexity_score"] for r in records] == list(table.values())
+    # Every record, kept or dropped, carries its score (the step returns spooled copies, not its input).
+    scored = []
+    again = PerplexityFilter(score=score, drop_fraction=0.3)
+    again.sink = lambda r, _step, _reason: scored.append(r)
+    scored += list(again(text(t, t) for t in table))
+    assert sorted((r.id, r.meta["perplexity_score"]) for r in scored) == sorted(table.items())
 
 
 def test_perplexity_ties_drop_the_later_record_and_off_means_no_scoring():

@@ -204,19 +204,39 @@ class PerplexityFilter(Step):
         if self.p.drop_fraction == 0:
             yield from records  # off: no buffering, no model
             return
-        buffered = list(records)  # the cut-off depends on every score, so the stream must end first
+        # The cut-off depends on every score, so the stream must end first: the records are parked
+        # in a spool and only their scores kept. Texts are scored in chunks of whole batches, so
+        # each forward pass sees the same texts as when all were scored at once.
+        from array import array
+
+        from tailorlm.data.steps.spool import Spool
+
         if self._score is None:
             self._score = lm_scorer(self.p.model, self.p.batch_size, self.p.max_tokens)
-        scores = list(self._score([r.joined() for r in buffered]))
-        # Highest first; among equal scores the later record goes first, so ties are deterministic.
-        order = sorted(range(len(buffered)), key=lambda i: (-scores[i], -i))
-        worst = set(order[: int(len(buffered) * self.p.drop_fraction)])
-        for i, (record, score) in enumerate(zip(buffered, scores, strict=True)):
-            record.meta["perplexity_score"] = score
-            if i in worst:
-                self.drop(record, "high_perplexity")
-            else:
-                yield record
+        spool, scores, texts = Spool(), array("d"), []
+        chunk = self.p.batch_size * 64
+        try:
+            for record in records:
+                spool.append(record)
+                texts.append(record.joined())
+                if len(texts) == chunk:
+                    scores.extend(self._score(texts))
+                    texts = []
+            if texts:
+                scores.extend(self._score(texts))
+            if len(scores) != len(spool):
+                raise ValueError(f"the perplexity scorer gave {len(scores)} scores for {len(spool)} texts")
+            # Highest first; among equal scores the later record goes first, so ties are deterministic.
+            order = sorted(range(len(spool)), key=lambda i: (-scores[i], -i))
+            worst = set(order[: int(len(spool) * self.p.drop_fraction)])
+            for i, record in enumerate(spool):
+                record.meta["perplexity_score"] = scores[i]
+                if i in worst:
+                    self.drop(record, "high_perplexity")
+                else:
+                    yield record
+        finally:
+            spool.close()
 
 
 def lm_scorer(model: str, batch_size: int = 8, max_tokens: int = 512) -> Callable[[list[str]], list[float]]:
