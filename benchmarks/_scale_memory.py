@@ -5,11 +5,12 @@ scaled up from the real corpus (`_corpus.py`): each document is 60-400 words dra
 frequencies, from the vocabulary of the first 2,000 corpus documents, in sentences of 8-20 words;
 2% are exact copies of an earlier document, so exact dedup has real work. Seeded.
 
-Run: the file is read line by line into `Record`s and pushed through the steps chained as generators
-(normalize -> exact_dedup -> near_dedup -> quality -> pii without NER, as the speed comparison runs
-them), the survivors written line by line to an output file: nothing holds the corpus. Peak RSS
-(`ru_maxrss`) and docs/s are sampled at every tenth of the input. What still grows with N is the
-dedup state: one 8-byte hash per kept document (exact) and the MinHash band keys (near).
+Run: `tailor data prepare` itself (the library's `prepare`) on a temporary project whose one source
+is that file, with the steps normalize -> exact_dedup -> near_dedup -> quality -> pii without NER (as
+the speed comparison runs them) as tailor.yaml's `data.steps`, writing a real dataset version. Peak
+RSS (`ru_maxrss`) is taken at the end, and a thread samples the current RSS every second (reported at
+each tenth of the run's time). What may still grow with N is the dedup state: one hash per kept
+document (exact) and the MinHash band keys (near), both compact.
 """
 
 import itertools
@@ -55,58 +56,74 @@ def write_synthetic(path: Path, n_docs: int, seed: int) -> dict:
     return {"documents": n_docs, "bytes": size, "vocabulary": len(words)}
 
 
-def stream_run(path: Path, out: Path, names: list[str], params: dict, n_docs: int) -> list[dict]:
-    from tailorlm.data.record import Record
-    from tailorlm.data.steps import step_class
+def prepare_run(path: Path, root: Path, names: list[str], params: dict) -> dict:
+    """`tailor data prepare` itself (library call) on a project whose one source is the synthetic file,
+    with the benchmark's steps as tailor.yaml's `data.steps`; a thread samples this process's RSS."""
+    import threading
 
-    samples = []
-    every = max(n_docs // 10, 1)
+    import yaml
+
+    from tailorlm.data.pipeline import prepare
+    from tailorlm.project import init_project
+
+    project = init_project(root, name="scale")
+    config = yaml.safe_load((root / "tailor.yaml").read_text())
+    config["sources"] = [{"name": "synthetic", "path": str(path.relative_to(root)), "kind": "text"}]
+    config.setdefault("data", {})["steps"] = [{n: params.get(n, {})} for n in names]
+    (root / "tailor.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    project = type(project).load(root)
+    samples, done = [], threading.Event()
     started = time.perf_counter()
 
-    def read():
-        with open(path, encoding="utf-8") as f:
-            for i, line in enumerate(f, 1):
-                d = json.loads(line)
-                yield Record(d["id"], "text", {"text": d["text"]}, {"source": "bench"})
-                if i % every == 0:
-                    samples.append({"docs_read": i, "peak_rss_mb": round(peak_rss_mb(), 1),
-                                    "docs_per_s": round(i / (time.perf_counter() - started), 1)})
+    def sample():
+        while not done.wait(1.0):
+            samples.append((round(time.perf_counter() - started, 1), current_rss_mb()))
 
-    steps = [step_class(n)(**params.get(n, {})) for n in names]
-    stream = read()
-    for s in steps:
-        stream = s(stream)
-    kept = 0
-    with open(out, "w", encoding="utf-8") as f:
-        for r in stream:
-            f.write(json.dumps({"id": r.id, "text": r.content["text"]}) + "\n")
-            kept += 1
-    samples[-1]["kept"] = kept
-    samples[-1]["dropped"] = {s.name: sum(s.dropped.values()) for s in steps}
-    return samples
+    watcher = threading.Thread(target=sample, daemon=True)
+    watcher.start()
+    try:
+        [manifest] = prepare(project)
+    finally:
+        done.set()
+        watcher.join()
+    seconds = time.perf_counter() - started
+    # The RSS at each tenth of the run's time: flat means the state does not grow with the input.
+    tenths = [max((rss for t, rss in samples if t <= seconds * k / 10), default=None) for k in range(1, 11)]
+    return {"seconds": round(seconds, 1), "docs_per_s": round(manifest["accounting"]["read"] / seconds, 1),
+            "version": manifest["id"], "accounting": manifest["accounting"],
+            "dropped": {s["step"]: sum(s["dropped"].values()) for s in manifest["steps"]},
+            "rss_by_tenth_of_time_mb": tenths}
+
+
+def current_rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
 
 
 def scale_memory(n_docs: int, seed: int, names: list[str], params: dict) -> dict:
     with tempfile.TemporaryDirectory(prefix="tailor-scale-") as tmp:
-        src, dst = Path(tmp) / "in.jsonl", Path(tmp) / "out.jsonl"
+        root = Path(tmp)
+        (root / "data").mkdir()
+        src = root / "data" / "in.jsonl"
         t = time.perf_counter()
         corpus = write_synthetic(src, n_docs, seed)
         corpus["writing_seconds"] = round(time.perf_counter() - t, 1)
         base = round(peak_rss_mb(), 1)  # the corpus sample and the interpreter, before the run
-        samples = stream_run(src, dst, names, params, n_docs)
-    first, last = samples[0], samples[-1]
-    return {"input": corpus, "steps": names, "rss_before_run_mb": base, "samples": samples,
-            "growth_mb_first_to_last_tenth": round(last["peak_rss_mb"] - first["peak_rss_mb"], 1),
-            "goal_peak_rss_mb": 4096, "met": last["peak_rss_mb"] <= 4096}
+        run = prepare_run(src, root, names, params)
+    peak = round(peak_rss_mb(), 1)
+    return {"input": corpus, "steps": names, "rss_before_run_mb": base, "run": run, "peak_rss_mb": peak,
+            "goal_peak_rss_mb": 4096, "met": peak <= 4096}
 
 
 def report(out: dict) -> None:
     s = out["scale"]
     print(f"{s['input']['documents']:,} synthetic documents ({s['input']['bytes'] / 1e6:.0f} MB of JSONL), "
           f"steps {' -> '.join(s['steps'])}; RSS before the run {s['rss_before_run_mb']} MB")
-    print(f"{'docs read':>12} {'peak RSS MB':>12} {'docs/s':>8}")
-    for row in s["samples"]:
-        print(f"{row['docs_read']:>12,} {row['peak_rss_mb']:>12} {row['docs_per_s']:>8}")
-    last = s["samples"][-1]
-    print(f"kept {last['kept']:,}, dropped {last['dropped']}; peak grew {s['growth_mb_first_to_last_tenth']} MB "
-          f"from the first tenth to the end; goal <= {s['goal_peak_rss_mb']} MB: {'met' if s['met'] else 'NOT met'}")
+    r = s["run"]
+    print(f"tailor data prepare: {r['seconds']} s, {r['docs_per_s']} docs/s, version {r['version']}")
+    print(f"RSS at each tenth of the run (MB): {r['rss_by_tenth_of_time_mb']}")
+    print(f"kept {r['accounting']['kept']:,}, dropped {r['dropped']}; peak RSS {s['peak_rss_mb']} MB; "
+          f"goal <= {s['goal_peak_rss_mb']} MB: {'met' if s['met'] else 'NOT met'}")

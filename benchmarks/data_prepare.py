@@ -1,7 +1,7 @@
 """Tailor's data pipeline against one built from datatrove's stock blocks, in the same run.
 
     python benchmarks/data_prepare.py [--max-docs 5000] [--sample 3000] [--repeats 1] [--json]
-    python benchmarks/data_prepare.py --docs 1000000 [--no-line-dedup]   # peak RSS as the input grows
+    python benchmarks/data_prepare.py --docs 1000000 [--no-line-dedup]   # peak RSS of `tailor data prepare` as the input grows
 
 Corpus: real text already on this machine, read offline (`_corpus.py`): every text file under
 /usr/share/doc (READMEs, changelogs, NEWS, copyright files; `.gz` decompressed) and the English
@@ -268,7 +268,7 @@ def main():
     ap.add_argument("--pii-ner", type=int, default=0, metavar="N",
                     help="Also time the pii step alone on the first N documents: regex-only, and with each NER model.")
     ap.add_argument("--docs", type=int, default=0, metavar="N",
-                    help="Instead: peak RSS of Tailor's streamed step chain over N synthetic documents (_scale_memory.py).")
+                    help="Instead: peak RSS of `tailor data prepare` over N synthetic documents (_scale_memory.py).")
     ap.add_argument("--json", action="store_true", help="Print one JSON object instead of text.")
     args = ap.parse_args()
     if args.docs:
