@@ -17,7 +17,8 @@ from pathlib import Path
 from tailorlm.errors import TailorError
 from tailorlm.train.config import TrainConfig
 from tailorlm.train.sft import load_splits
-from tailorlm.train.trainer import fit, load_model, save_and_summarise, standard_callbacks, training_arguments
+from tailorlm.train.trainer import (PausedTime, fit, load_model, save_and_summarise, standard_callbacks,
+                                   training_arguments)
 
 REWARD_KEYS = ("rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected")
 
@@ -79,7 +80,7 @@ def quiet_datasets():
 def make_trainer(model, ref_model, args, train, evals, tokenizer, callbacks):
     from trl import DPOTrainer
 
-    class TailorDPOTrainer(DPOTrainer):
+    class TailorDPOTrainer(PausedTime, DPOTrainer):
         @property
         def tokens_seen(self) -> int:  # what metrics_callback reads for tokens/s; TRL counts non-pad tokens
             return self._total_train_tokens

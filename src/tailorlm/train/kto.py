@@ -56,7 +56,7 @@ def run_kto(project, cfg: TrainConfig, run_id: str, out: Path, checkpoint: Path 
 
     from tailorlm.train.dpo import dpo_config, quiet_datasets, reward_callback
     from tailorlm.train.sft import load_splits
-    from tailorlm.train.trainer import fit, load_model, save_and_summarise, standard_callbacks
+    from tailorlm.train.trainer import PausedTime, fit, load_model, save_and_summarise, standard_callbacks
 
     manifest, splits = load_splits(project, cfg)
     import random
@@ -75,7 +75,7 @@ def run_kto(project, cfg: TrainConfig, run_id: str, out: Path, checkpoint: Path 
     trainer_ref, callback, callbacks = standard_callbacks(project, run_id, cfg, bool(eval_rows), on_progress)
     callbacks.append(reward_callback(project, run_id, KTO_KEYS))
 
-    class TailorKTOTrainer(KTOTrainer):
+    class TailorKTOTrainer(PausedTime, KTOTrainer):
         @property
         def tokens_seen(self) -> int:  # what metrics_callback reads for tokens/s
             return self._total_train_tokens

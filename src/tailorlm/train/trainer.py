@@ -21,19 +21,32 @@ from tailorlm.train.config import TrainConfig
 from tailorlm.train.data import IGNORE
 
 
-def _transformers():
-    import transformers
+class PausedTime:
+    """Mixed into each Trainer subclass (Tailor's, DPO's, KTO's): time spent in validation passes and
+    checkpoint writes goes to `paused_seconds`, so that tokens/s and `train_seconds` are training figures."""
 
-    return transformers
+    paused_seconds = 0.0
+
+    def evaluate(self, *args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return super().evaluate(*args, **kwargs)
+        finally:
+            self.paused_seconds += time.perf_counter() - started
+
+    def _save_checkpoint(self, *args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return super()._save_checkpoint(*args, **kwargs)
+        finally:
+            self.paused_seconds += time.perf_counter() - started
 
 
 def make_trainer_class():
     """Defined lazily so that importing this module does not import transformers."""
-    import torch
-    import torch.nn.functional as F
     from transformers import Trainer
 
-    class TailorTrainer(Trainer):
+    class TailorTrainer(PausedTime, Trainer):
         tokens_seen = 0
         fused_lora = True  # set from TrainConfig.fused_lora
         micro_batch_tokens = None  # and TrainConfig.micro_batch_tokens
@@ -72,6 +85,8 @@ def make_trainer_class():
             return self.fast_plan or None
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            import torch
+
             labels = inputs.pop("labels")
             prefix = inputs.pop("prefix_ids", None)
             ddp = model if isinstance(model, torch.nn.parallel.DistributedDataParallel) else None
@@ -81,36 +96,13 @@ def make_trainer_class():
                 ddp._pre_forward()
                 model = ddp.module
             base = model.get_base_model() if hasattr(model, "get_base_model") else model
-            decoder, head = base.model, base.get_output_embeddings()
-            groups = self.fast_groups(model, inputs)
-            if groups:
-                from tailorlm.train.fastpath import hidden_states
-
-                hidden = hidden_states(decoder, groups, inputs["input_ids"], prefix)
-            elif prefix is not None:
-                hidden = shared_prefix_forward(decoder, prefix, inputs)
-            else:
-                # use_cache=False matters: with a KV cache object present, transformers does not turn the
-                # restarting position ids of a packed row into a block-diagonal mask (test_train.py checks).
-                hidden = decoder(**inputs, use_cache=False).last_hidden_state
-            target = labels[:, 1:]
-            keep = target != IGNORE
-            # Project to the vocabulary only where there is a label: the answer tokens.
-            logits = head(hidden[:, :-1][keep]).float()
-            loss = F.cross_entropy(logits, target[keep], reduction="sum")
-            count = num_items_in_batch if num_items_in_batch is not None else keep.sum()
-            if torch.is_tensor(count):
-                count = count.to(loss.device)
+            hidden = decoder_hidden_states(base.model, inputs, prefix, self.fast_groups(model, inputs))
+            loss = supervised_loss(base.get_output_embeddings(), hidden, labels, num_items_in_batch)
             if model.training:  # tokens/s is a training figure; evaluation batches do not count
-                # Every example's own tokens, its copy of a shared prefix included: the data consumed.
-                self.tokens_seen += int(inputs["input_ids"].numel() if "attention_mask" not in inputs
-                                        else inputs["attention_mask"].sum())
-                if prefix is not None:
-                    self.tokens_seen += prefix.shape[1] * labels.shape[0]
-            loss = loss / count
+                self.tokens_seen += consumed_tokens(inputs, labels, prefix)
             if ddp is not None:
                 if num_items_in_batch is not None and self.args.average_tokens_across_devices:
-                    # count is every process's labelled tokens and DDP averages the gradients over the
+                    # the count was every process's labelled tokens and DDP averages the gradients over the
                     # processes: scaled back, the update is the one a single process with the whole batch makes.
                     loss = loss * self.accelerator.num_processes
                 loss = ddp._post_forward(loss)
@@ -129,6 +121,43 @@ def make_trainer_class():
                                   f"the previous checkpoint is intact: {prev or 'none yet'}") from e
 
     return TailorTrainer
+
+
+def decoder_hidden_states(decoder, inputs: dict, prefix, groups):
+    """The decoder's last hidden states for a batch: through the fused fast path when it has a plan
+    (`groups`), with a shared prefix run once, or through transformers' own forward."""
+    if groups:
+        from tailorlm.train.fastpath import hidden_states
+
+        return hidden_states(decoder, groups, inputs["input_ids"], prefix)
+    if prefix is not None:
+        return shared_prefix_forward(decoder, prefix, inputs)
+    # use_cache=False matters: with a KV cache object present, transformers does not turn the
+    # restarting position ids of a packed row into a block-diagonal mask (test_train.py checks).
+    return decoder(**inputs, use_cache=False).last_hidden_state
+
+
+def supervised_loss(head, hidden, labels, num_items_in_batch=None):
+    """Next-token cross-entropy over the labelled positions, divided by the batch's labelled tokens
+    (`num_items_in_batch` when the Trainer counted them over an accumulated batch). The hidden states
+    are projected to the vocabulary only where there is a label: the answer tokens."""
+    import torch
+    import torch.nn.functional as F
+
+    target = labels[:, 1:]
+    keep = target != IGNORE
+    logits = head(hidden[:, :-1][keep]).float()
+    loss = F.cross_entropy(logits, target[keep], reduction="sum")
+    count = num_items_in_batch if num_items_in_batch is not None else keep.sum()
+    if torch.is_tensor(count):
+        count = count.to(loss.device)
+    return loss / count
+
+
+def consumed_tokens(inputs: dict, labels, prefix) -> int:
+    """Every example's own tokens, its copy of a shared prefix included: the data a batch consumed."""
+    seen = int(inputs["input_ids"].numel() if "attention_mask" not in inputs else inputs["attention_mask"].sum())
+    return seen + (prefix.shape[1] * labels.shape[0] if prefix is not None else 0)
 
 
 def shared_prefix_forward(decoder, prefix, inputs: dict):
@@ -349,7 +378,9 @@ def check_trackers(report_to) -> None:
 
 
 def fit(trainer, callback, checkpoint: Path | None, out: Path, hint: str) -> float:
-    """Train (resuming from `checkpoint`), stop with a clear message on a NaN loss; returns seconds."""
+    """Train (resuming from `checkpoint`), stop with a clear message on a NaN loss; returns seconds.
+
+    `trainer` mixes in `PausedTime`, which keeps its validation passes and checkpoint writes apart."""
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # Tailor reports progress itself
@@ -359,10 +390,6 @@ def fit(trainer, callback, checkpoint: Path | None, out: Path, hint: str) -> flo
         board = trainer.pop_callback(TensorBoardCallback)
         board.logging_dir = str(out / "tensorboard")  # the run's folder: `tensorboard --logdir` it
         trainer.add_callback(board)
-    # Validation passes and checkpoint writes are timed apart, so that tokens/s is a training figure.
-    trainer.paused_seconds = 0.0
-    for name in ("evaluate", "_save_checkpoint"):
-        setattr(trainer, name, paused(trainer, getattr(trainer, name)))
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     if callback.nan_step is not None:
@@ -370,19 +397,6 @@ def fit(trainer, callback, checkpoint: Path | None, out: Path, hint: str) -> flo
                           f"checkpoint is {last_checkpoint(out / 'checkpoints') or 'none (the run had not saved yet)'}. "
                           f"{hint}")
     return time.perf_counter() - started
-
-
-def paused(trainer, method):
-    """`method`, with its time added to `trainer.paused_seconds`."""
-
-    def timed(*args, **kwargs):
-        started = time.perf_counter()
-        try:
-            return method(*args, **kwargs)
-        finally:
-            trainer.paused_seconds += time.perf_counter() - started
-
-    return timed
 
 
 def save_and_summarise(project, trainer, tokenizer, cfg: TrainConfig, out: Path, manifest: dict, base: str, parent,
