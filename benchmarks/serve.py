@@ -130,7 +130,7 @@ def concurrent(base_url: str, batch, clients: int, max_tokens: int) -> dict:
 
 
 @contextlib.contextmanager
-def served(root, max_queue: int):
+def served(root, max_queue: int, batch_wait_ms: float = 20.0):
     """(`tailor serve` on a free loopback port, its pid), until the block ends."""
     import httpx
 
@@ -138,7 +138,8 @@ def served(root, max_queue: int):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-m", "tailorlm.cli", "serve", "-p", str(root), "--port", str(port),
-                             "--max-batch", "16", "--max-queue", str(max_queue)], stdout=subprocess.DEVNULL,
+                             "--max-batch", "16", "--max-queue", str(max_queue),
+                             "--batch-wait-ms", str(batch_wait_ms)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
         while True:
@@ -168,6 +169,7 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--clients", default="1,4,16,64")
     ap.add_argument("--max-queue", type=int, default=32, help="the server's queue: 64 clients overflow 16 + 32")
+    ap.add_argument("--batch-wait-ms", type=float, default=20.0, help="tailor serve's --batch-wait-ms")
     ap.add_argument("--engines", action="store_true", help="also Tailor's decode loop vs transformers' generate_batch")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -191,7 +193,7 @@ def main():
     gc.collect()
     project = init_project(tempfile.mkdtemp(prefix="tailor-bench-"), name="bench", description="Benchmark.")
     runs = []
-    with served(project.root, args.max_queue) as (url, pid):
+    with served(project.root, args.max_queue, args.batch_wait_ms) as (url, pid):
         concurrent(url, batch[:1], 1, 8)  # warm-up through the server
         for c in map(int, args.clients.split(",")):
             run = concurrent(url, batch[: max(c, min(args.requests, 8 * c))], c, args.max_tokens)
