@@ -428,18 +428,20 @@ def _located(e: ValidationError, root, filename: str, prefix: tuple) -> ConfigEr
 
 def _check_steps(cfg: ProjectConfig, root, filename: str) -> None:
     """Each `data.steps` entry must name a known step with valid parameters."""
-    from tailorlm.data.steps import STEPS, step_class
+    from tailorlm.plugins import registry
+
+    steps = registry("tailorlm.steps")  # what data.steps.STEPS is: config reads it without importing data
 
     for i, item in enumerate(cfg.data.steps or []):
         loc = ("data", "steps", i)
         if len(item) != 1:
             raise ConfigError(f"{filename}:{_line_of(root, loc)}: {_dotted(loc)}: each step is one `name: {{params}}` entry")
         (name, params), = item.items()
-        if name not in STEPS:
+        if name not in steps:
             raise ConfigError(f"{filename}:{_line_of(root, loc)}: {_dotted(loc)}: unknown step {name!r}; "
-                              f"steps: {', '.join(STEPS)}")
+                              f"steps: {', '.join(steps)}")
         try:
-            step_class(name).Params(**(params or {}))
+            steps[name].Params(**(params or {}))
         except ValidationError as e:
             raise _located(e, root, filename, loc + (name,)) from e
 

@@ -9,8 +9,9 @@
    more than `eval.margin` (the guides' rule), saying why.
 
 "Cheapest" is the ladder's order of effort (each kind's `effort`, `rungs/registry.py`): the classic
-baseline (no LLM), prompting, then examples, then retrieval, then training, then training plus retrieval. Serving cost per query is
-measured and shown beside it, because a long few-shot prompt can cost more per query than a fine-tuned model.
+baseline (no LLM), prompting, then examples, then retrieval, then training, then training plus
+retrieval. Serving cost per query is measured and shown beside it, because a long few-shot prompt
+can cost more per query than a fine-tuned model.
 """
 
 import json

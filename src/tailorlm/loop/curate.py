@@ -18,7 +18,8 @@ from tailorlm.data.record import Record
 CURATION_STEPS = ("exact_dedup", "pii", "decontaminate")
 
 
-def _answer(response: dict) -> str | None:
+def served_answer(response: dict) -> str | None:
+    """The answer text of a stored OpenAI-shaped response (chat or legacy completion); None without choices."""
     choices = response.get("choices") or []
     if not choices:
         return None
@@ -46,7 +47,7 @@ def collect(project) -> tuple[list[Record], list[Record], dict]:
         if t is None:
             continue
         request, response = json.loads(t["request"]), json.loads(t["response"])
-        messages, answer = request.get("messages"), _answer(response)
+        messages, answer = request.get("messages"), served_answer(response)
         if not messages or answer is None:
             continue  # embeddings and completions carry no conversation to learn from
         meta = {"source": "feedback", "trace": trace_id, "model": t["model"], "model_version": t.get("model_version")}
@@ -82,7 +83,7 @@ def thumb_records(project) -> list[Record]:
         t = traces.get(f["trace_id"])
         if f["kind"] != "thumbs" or t is None or f["value"] not in ("up", "down"):
             continue
-        messages, answer = json.loads(t["request"]).get("messages"), _answer(json.loads(t["response"]))
+        messages, answer = json.loads(t["request"]).get("messages"), served_answer(json.loads(t["response"]))
         if messages and answer is not None:
             out.append(Record(f"fbk-{f['trace_id']}-{f['id']}", "chat",
                               {"messages": messages + [{"role": "assistant", "content": answer}]},

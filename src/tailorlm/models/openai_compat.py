@@ -27,7 +27,11 @@ def _client(base_url: str | None, api_key_env: str | None):
     return OpenAI(base_url=base_url, api_key=key or "no-key", max_retries=2, timeout=300)
 
 
-def _call(fn, base_url: str):
+def call_endpoint(fn, base_url: str):
+    """Run `fn` (one openai client call); a refused connection or an HTTP error becomes a one-line TailorError.
+
+    The server's upstream path (`serve/gateway.py`) calls endpoints through it too, so both say the same.
+    """
     import openai
 
     try:
@@ -77,7 +81,8 @@ class OpenAIGenerator:
 
     def generate(self, messages: Messages, params: GenParams | None = None) -> Completion:
         started = time.perf_counter()
-        resp = _call(lambda: self.client.chat.completions.create(**self._args(messages, params or GenParams())), self.base_url)
+        args = self._args(messages, params or GenParams())
+        resp = call_endpoint(lambda: self.client.chat.completions.create(**args), self.base_url)
         choice = resp.choices[0]
         usage = Usage(resp.usage.prompt_tokens, resp.usage.completion_tokens) if resp.usage else Usage()
         return Completion(choice.message.content or "", choice.finish_reason or "stop", usage, self.name,
@@ -85,8 +90,9 @@ class OpenAIGenerator:
 
     def stream(self, messages: Messages, params: GenParams | None = None, wire: dict | None = None) -> Iterator[Chunk]:
         args = self._args(messages, params or GenParams(), wire)
-        events = _call(lambda: self.client.chat.completions.create(**args, stream=True,
-                                                                   stream_options={"include_usage": True}), self.base_url)
+        events = call_endpoint(lambda: self.client.chat.completions.create(**args, stream=True,
+                                                                          stream_options={"include_usage": True}),
+                               self.base_url)
         reason, usage = None, None
         for event in events:
             if event.usage:
@@ -117,6 +123,6 @@ class OpenAIEmbedder:
         out: list[list[float]] = []
         for start in range(0, len(texts), self.batch_size):
             batch = texts[start : start + self.batch_size]
-            resp = _call(lambda: self.client.embeddings.create(model=self.name, input=batch), self.base_url)
+            resp = call_endpoint(lambda: self.client.embeddings.create(model=self.name, input=batch), self.base_url)
             out.extend(d.embedding for d in sorted(resp.data, key=lambda d: d.index))
         return out

@@ -71,7 +71,7 @@ class ModelPool:
     """Generators for the project's base model and model versions, each base loaded once.
 
     >>> pool = ModelPool(project)  # doctest: +SKIP
-    >>> pool.for_version(registry.resolve(project, "support:sft@v2")).generate(messages)  # doctest: +SKIP
+    >>> pool.for_version(registry.model(project, "support:sft@v2").to_dict()).generate(messages)  # doctest: +SKIP
     """
 
     def __init__(self, project, generator=None):
@@ -109,14 +109,14 @@ class ModelPool:
     def _merged(self, parent_id: str) -> _Base:
         """A base for versions trained from another version: the base with the parent chain's adapters merged
         in (training started from exactly those weights), loaded once per parent."""
-        from tailorlm.train.registry import resolve
+        from tailorlm.registry.resolve import model
 
         key = f"merged:{parent_id}"
         with self._lock:
             if key not in self._bases:
                 chain, ref = [], parent_id
                 while ref:
-                    chain.append(resolve(self.project, ref))
+                    chain.append(model(self.project, ref).to_dict())
                     ref = chain[-1]["lineage"].get("parent")
                 root, cfg = self.project.root, self.project.config.models.generator
                 # Full weights already contain everything before them: start from the newest, merge what follows.
@@ -136,7 +136,7 @@ class ModelPool:
             return self._bases[key]
 
     def for_version(self, version: dict):
-        """A generator answering as a registered model version (a row from `train.registry.resolve`)."""
+        """A generator answering as a registered model version (`registry.model(...).to_dict()`)."""
         from transformers import AutoTokenizer
 
         root = self.project.root

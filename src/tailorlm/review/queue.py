@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 
 from tailorlm.errors import TailorError
-from tailorlm.loop.curate import _answer as served_answer
+from tailorlm.loop.curate import served_answer
 
 REVIEWED_COMMENT = "reviewed in the feedback queue"
 

@@ -43,18 +43,18 @@ def train_records(project, ref: str):
 
 def resolve_version(project, spec, specs=()) -> dict:
     """The model version a model rung answers with: named, shared with another rung, or the one the ladder trained."""
-    from tailorlm.train import registry
+    from tailorlm.registry.resolve import model as model_version
 
     ref = spec.model
     other = {s.label: s for s in specs}
     if ref in other and other[ref] is not spec:
         return resolve_version(project, other[ref], specs)
     if ref:  # a version id or NAME@ALIAS (the retired NAME:ALIAS too): the one resolver, tailorlm.registry
-        return registry.resolve(project, ref)
+        return model_version(project, ref).to_dict()
     target = project.store.get_alias("model", project.config.name, LADDER_ALIAS.format(spec.label))
     if target is None:
         raise TailorError(f"rung {spec.label!r} has no model yet: run `tailor ladder` to train it, or set its `model`")
-    return registry.resolve(project, target)
+    return model_version(project, target).to_dict()
 
 
 def build_rung(project, spec, pool, embedder=None, version: dict | None = None, specs=()) -> PromptRung:
@@ -116,7 +116,7 @@ def rung_for_model(project, model: str, pool, embedder=None) -> PromptRung:
     """The rung behind a served model name (`PROJECT:RUNG`, a version id, or `NAME@ALIAS`; see `registry.names`)."""
     from tailorlm.config import RungConfig
     from tailorlm.registry.names import model_alias
-    from tailorlm.train import registry
+    from tailorlm.registry.resolve import model as model_version
 
     specs = project.config.rungs
     prefix, _, rest = model.partition(":")
@@ -124,7 +124,7 @@ def rung_for_model(project, model: str, pool, embedder=None) -> PromptRung:
         spec = next(s for s in specs if s.label == rest)
         return build_rung(project, spec, pool, embedder, specs=specs)
     if "@" in model or model_alias(project, model):
-        version = registry.resolve(project, model)
+        version = model_version(project, model).to_dict()
     else:
         raise TailorError(f"unknown model {model!r}; GET /v1/models lists the served names")
     kind = "hybrid" if version["lineage"].get("rung") == "hybrid" else "sft"

@@ -400,7 +400,7 @@ def _compile(gen, spec: dict) -> None:
 
 def _upstream_text(gen, prompt: str, params: GenParams, wire: dict | None = None):
     """Raw text completion through an OpenAI-compatible upstream's /v1/completions, as Chunks."""
-    from tailorlm.models.openai_compat import _call
+    from tailorlm.models.openai_compat import call_endpoint
 
     client = getattr(gen, "client", None)
     if client is None:
@@ -414,7 +414,7 @@ def _upstream_text(gen, prompt: str, params: GenParams, wire: dict | None = None
     if wire:  # the completions API has no typed response_format: everything travels in the body's extras
         args["extra_body"] = {**{k: v for k, v in wire.items() if k != "extra_body"}, **wire.get("extra_body", {})}
     reason, usage = None, None
-    for event in _call(lambda: client.completions.create(**args), gen.base_url):
+    for event in call_endpoint(lambda: client.completions.create(**args), gen.base_url):
         if event.usage:
             usage = Usage(event.usage.prompt_tokens, event.usage.completion_tokens)
         for choice in event.choices:

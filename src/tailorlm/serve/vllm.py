@@ -36,7 +36,7 @@ def vllm_command(project, host: str = "127.0.0.1", port: int = 8001, extra: list
     '--host 127.0.0.1 --port 8001 --enable-lora --lora-modules support-sft-v1=/p/.tailor/runs/r1/model --max-lora-rank 16 ...'
     """
     from tailorlm.models.local import resolve_model_path
-    from tailorlm.train.export import VLLM_DEFAULT_MAX_LORA_RANK, _read_adapter_config
+    from tailorlm.train.export import VLLM_DEFAULT_MAX_LORA_RANK, read_adapter_config
 
     cfg = project.config.models.generator
     cmd = ["vllm", "serve", resolve_model_path(cfg.model), "--served-model-name", cfg.model,
@@ -46,7 +46,7 @@ def vllm_command(project, host: str = "127.0.0.1", port: int = 8001, extra: list
     versions = adapter_versions(project)
     if versions:
         paths = [project.root / v["adapter_path"] for v in versions]
-        ranks = [_read_adapter_config(p)["r"] for p in paths]
+        ranks = [read_adapter_config(p)["r"] for p in paths]
         # vLLM preallocates LoRA buffers at --max-lora-rank; its allowed values are powers of two from 8.
         rank = max(VLLM_DEFAULT_MAX_LORA_RANK, *(1 << (r - 1).bit_length() for r in ranks))
         cmd += ["--enable-lora", "--lora-modules", *(f"{lora_name(v['id'])}={p}" for v, p in zip(versions, paths)),

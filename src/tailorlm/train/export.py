@@ -57,7 +57,7 @@ def export_merged(base: str, adapter_dir: Path | None, out: Path, dtype: str = "
     if adapter_dir is not None:
         from peft import PeftModel
 
-        _read_adapter_config(Path(adapter_dir))
+        read_adapter_config(Path(adapter_dir))
         model = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
     tokenizer_from = str(adapter_dir) if adapter_dir is not None and _has_tokenizer(Path(adapter_dir)) else path
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_from)
@@ -86,7 +86,7 @@ def export_adapter(adapter_dir: Path, out: Path, base_model_name: str, overwrite
     from safetensors import safe_open
 
     adapter_dir = Path(adapter_dir)
-    config = _read_adapter_config(adapter_dir)
+    config = read_adapter_config(adapter_dir)
     weights = adapter_dir / "adapter_model.safetensors"
     if not weights.is_file():
         raise TailorError(f"{adapter_dir} has no adapter_model.safetensors; vLLM needs safetensors "
@@ -225,7 +225,11 @@ def _as_command(path: Path) -> list[str]:
     return [sys.executable, str(path)] if path.suffix == ".py" else [str(path)]
 
 
-def _read_adapter_config(adapter_dir: Path) -> dict:
+def read_adapter_config(adapter_dir: Path) -> dict:
+    """A LoRA adapter folder's adapter_config.json, refused with a one-line error unless it is LoRA with a rank.
+
+    `serve/vllm.py` reads the ranks from it to size vLLM's --max-lora-rank.
+    """
     path = adapter_dir / "adapter_config.json"
     if not path.is_file():
         raise TailorError(f"{adapter_dir} is not a PEFT adapter folder (no adapter_config.json)")
