@@ -49,12 +49,3 @@ def load_prompt(project, name: str = "default") -> dict:
     if not kept.exists():
         kept.write_text(text, encoding="utf-8")
     return {"name": name, "version": version, "id": f"{name}@{version}", "text": text, "source": source}
-
-
-def list_prompts(project) -> list[dict]:
-    """Every prompt version a rung has used, newest file first."""
-    out = []
-    for f in sorted(project.artifacts("prompts").glob("*@*.md"), key=lambda f: -f.stat().st_mtime):
-        name, _, version = f.stem.partition("@")
-        out.append({"name": name, "version": version, "path": str(f.relative_to(project.root))})
-    return out
