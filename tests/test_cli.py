@@ -204,3 +204,41 @@ def test_serve_checks_its_key_variable_before_saying_it_serves(cli, tmp_path, mo
     assert "Serving" not in result.output
     assert result.output.strip() == ("error: serve.api_keys_env names ACME_KEYS, but that environment variable "
                                      "holds no keys")
+
+
+def test_train_flags_come_from_train_config_with_its_descriptions(cli):
+    import typer.main
+
+    from tailorlm.train.config import TrainConfig
+
+    sft = typer.main.get_command(app).commands["train"].commands["sft"]
+    options = {o: p for p in sft.params for o in p.opts + p.secondary_opts}
+    for name in ("learning_rate", "warmup_ratio", "lora_layers", "epochs", "dataset", "lora_r", "processes"):
+        flag = "--" + name.replace("_", "-")
+        # the help is the field's description (learning_rate had none when it was declared by hand)
+        assert options[flag].help == TrainConfig.model_fields[name].description, flag
+    assert "--no-gradient-checkpointing" in options and "--no-packing" in options
+    assert "Peak learning rate" in " ".join(cli("train", "sft", "--help").output.replace("│", " ").split())
+
+
+def test_a_bad_derived_flag_value_names_the_field(cli, tmp_path):
+    cli("init", str(tmp_path / "p"))
+    bad = cli("train", "sft", "--dataset", "x", "--strategy", "zero9", "-p", str(tmp_path / "p"), "--json")
+    assert bad.exit_code == 2 and "strategy" in json.loads(bad.stdout)["error"]["message"]
+
+
+def test_the_cli_modules_do_not_import_each_other_in_a_loop():
+    import ast
+    from pathlib import Path
+
+    import tailorlm.cli
+
+    folder = Path(tailorlm.cli.__file__).parent
+    imports = {}
+    for path in folder.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        imports[path.stem] = {n.module.rsplit(".", 1)[1] for n in ast.walk(tree)
+                              if isinstance(n, ast.ImportFrom) and n.module and n.module.startswith("tailorlm.cli.")}
+    for a, targets in imports.items():
+        for b in targets:
+            assert a not in imports.get(b, set()), f"cli/{a}.py and cli/{b}.py import each other"

@@ -162,3 +162,11 @@ def test_a_report_round_trips_through_its_type(project):
     assert typed.to_dict()["latency"] == report["latency"]  # keys the type does not name are kept
     with pytest.raises(TailorError, match="no eval reports match 'rep-zzz'"):
         reports.find(project, "rep-zzz", "eval")
+
+
+def test_a_report_folder_copied_in_without_its_row_is_still_found(project):
+    report = _eval(project, "zero_shot", ["billing"] * 9)
+    with project.store.engine.begin() as conn:  # as if the folder came from another machine, without the database
+        conn.exec_driver_sql("DELETE FROM reports")
+    assert [e.id for e in reports.entries(project)] == [report["id"]]
+    assert reports.latest(project, "eval").id == report["id"] == reports.find(project, report["id"][:7]).id

@@ -13,7 +13,7 @@ The functions live in `tailorlm.api` and the artifact types (`DatasetVersion`, `
 `Ladder`, `Alias`) in `tailorlm.registry`; both load on first use (module `__getattr__`), and heavy
 libraries (torch, transformers, sentence-transformers) are imported inside the functions that need them,
 so `import tailorlm` and `tailor --help` stay fast. `tailorlm.ladder`, `tailorlm.train` and `tailorlm.serve`
-are also the packages of those stages, made callable.
+are also the packages of those stages, made callable (`tailorlm.callables`).
 """
 
 import warnings
@@ -23,8 +23,9 @@ __version__ = "0.1.0"
 # peft reads this deprecated transformers property whenever it wraps a model: nothing a user can act on.
 warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
-_API = ("prepare", "prepare_summary", "evaluate", "compare", "gate", "report", "reports", "quickstart", "project")
-_PACKAGES = ("ladder", "train", "serve")  # callable packages (see tailorlm.api.callable_package)
+_API = ("prepare", "prepare_summary", "index", "evaluate", "compare", "gate", "report", "reports", "advise", "costs",
+        "gpus", "runs", "run", "export", "check", "quickstart", "project")
+_PACKAGES = ("ladder", "train", "serve")  # callable packages (tailorlm.callables)
 _TYPES = ("DatasetVersion", "ModelVersion", "Report", "Ladder", "Alias")
 
 __all__ = [*_API, *_PACKAGES, *_TYPES]

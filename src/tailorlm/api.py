@@ -134,11 +134,54 @@ def train(where=None, config=None, resume: str | bool | None = None, dry_run: bo
                      on_message=on_message)
 
 
-def serve(where=None, host: str | None = None, port: int | None = None, **options) -> None:
-    """Serve the project's rungs and model versions through the OpenAI-compatible API until Ctrl-C."""
-    from tailorlm.serve import serve as run_serve
+def serve(where=None, host: str | None = None, port: int | None = None, backend: str = "local",
+          quant: str | None = None, upstream: str | None = None, upstream_key_env: str | None = None,
+          vllm_port: int = 8001, dry_run: bool = False, on_start=None, **batching) -> dict | None:
+    """Serve the project's rungs and model versions through the OpenAI-compatible API until Ctrl-C.
 
-    run_serve(project(where), host, port, **options)
+    `backend="vllm"` launches vLLM for the base and every adapter (with `dry_run`, returns its command
+    instead); `quant` serves the generator quantized; `on_start(name, url)` is told the address first.
+    `batching`: max_batch, max_queue, batch_wait_ms.
+    """
+    from tailorlm.serve import serve as run_serve
+    from tailorlm.serve.auth import load_key_hashes
+
+    proj = _serving(where, backend, quant)
+    if backend == "vllm" and dry_run:
+        from tailorlm.serve.vllm import vllm_command
+
+        return {"command": vllm_command(proj, "127.0.0.1", vllm_port)}
+    cfg = proj.config.serve
+    load_key_hashes(cfg.api_keys_env)  # a missing key variable fails here, before serving is announced
+    if on_start:
+        on_start(proj.config.name, f"http://{host or cfg.host}:{port or cfg.port}/v1")
+    run_serve(proj, host, port, upstream=upstream, upstream_key_env=upstream_key_env, launch_vllm=backend == "vllm",
+              vllm_port=vllm_port, **batching)
+    return None
+
+
+def check(where=None, report: str | None = None, url: str | None = None, concurrency: int = 1,
+          quant: str | None = None, backend: str = "local", **batching) -> dict:
+    """Train/serve parity: replay an eval report (default: the newest) through a server (`url`, or one
+    started here) at temperature 0; `mismatched` counts the answers that differ."""
+    from tailorlm.serve import check_server
+
+    return check_server(_serving(where, backend, quant), report, url, concurrency=concurrency, **batching)
+
+
+def _serving(where, backend: str, quant: str | None):
+    from tailorlm.errors import TailorError
+
+    proj = project(where)
+    if quant is not None:
+        from tailorlm.models.quant import QUANTS
+
+        if quant not in QUANTS:
+            raise TailorError(f"--quant must be one of {', '.join(QUANTS)}, not {quant!r}")
+        proj.config.models.generator.quant = quant
+    if backend not in ("local", "vllm"):
+        raise TailorError(f"--backend must be local or vllm, not {backend!r}")
+    return proj
 
 
 def compare(where=None, baseline: str = "", candidate: str = "", show: int = 10) -> dict:
@@ -192,21 +235,6 @@ def quickstart(path: Path | str = "tailor-quickstart", rungs: list[str] | None =
     from tailorlm.quickstart import run_quickstart
 
     return run_quickstart(path, log=log, on_progress=on_progress, rungs=rungs)
-
-
-def callable_package(name: str, function: str) -> None:
-    """Make the package `name` callable as `function` of this module, so `tailorlm.train(...)` trains while
-    `tailorlm.train.config` stays the package's module (a function could not share the package's name:
-    importing any submodule would rebind the attribute to the package)."""
-    import sys
-    import types
-
-    class CallablePackage(types.ModuleType):
-        def __call__(self, *args, **kwargs):
-            return globals()[function](*args, **kwargs)
-
-    CallablePackage.__call__.__doc__ = globals()[function].__doc__
-    sys.modules[name].__class__ = CallablePackage
 
 
 def advise(where=None, html: Path | str | None = None) -> dict:
@@ -307,3 +335,86 @@ def _write_html(path: Path | str, title: str, sections) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_html(title, sections), encoding="utf-8")
     return str(path)
+
+
+def index(where=None, sources: list[str] | None = None, on_progress=None) -> dict:
+    """Build or update the retrieval index (only changed documents are re-embedded); returns what changed,
+    with `seconds`, `chunks_per_s` and the `skipped` files. Progress is "embedding chunks" with its rate."""
+    import time
+
+    from tailorlm.rag.documents import index_documents
+    from tailorlm.rag.index import RagIndex
+
+    proj = project(where)
+    docs, skipped = index_documents(proj, sources or None)
+    started = time.perf_counter()
+
+    def show(done: int, made: int, finished: bool) -> None:
+        if on_progress:  # the total is known once chunking (which runs ahead of the embedder) is done
+            rate = done / max(time.perf_counter() - started, 1e-9)
+            on_progress("embedding chunks", done, made if finished or made > done else None, chunks_per_s=f"{rate:.1f}")
+
+    result = RagIndex.for_project(proj).build(docs, on_progress=show)
+    seconds = time.perf_counter() - started
+    result["seconds"] = round(seconds, 2)
+    result["chunks_per_s"] = round(result["chunks_added"] / seconds, 2) if result["chunks_added"] else None
+    result["skipped"] = skipped
+    return result
+
+
+def runs(where=None) -> list[dict]:
+    """Every training run with its status, method and dataset version, oldest first."""
+    return [{"id": r["id"], "method": r["method"], "status": r["status"], "dataset": r["dataset_version"],
+             "created_at": r["created_at"], "error": r["error"]}
+            for r in project(where).store.select("runs", order_by="created_at")]
+
+
+def run(where=None, run_id: str = "") -> dict:
+    """One run: its config, loss curves (also drawn as `loss.png` beside the run) and final result."""
+    import json
+
+    from tailorlm.errors import TailorError
+    from tailorlm.train.plot import png_plot
+
+    proj = project(where)
+    rows = proj.store.select("runs", id=run_id)
+    if not rows:
+        raise TailorError(f"no run {run_id!r}; `tailor runs list` shows them")
+    row = rows[0]
+    metrics = proj.store.select("run_metrics", order_by="step", run_id=run_id)
+    curves = {name: [(m["step"], m["value"]) for m in metrics if m["name"] == name] for name in ("loss", "eval_loss")}
+    curves = {k: v for k, v in curves.items() if v}
+    png = png_plot(curves, proj.root / row["output_dir"] / "loss.png")
+    result_path = proj.root / row["output_dir"] / "result.json"
+    return {"id": run_id, "status": row["status"], "method": row["method"], "dataset_version": row["dataset_version"],
+            "config": json.loads(row["config"]), "curves": curves, "png": str(png),
+            "result": json.loads(result_path.read_text()) if result_path.exists() else None}
+
+
+def export(where=None, version: str = "", out: Path | str = "", fmt: str = "merged", quant: str | None = None) -> dict:
+    """Export a model version (id or NAME@ALIAS): `merged` HF safetensors, `adapter` (PEFT, for vLLM) or `gguf`.
+
+    >>> export("support", "support@production", "out/", "adapter")["model_version"]  # doctest: +SKIP
+    'support:sft@v3'
+    """
+    from tailorlm.errors import TailorError
+    from tailorlm.registry.resolve import model
+    from tailorlm.train import export as ex
+
+    proj, out = project(where), Path(out)
+    mv = model(proj, version)
+    adapter = proj.root / mv.adapter_path if mv.adapter_path else None
+    base = mv.base_model if adapter else str(proj.root / mv.weights_path)
+    if fmt == "adapter":
+        if adapter is None:
+            raise TailorError(f"{mv.id} is a full fine-tune with no adapter; use --format merged")
+        result = ex.export_adapter(adapter, out, mv.base_model)
+    elif fmt == "merged":
+        result = ex.export_merged(base, adapter, out)
+    elif fmt == "gguf":
+        merged = out.with_suffix("") / "merged" if out.suffix else out / "merged"
+        ex.export_merged(base, adapter, merged)
+        result = ex.export_gguf(merged, out if out.suffix else out / f"model-{quant or 'f16'}.gguf", quant=quant)
+    else:
+        raise TailorError(f"unknown export format {fmt!r}; use merged, adapter or gguf")
+    return {"model_version": mv.id, "format": fmt, **result}

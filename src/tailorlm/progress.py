@@ -30,6 +30,21 @@ def for_task(on_progress: OnProgress | None, task: str):
     return lambda done, total: on_progress(task, done, total)
 
 
+def counting(on_progress: OnProgress | None, task: str):
+    """An `(advanced_by, total)` callback (generate_file reports each batch's size) that reports the running
+    total as `task`; None stays None."""
+    if on_progress is None:
+        return None
+    done = 0
+
+    def report(advanced: int, total: int) -> None:
+        nonlocal done
+        done += advanced
+        on_progress(task, done, total)
+
+    return report
+
+
 def for_training(on_progress: OnProgress | None, task: str):
     """A training loop's `(step, total, logs, tokens_per_s)` callback that reports as `task`, with the loss
     (or, for grpo, the reward and the KL) as info; None stays None."""

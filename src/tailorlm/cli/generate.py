@@ -81,20 +81,15 @@ def generate(
 
     Example: tailor generate questions.jsonl answers.jsonl --batch-size 8
     """
-    from rich.progress import Progress
-
     from tailorlm.chat import generator_for
     from tailorlm.generate import generate_file
+    from tailorlm.progress import counting, display
 
     gen, _ = generator_for(project)
     params = _params(max_tokens, temperature, seed=seed, stop=stop)
-    with Progress(disable=as_json, transient=False) as progress:
-        task = progress.add_task("generating", total=None)
-
-        def advance(done: int, total: int) -> None:
-            progress.update(task, total=total, advance=done)
-
-        result = generate_file(src, dest, gen, params, batch_size=batch_size, on_progress=advance)
+    with display(not as_json) as (on_progress, _console):
+        result = generate_file(src, dest, gen, params, batch_size=batch_size,
+                               on_progress=counting(on_progress, "generating"))
     if not emit(result, as_json):
         typer.echo(f"{result['generated']} generated, {result['skipped']} already done, "
                    f"{result['rejected']} rejected -> {result['output']}")

@@ -26,34 +26,12 @@ def index(
 
     Example: tailor rag index docs
     """
-    import time
+    from tailorlm.api import index
+    from tailorlm.progress import display
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from tailorlm.project import Project
-    from tailorlm.rag.documents import index_documents
-    from tailorlm.rag.index import RagIndex
-
-    proj = Project.load(project)
-    docs, skipped = index_documents(proj, sources or None)
-    idx = RagIndex.for_project(proj)
-    started = time.perf_counter()
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[rate]} chunks/s"), TextColumn("left"), TimeRemainingColumn())
-    with Progress(*columns, disable=as_json) as progress:
-        task = progress.add_task("embedding chunks", total=None, rate="-")
-
-        def show(done: int, made: int, finished: bool) -> None:
-            rate = done / max(time.perf_counter() - started, 1e-9)
-            # the total is known once chunking (which runs ahead of the embedder) is done
-            progress.update(task, completed=done, total=made if finished or made > done else None, rate=f"{rate:.1f}",
-                            description="embedding chunks" if finished else "embedding chunks (still chunking)")
-
-        result = idx.build(docs, on_progress=show)
-    seconds = time.perf_counter() - started
-    result["seconds"] = round(seconds, 2)
-    result["chunks_per_s"] = round(result["chunks_added"] / seconds, 2) if result["chunks_added"] else None
-    result["skipped"] = skipped
+    with display(not as_json) as (on_progress, _console):
+        result = index(project, sources or None, on_progress=on_progress)
+    skipped = result["skipped"]
     if emit(result, as_json):
         return
     typer.echo(f"{result['documents']} documents: {result['embedded_documents']} (re)embedded, "

@@ -42,23 +42,11 @@ def serve(
     Example: tailor serve --check --json
     Example: tailor serve --backend vllm --dry-run
     """
-    from tailorlm.errors import TailorError
-    from tailorlm.project import Project
+    from tailorlm import api
 
-    proj = Project.load(project)
-    if quant is not None:
-        from tailorlm.models.quant import QUANTS
-
-        if quant not in QUANTS:
-            raise TailorError(f"--quant must be one of {', '.join(QUANTS)}, not {quant!r}")
-        proj.config.models.generator.quant = quant
     batching = dict(max_batch=max_batch, max_queue=max_queue, batch_wait_ms=batch_wait_ms)
-    if backend not in ("local", "vllm"):
-        raise TailorError(f"--backend must be local or vllm, not {backend!r}")
     if check:
-        from tailorlm.serve import check_server
-
-        result = check_server(proj, report, url, concurrency=concurrency, **batching)
+        result = api.check(project, report, url, concurrency, quant, backend, **batching)
         if not emit(result, as_json):
             typer.echo(f"{result['matched']}/{result['n']} outputs match report {result['report']} "
                        f"({result['subject']}) exactly")
@@ -67,21 +55,13 @@ def serve(
         if result["mismatched"]:
             raise typer.Exit(1)
         return
-    if backend == "vllm" and dry_run:
-        from tailorlm.serve.vllm import vllm_command
+    def announce(name: str, url: str) -> None:
+        typer.echo(f"Serving {name} at {url} (Ctrl-C stops)", err=True)
 
-        cmd = vllm_command(proj, "127.0.0.1", vllm_port)
-        if not emit({"command": cmd}, as_json):
-            typer.echo(" ".join(cmd))
-        return
-    from tailorlm.serve import serve as run_serve
-    from tailorlm.serve.auth import load_key_hashes
-
-    cfg = proj.config.serve
-    load_key_hashes(cfg.api_keys_env)  # a missing key variable fails here, before "Serving ..." is claimed
-    typer.echo(f"Serving {proj.config.name} at http://{host or cfg.host}:{port or cfg.port}/v1 (Ctrl-C stops)", err=True)
-    run_serve(proj, host, port, upstream=upstream, upstream_key_env=upstream_key_env,
-              launch_vllm=backend == "vllm", vllm_port=vllm_port, **batching)
+    result = api.serve(project, host, port, backend, quant, upstream, upstream_key_env, vllm_port, dry_run,
+                       on_start=announce, **batching)
+    if result is not None and not emit(result, as_json):  # vllm --dry-run: the command
+        typer.echo(" ".join(result["command"]))
 
 
 @app.command(rich_help_panel="Serve")

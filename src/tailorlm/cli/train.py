@@ -1,6 +1,5 @@
 """`tailor train ...`, `tailor runs ...`, `tailor export` and `tailor models versions`."""
 
-import json
 from pathlib import Path
 
 import typer
@@ -148,12 +147,9 @@ def runs_list(project: Path = PROJECT, as_json: bool = JSON) -> None:
 
     Example: tailor runs list
     """
-    from tailorlm.project import Project
+    from tailorlm.api import runs
 
-    proj = Project.load(project)
-    rows = proj.store.select("runs", order_by="created_at")
-    out = [{"id": r["id"], "method": r["method"], "status": r["status"], "dataset": r["dataset_version"],
-            "created_at": r["created_at"], "error": r["error"]} for r in rows]
+    out = runs(project)
     if emit({"runs": out}, as_json):
         return
     for r in out:
@@ -167,26 +163,15 @@ def runs_show(run: str = typer.Argument(..., help="Run id."), project: Path = PR
 
     Example: tailor runs show sft-20261121-101500-ab12
     """
-    from tailorlm.errors import TailorError
-    from tailorlm.project import Project
-    from tailorlm.train.plot import ascii_plot, png_plot
+    from tailorlm.api import run as show_run
+    from tailorlm.train.plot import ascii_plot
 
-    proj = Project.load(project)
-    rows = proj.store.select("runs", id=run)
-    if not rows:
-        raise TailorError(f"no run {run!r}; `tailor runs list` shows them")
-    metrics = proj.store.select("run_metrics", order_by="step", run_id=run)
-    curves = {name: [(m["step"], m["value"]) for m in metrics if m["name"] == name] for name in ("loss", "eval_loss")}
-    curves = {k: v for k, v in curves.items() if v}
-    png = png_plot(curves, proj.root / rows[0]["output_dir"] / "loss.png")
-    result_path = proj.root / rows[0]["output_dir"] / "result.json"
-    info = {"id": run, "status": rows[0]["status"], "config": json.loads(rows[0]["config"]), "curves": curves,
-            "png": str(png), "result": json.loads(result_path.read_text()) if result_path.exists() else None}
+    info = show_run(project, run)
     if emit(info, as_json):
         return
-    typer.echo(f"{run}: {rows[0]['status']}, method {rows[0]['method']}, dataset {rows[0]['dataset_version']}")
-    typer.echo(ascii_plot(curves))
-    typer.echo(f"PNG: {png}")
+    typer.echo(f"{run}: {info['status']}, method {info['method']}, dataset {info['dataset_version']}")
+    typer.echo(ascii_plot(info["curves"]))
+    typer.echo(f"PNG: {info['png']}")
 
 
 @models_app.command("versions")
@@ -222,25 +207,8 @@ def export(
     Example: tailor export keelbox-support:sft@v1 exported/ --format adapter
     Example: tailor export keelbox-support:sft@v1 support-q4.gguf --format gguf --quant q4_k_m
     """
-    from tailorlm.errors import TailorError
-    from tailorlm.project import Project
-    from tailorlm.train import export as ex
-    from tailorlm.train.registry import resolve
+    from tailorlm.api import export as run_export
 
-    proj = Project.load(project)
-    mv = resolve(proj, version)
-    adapter = proj.root / mv["adapter_path"] if mv["adapter_path"] else None
-    if fmt == "adapter":
-        if adapter is None:
-            raise TailorError(f"{mv['id']} is a full fine-tune with no adapter; use --format merged")
-        result = ex.export_adapter(adapter, out, mv["base_model"])
-    elif fmt == "merged":
-        result = ex.export_merged(mv["base_model"] if adapter else str(proj.root / mv["weights_path"]), adapter, out)
-    elif fmt == "gguf":
-        merged = out.with_suffix("") / "merged" if out.suffix else out / "merged"
-        ex.export_merged(mv["base_model"] if adapter else str(proj.root / mv["weights_path"]), adapter, merged)
-        result = ex.export_gguf(merged, out if out.suffix else out / f"model-{quant or 'f16'}.gguf", quant=quant)
-    else:
-        raise TailorError(f"unknown export format {fmt!r}; use merged, adapter or gguf")
-    if not emit({"model_version": mv["id"], "format": fmt, **result}, as_json):
-        typer.echo(f"exported {mv['id']} ({fmt}) to {out}")
+    result = run_export(project, version, out, fmt, quant)
+    if not emit(result, as_json):
+        typer.echo(f"exported {result['model_version']} ({fmt}) to {out}")

@@ -203,7 +203,9 @@ def power_against(project, report: dict, delta: float = DELTA, metric: str | Non
     metric = metric or report["primary"]
     suite = f"{report['suite']['name']}@{report['suite']['version']}"
     newest = {}
-    for row in project.store.select("reports", order_by="created_at"):
+    from tailorlm.registry.reports import entries
+
+    for row in (e.to_dict() for e in entries(project, "eval")):  # every reader finds reports one way
         if row["suite"] == suite and row["subject"] not in ("ladder", report["subject"]) and row["id"] != report["id"]:
             newest[row["subject"]] = row
     out = {"delta": delta, "power": POWER, "alpha": ALPHA, "n": report["suite"]["n"], "metric": metric, "pairs": []}

@@ -34,7 +34,9 @@ def find_report(project, ref: str, suite: str | None = None) -> dict:
     """The report `ref` names: a report id (or prefix), or the newest report of subject `ref` on `suite`."""
     from tailorlm.eval.runner import load_report
 
-    rows = [r for r in project.store.select("reports", order_by="created_at")
+    from tailorlm.registry.reports import entries
+
+    rows = [r for r in (e.to_dict() for e in entries(project, "eval"))
             if ref in (r["subject"], r["subject"].partition(":")[2]) and (suite is None or r["suite"].partition("@")[0] == suite)]
     if rows:
         return load_report(project, rows[-1]["id"])

@@ -67,6 +67,6 @@ def check_server(project, report: str | None = None, url: str | None = None, api
         return check_parity(project, report, base_url, api_key, concurrency)
 
 
-from tailorlm.api import callable_package  # noqa: E402  (`tailorlm.serve(...)` calls tailorlm.api.serve)
+from tailorlm.callables import callable_package  # noqa: E402  (`tailorlm.serve(...)` calls tailorlm.api.serve)
 
-callable_package(__name__, "serve")
+callable_package(__name__)
