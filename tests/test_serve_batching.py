@@ -229,3 +229,13 @@ def test_sampled_and_seeded_rows_answer_as_alone_whatever_else_runs(tiny_generat
     together = run(list(enumerate(zip(prompts, mixed))))
     for i in range(3):
         assert together[i] == run([(i, (prompts[i], mixed[i]))])[i]
+
+
+def test_the_cli_burst_window_is_the_batchers_default():
+    """`tailor serve --batch-wait-ms` writes the batcher's default out (importing it would load torch for --help)."""
+    import inspect
+
+    from tailorlm.cli.serve import serve
+    from tailorlm.serve.batcher import WAIT_MS
+
+    assert inspect.signature(serve).parameters["batch_wait_ms"].default.default == WAIT_MS == 60.0

@@ -21,7 +21,8 @@ def serve(
     dry_run: bool = typer.Option(False, "--dry-run", help="vllm: print the `vllm serve` command and exit."),
     max_batch: int = typer.Option(16, min=1, help="Most rows decoded together (local backend)."),
     max_queue: int = typer.Option(64, min=1, help="Rows allowed to wait; beyond it requests get 429."),
-    batch_wait_ms: float = typer.Option(20.0, min=0, help="How long the batcher waits for more requests after the "
+    # 60 ms is serve.batcher.WAIT_MS, written out: importing the batcher would load torch for --help.
+    batch_wait_ms: float = typer.Option(60.0, min=0, help="How long the batcher waits for more requests after the "
                                         "latest arrived (at most 8x that in all)."),
     quant: str = typer.Option(None, "--quant", help="Local backend: none | int8 (weight-only int8 linear layers, "
                               "torchao); default models.generator.quant."),
@@ -55,6 +56,7 @@ def serve(
         if result["mismatched"]:
             raise typer.Exit(1)
         return
+
     def announce(name: str, url: str) -> None:
         typer.echo(f"Serving {name} at {url} (Ctrl-C stops)", err=True)
 

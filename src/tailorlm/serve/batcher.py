@@ -27,9 +27,12 @@ from typing import AsyncIterator, Callable, Iterator
 from tailorlm.models.base import Chunk, GenParams
 from tailorlm.models.decode import DecodeBatch, Row
 
-# How long the batcher waits for more requests after the latest arrived (at most 8x that in all); the
-# server's and `tailor serve`'s default too.
-WAIT_MS = 20.0
+# How long an idle batcher waits for more requests after the latest arrived (at most 8x that in all); the
+# server's and `tailor serve`'s default too. 60 ms, not 20: with 16 clients arriving together, 20 ms often
+# split them into two prefill groups, the second waiting for the first's prefill and a decode step (TTFT p95
+# 1.29-1.48 s against 0.91-1.22 s at 60 ms, tokens/s 0.80-0.93x against 0.87-1.08x the fixed batch of 16,
+# alternated runs, docs/benchmarks.md). A lone request pays the 60 ms once, when the server is idle.
+WAIT_MS = 60.0
 
 POLL_S = 0.25  # how often a waiting request checks whether its client is still there
 
