@@ -1,7 +1,8 @@
-"""Extension points: a third-party package's step and metric, installed by pip, run from tailor.yaml.
+"""Extension points: a third-party package's step, metric, rung and backend, installed by pip, run from tailor.yaml.
 
-The fixture package (tests/fixtures/tailor_plugin_demo) declares `drop_marked` (a data step) and
-`vowel_share` (a metric) under the entry points Tailor's own steps and metrics use. pip installs it
+The fixture package (tests/fixtures/tailor_plugin_demo) declares `drop_marked` (a data step),
+`vowel_share` (a metric), `shout` (a rung kind) and `echo` (a model backend) under the entry points
+Tailor's own use. pip installs it
 into a temporary folder (`--target`, so the shared venv is never changed), and `tailor` runs as a
 real process with that folder on PYTHONPATH: importlib.metadata finds the package's .dist-info there
 exactly as it would in site-packages. Without the folder the same tailor.yaml is refused with the
@@ -58,7 +59,7 @@ def tailor(*args, cwd: Path, plugins: Path | None = None) -> subprocess.Complete
                           timeout=600)
 
 
-def make_project(root: Path, model_dir) -> Path:
+def make_project(root: Path) -> Path:
     root.mkdir()
     tickets = [{"id": f"t{i}", "messages": [{"role": "user", "content": f"question {i}" + (" DROPME" if i % 3 == 0 else "")},
                                            {"role": "assistant", "content": f"answer {i}"}]} for i in range(12)]
@@ -69,7 +70,7 @@ def make_project(root: Path, model_dir) -> Path:
     (root / "tailor.yaml").write_text(f"""name: demo
 task: {{description: Answer briefly., type: qa}}
 models:
-  generator: {{model: '{model_dir}'}}
+  generator: {{backend: echo, model: echo-1}}
 sources:
   - {{name: tickets, path: tickets.jsonl, kind: chat}}
 data:
@@ -80,6 +81,7 @@ data:
 eval: {{path: golden.jsonl, metrics: [vowel_share]}}
 rungs:
   - {{kind: zero_shot}}
+  - {{kind: shout}}
 """)
     return root
 
@@ -90,6 +92,7 @@ def test_builtins_register_through_the_same_entry_points():
     assert {"validate", "near_dedup", "pii", "split"} <= set(steps) and steps.provider("pii") == "tailorlm"
     assert {"exact_match", "accuracy", "macro_f1", "schema_valid"} <= set(metrics)
     assert {"zero_shot", "few_shot", "rag", "classic", "ensemble", "sft"} <= set(registry("tailorlm.rungs"))
+    assert "shout" not in registry("tailorlm.rungs")  # the plugin is never installed into the venv itself
     assert set(registry("tailorlm.backends")) == {"local", "openai"}
     from tailorlm.data.steps.dedup import NearDedup
     from tailorlm.rungs.registry import rung_type
@@ -99,14 +102,15 @@ def test_builtins_register_through_the_same_entry_points():
     assert len(GROUPS) == 4
 
 
-def test_a_plugin_step_and_metric_run_from_tailor_yaml(tmp_path, tiny_model_dir, plugin_dir, in_process):
-    root = make_project(tmp_path / "p", tiny_model_dir)
+def test_a_plugin_step_metric_rung_and_backend_run_from_tailor_yaml(tmp_path, plugin_dir, in_process):
+    root = make_project(tmp_path / "p")
 
     # Without the plugin on the path its names are unknown, with the same one-line errors as any typo.
     refused = tailor("data", "prepare", cwd=root)
     assert refused.returncode == 2
-    assert "tailor.yaml:10: data.steps[1]: unknown step 'drop_marked'" in refused.stderr + refused.stdout
-    assert len((refused.stderr + refused.stdout).strip().splitlines()) == 1
+    said = (refused.stderr + refused.stdout).strip()
+    assert "tailor.yaml:4: models.generator.backend: must be one of 'local' or 'openai'" in said, said
+    assert len(said.splitlines()) == 1
 
     prepared = tailor("data", "prepare", "--json", cwd=root, plugins=plugin_dir)
     assert prepared.returncode == 0, prepared.stderr
@@ -120,19 +124,21 @@ def test_a_plugin_step_and_metric_run_from_tailor_yaml(tmp_path, tiny_model_dir,
     kept = {r.id for r in load_records(project, manifest, "train")}
     assert kept == {f"t{i}" for i in range(12) if i % 3}  # exactly the unmarked records survive
 
-    evaluated = tailor("eval", "zero_shot", "--max-tokens", "6", "--json", cwd=root, plugins=plugin_dir)
+    # The shout rung answers through the echo backend: the question's words reversed, in capitals.
+    evaluated = tailor("eval", "shout", "--json", cwd=root, plugins=plugin_dir)
     assert evaluated.returncode == 0, evaluated.stderr
     summary = json.loads(evaluated.stdout.strip().splitlines()[-1])
     rows = [json.loads(line) for line in (root / summary["path"]).with_name("examples.jsonl").read_text().splitlines()]
-    assert len(rows) == 4
+    questions = {f"g{i}": f"what is {w}?" for i, w in enumerate(["tea", "rust", "oak", "moss"])}
+    assert {r["id"]: r["prediction"] for r in rows} == {k: " ".join(reversed(q.split())).upper() for k, q in questions.items()}
 
     def share(text):
-        letters = [c for c in (text or "").lower() if c.isalpha()]
-        return sum(c in "aeiou" for c in letters) / len(letters) if letters else 0.0
+        letters = [c for c in text.lower() if c.isalpha()]
+        return sum(c in "aeiou" for c in letters) / len(letters)
 
-    expected = sum(share(r["prediction"]) for r in rows) / len(rows)
+    expected = sum(share(q) for q in questions.values()) / 4  # reversing and capitals keep the letters
     assert summary["metrics"]["vowel_share"]["score"] == pytest.approx(expected)
-    assert any(r["prediction"] for r in rows)  # the metric saw real answers
+    assert summary["subject"] == "demo:shout"
 
     typo = tailor("eval", "zero_shot", "--metrics", "vowel_shares", "--json", cwd=root, plugins=plugin_dir)
     error = json.loads(typo.stdout)["error"]["message"]
