@@ -6,6 +6,7 @@ dataset version, the config and the metrics. Ids look like `support:sft@v3`; ali
 The typed view and the one name resolver are `tailorlm.registry`.
 """
 
+from tailorlm.registry.artifacts import ModelVersion
 from tailorlm.store import now
 
 
@@ -13,12 +14,15 @@ def register(project, name: str, method: str, base_model: str, run_id: str | Non
              adapter_path: str | None = None, weights_path: str | None = None, lineage: dict | None = None,
              metrics: dict | None = None) -> dict:
     # Numbered under the store's lock: two runs finishing at once get v3 and v4, not v3 twice.
-    row = project.store.insert_numbered("model_versions", "version", {"name": name}, lambda version: dict(
-        id=f"{name}:{method}@v{version}", name=name, version=version, base_model=base_model, adapter_path=adapter_path,
-        weights_path=weights_path, run_id=run_id, dataset_version=dataset_version,
-        lineage=lineage or {}, metrics=metrics or {}, created_at=now()))
-    mid = row["id"]
-    project.store.set_alias("model", name, "latest", mid, reason=f"registered by run {run_id}")
+    def make_row(version: int) -> dict:
+        row = dict(id=f"{name}:{method}@v{version}", name=name, version=version, base_model=base_model,
+                   adapter_path=adapter_path, weights_path=weights_path, run_id=run_id, dataset_version=dataset_version,
+                   lineage=lineage or {}, metrics=metrics or {}, created_at=now())
+        ModelVersion.model_validate(row)  # refused before it is stored if readers could not read it back typed
+        return row
+
+    row = project.store.insert_numbered("model_versions", "version", {"name": name}, make_row)
+    project.store.set_alias("model", name, "latest", row["id"], reason=f"registered by run {run_id}")
     return row
 
 
