@@ -142,3 +142,21 @@ def test_readers_stream_jsonl_csv_and_parquet_to_the_same_records(tmp_path):
     [rejected] = list(read_file(tmp_path / "bad.csv", "bad.csv", "s", kind="text"))
     offset = bad.index(b"\xe9")
     assert rejected.reason == f"not valid UTF-8 (byte offset {offset})"
+
+
+def test_sources_of_two_kinds_stop_the_streamed_prepare_and_leave_nothing(tmp_path):
+    """The kind is taken from the first record and checked on every later one, so a chat source after
+    a text source stops the run (as when all records were listed first) and no version is written."""
+    from tailorlm.errors import TailorError
+
+    project = init_project(tmp_path / "p", name="kinds")
+    root = project.root
+    (root / "a.jsonl").write_text(json.dumps({"id": "t1", "text": "a document"}) + "\n")
+    chat = {"id": "c1", "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    (root / "b.jsonl").write_text(json.dumps(chat) + "\n")
+    cfg = (root / "tailor.yaml").read_text().replace(
+        "sources: []", "sources:\n  - {name: a, path: a.jsonl}\n  - {name: b, path: b.jsonl}")
+    (root / "tailor.yaml").write_text(cfg + "data:\n  steps:\n    - normalize: {}\n")
+    with pytest.raises(TailorError, match=r"would mix kinds \['chat', 'text'\]"):
+        prepare(_reload(root), ["a", "b"], name="both")
+    assert not any((project.artifacts("datasets") / "both").iterdir())
