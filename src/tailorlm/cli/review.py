@@ -10,11 +10,22 @@ from pathlib import Path
 import typer
 
 from tailorlm.cli import app, emit
-from tailorlm.cli.options import JSON, PROJECT
+from tailorlm.cli.options import JSON, PROJECT, RESUME_REVIEW, SEED
 
 review_app = typer.Typer(help="Human review: data review, blind side-by-side human eval, the review report.",
                          no_args_is_help=True)
 app.add_typer(review_app, name="review", rich_help_panel="Evaluate")
+
+
+def _name(what: str):
+    """The --reviewer / --rater option: who made each stored decision or rating."""
+    return typer.Option(None, help=f"Your name, stored with every {what} (default: $USER).")
+
+
+def _who(name: str | None, fallback: str) -> str:
+    import os
+
+    return name or os.environ.get("USER") or fallback
 
 
 def _show_messages(messages) -> None:
@@ -26,11 +37,11 @@ def _show_messages(messages) -> None:
 def review_data(
     name: str = typer.Argument(..., help="Dataset: NAME, NAME@HASH or NAME@ALIAS."),
     sample: int = typer.Option(200, "--sample", min=1, help="Records to draw (100-500 is the usual expert sample)."),
-    seed: int = typer.Option(0, help="Seed of the sample: the same seed draws the same records."),
+    seed: int = SEED,
     split: str = typer.Option(None, help="Review one split only (default: every split)."),
     target: float = typer.Option(0.95, help="Pass rate the review must show, judged on its 95% interval."),
-    reviewer: str = typer.Option(None, help="Your name, stored with every decision (default: $USER)."),
-    resume: str = typer.Option(None, "--resume", help="Continue an open review by its id."),
+    reviewer: str = _name("decision"),
+    resume: str = RESUME_REVIEW,
     finish: bool = typer.Option(False, "--finish", help="At the end, write fails and edits as a new version."),
     project: Path = PROJECT,
     as_json: bool = JSON,
@@ -40,13 +51,11 @@ def review_data(
     Example: tailor review data tickets --sample 200 --reviewer alice
     Example: tailor review data tickets --sample 200 --json      # draw the sample, print it, no prompts
     """
-    import os
-
     from tailorlm.project import Project
     from tailorlm.review import data as dr
 
     proj = Project.load(project)
-    reviewer = reviewer or os.environ.get("USER") or "reviewer"
+    reviewer = _who(reviewer, "reviewer")
     review_id = resume or dr.start_data_review(proj, name, sample, seed, split, target, reviewer)["id"]
     if not as_json:
         typer.echo(f"review {review_id}: keys p pass, f fail (then a reason), e edit (JSON content), s skip, q quit")
@@ -92,27 +101,25 @@ def review_pairs(
     b: str = typer.Argument(..., help="Subject B: the candidate."),
     suite: str = typer.Option(None, "--suite", help="Suite both were evaluated on (e.g. golden)."),
     sample: int = typer.Option(50, "--sample", min=1, help="Items to draw."),
-    seed: int = typer.Option(0, help="Seed of the sample and of the left/right positions."),
-    rater: str = typer.Option(None, help="Your name, stored with every rating (default: $USER)."),
-    resume: str = typer.Option(None, "--resume", help="Continue an open review by its id."),
+    seed: int = SEED,
+    rater: str = _name("rating"),
+    resume: str = RESUME_REVIEW,
     export: bool = typer.Option(False, "--export", help="At the end, export the preferences as DPO pairs."),
     project: Path = PROJECT,
     as_json: bool = JSON,
 ) -> None:
     """Blind side-by-side rating. Per item type six digits (left correctness, style, usefulness, then right),
-    or one of a (left better), s (tie), d (right better); q quits.
+    or one of a (left better), s (tie), d (right better); q quits. --seed also draws which answer is on the left.
 
     Example: tailor review pairs zero_shot sft --suite golden --rater alice
     Example: tailor review pairs zero_shot sft --suite golden --json     # open it, print the summary
     """
-    import os
-
     from tailorlm.errors import TailorError
     from tailorlm.project import Project
     from tailorlm.review import pairs as pr
 
     proj = Project.load(project)
-    rater = rater or os.environ.get("USER") or "rater"
+    rater = _who(rater, "rater")
     review_id = resume or pr.start_pair_review(proj, a, b, suite, sample, seed, rater)["id"]
     if not as_json:
         typer.echo(f"review {review_id}: six digits 1-5 (left c/s/u, right c/s/u), or a/s/d for left/tie/right, q to quit")
