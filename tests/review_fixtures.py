@@ -1,6 +1,8 @@
 """A project for the review and workbench tests: a prepared ticket dataset with a planted XSS canary,
 two eval reports answered by scripted rungs on a review suite, and served traces with feedback.
 
+`rag_project` is the shipped example's documents indexed for a `rag` rung, for the playground's sources.
+
 Import with `from tests.review_fixtures import reviewed_project  # noqa: F401`.
 """
 
@@ -76,3 +78,62 @@ def _by_question(gen, order):
 @pytest.fixture
 def reviewed_project(tmp_path):
     return build(tmp_path / "shop")
+
+
+def with_a_run(project, model_dir):
+    """The project with a real 6-step LoRA run on its tickets (the session's tiny model as the base), for
+    the Runs page: (project reloaded with that generator, the run's result)."""
+    from tailorlm.project import Project
+    from tailorlm.train.config import TrainConfig
+    from tailorlm.train.runs import train
+    from tests.helpers import extend_config
+
+    extend_config(project.root, {"models": {"generator": {"model": str(model_dir)}}})
+    project = Project.load(project.root)
+    return project, train(project, TrainConfig(dataset="tickets", max_steps=6, eval_steps=2, batch_size=8,
+                                               learning_rate=1e-2, warmup_ratio=0.0, lora_dropout=0.0))
+
+
+def with_a_ladder(project):
+    """The project with a real ladder run of two rungs on its review suite: (project reloaded, the ladder).
+    The scripted model reads the label off the question only when it was shown examples, so few-shot
+    (100%) beats zero-shot (a third right) and the ladder has something to recommend."""
+    from tailorlm.project import Project
+    from tailorlm.ladder.run import run_ladder
+    from tests.helpers import ScriptedGenerator, extend_config
+
+    class ReadsLabelsWhenShown(ScriptedGenerator):
+        def generate(self, messages, params=None):
+            question = messages[-1]["content"]
+            shown = any(m["role"] == "assistant" for m in messages)
+            self.default = next((x for x in LABELS if x in question), "billing") if shown else "billing"
+            return super().generate(messages, params)
+
+    extend_config(project.root, {"rungs": [{"kind": "zero_shot"}, {"kind": "few_shot", "k": 2}], "prices": {"cpu_hour": 0.1}})
+    project = Project.load(project.root)
+    return project, run_ladder(project, generator=ReadsLabelsWhenShown(), log=lambda *a: None)
+
+
+RAG_ANSWER = "Restores are encrypted end to end [1]."
+
+
+@pytest.fixture
+def rag_project(tmp_path):
+    """A project whose one rung is `rag` over three of the Keelbox example's documents, indexed with
+    the embedded MiniLM; serve it with `ModelPool(project, generator=ScriptedGenerator(default=RAG_ANSWER))`."""
+    import shutil
+
+    from tailorlm.project import Project
+    from tailorlm.quickstart import example_dir
+    from tailorlm.rag.documents import index_documents
+    from tailorlm.rag.index import RagIndex
+
+    root = tmp_path / "kb"
+    (root / "docs").mkdir(parents=True)
+    for name in ("restore-guide.md", "security-overview.html", "plans-and-pricing.md"):
+        shutil.copy(example_dir() / "docs" / name, root / "docs" / name)
+    (root / "tailor.yaml").write_text("name: kb\ntask: {description: Answer questions about Keelbox.}\n"
+                                      "sources:\n  - {name: docs, path: docs/, kind: text}\nrungs:\n  - {kind: rag}\n")
+    project = Project.load(root)
+    RagIndex.for_project(project).build(index_documents(project)[0])
+    return project

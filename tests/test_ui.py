@@ -1,13 +1,14 @@
 """The workbench over real HTTP on loopback, without a browser: pages, the JSON API, keys, CSRF, escaping,
 and its mount under `tailor serve`."""
 
+import json
 import re
 from importlib import resources
 
 import httpx
 import pytest
 
-from tests.review_fixtures import CANARY, reviewed_project  # noqa: F401
+from tests.review_fixtures import CANARY, RAG_ANSWER, rag_project, reviewed_project  # noqa: F401
 
 PAGES = ["/", "/data", "/data/tickets", "/review/data", "/review/pairs", "/runs", "/reports", "/queue", "/judge", "/playground"]
 
@@ -190,3 +191,63 @@ def test_tailor_serve_mounts_the_workbench_under_ui(reviewed_project, tiny_gener
         assert c.post("/ui/api/feedback", json={"trace_id": trace, "thumbs": "up"}, headers=token).status_code == 200
         assert project.store.select("feedback", trace_id=trace)[0]["value"] == "up"
         assert c.post("/ui/api/playground/chat", json={"model": "nope", "messages": []}, headers=token).status_code == 400
+
+
+def test_a_playground_answer_shows_what_its_rag_rung_retrieved_and_cited(rag_project):
+    from tailorlm.models.pool import ModelPool
+    from tailorlm.serve.app import create_app
+    from tailorlm.serve.server import running
+    from tests.helpers import ScriptedGenerator
+
+    pool = ModelPool(rag_project, generator=ScriptedGenerator(default=RAG_ANSWER))
+    with running(create_app(rag_project, pool=pool)) as url:
+        c = httpx.Client(base_url=url.removesuffix("/v1"), timeout=60)
+        token = {"X-CSRF-Token": _csrf(c.get("/ui/review/data").text)}
+        ask = {"model": "kb:rag", "stream": True, "messages": [{"role": "user", "content": "Are restores encrypted?"}]}
+        with c.stream("POST", "/ui/api/playground/chat", json=ask, headers=token) as r:
+            trace = r.headers["x-trace-id"]
+            text = "".join(json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+                           for line in r.iter_lines() if line.startswith("data: {") and '"choices": [{' in line)
+        assert text == RAG_ANSWER
+        drawn = c.get(f"/ui/api/playground/answers/{trace}").json()
+    paths = [s["path"] for s in drawn["sources"]]
+    assert drawn["rung"] == "rag" and len(paths) >= 2 and all(p.startswith("docs/") for p in paths)
+    assert [(x["n"], x["path"]) for x in drawn["citations"]] == [(1, paths[0])]  # "[1]" is the first source
+
+
+def test_the_runs_page_draws_a_real_runs_loss_curves(reviewed_project, tiny_model_dir):
+    from tailorlm.serve.server import running
+    from tailorlm.ui.app import create_ui_app
+    from tests.review_fixtures import with_a_run
+
+    project, result = with_a_run(reviewed_project, tiny_model_dir)
+    with running(create_ui_app(project)) as url:
+        c = httpx.Client(base_url=url.removesuffix("/v1"), timeout=30)
+        listing = c.get("/runs").text
+        assert result["run_id"] in listing and result["model_version"] in listing
+        page = c.get(f"/runs/{result['run_id']}").text
+    curves = {name: pts for pts, name in re.findall(r'<polyline class="curve c\d+" points="([^"]+)"><title>([^<]+)</title>', page)}
+    assert {"loss", "eval_loss"} <= set(curves), page  # train and validation
+    assert len(curves["loss"].split()) == 6 and len(curves["eval_loss"].split()) == 3  # a point per step / per eval
+    ys = [float(p.split(",")[1]) for p in curves["loss"].split()]
+    assert ys[-1] > ys[0]  # SVG y grows downwards: the loss went down, so the line rises
+    assert max(ys) - min(ys) > 100  # drawn over the losses' own range, not squashed against the top
+    assert "tokens/s" in page and result["model_version"] in page and '"max_steps": 6' in page
+
+
+def test_the_overview_draws_the_newest_ladder_with_intervals_latency_cost_and_recommendation(reviewed_project):
+    from tailorlm.serve.server import running
+    from tailorlm.ui.app import create_ui_app
+    from tests.review_fixtures import with_a_ladder
+
+    project, ladder = with_a_ladder(reviewed_project)
+    assert [r["quality"]["mean"] for r in ladder["rungs"]] == [pytest.approx(1 / 3), 1.0]
+    with running(create_ui_app(project)) as url:
+        page = httpx.get(url.removesuffix("/v1") + "/", timeout=30).text
+    assert len(re.findall(r'<rect x="110" [^>]*class="bar"', page)) == 2 and len(re.findall(r'class="ci"', page)) == 2
+    for r in ladder["rungs"]:
+        q = r["quality"]
+        row = re.search(rf"<tr><td>{r['name']}</td><td>([^<]+)</td><td>([^<]+)</td><td>([^<]+)</td><td>([^<]+)</td>", page)
+        assert row and row.group(1) == f"{q['mean']:.3f}" and row.group(2) == f"{q['low']:.3f}–{q['high']:.3f}", r["name"]
+        assert re.fullmatch(r"[\d.]+ ms / [\d.]+ ms", row.group(3)) and row.group(4) == f"${r['cost_per_1k']['usd_per_1k']:.3g}"
+    assert "Recommendation:</strong>\nfew_shot" in page

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.review_fixtures import CANARY, reviewed_project  # noqa: F401
+from tests.review_fixtures import CANARY, RAG_ANSWER, rag_project, reviewed_project  # noqa: F401
 
 pytestmark = pytest.mark.browser
 CHROMIUM = os.environ.get("TAILOR_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
@@ -50,17 +50,26 @@ def site(reviewed_project, browser):
         assert not errors, errors
 
 
-def test_every_page_opens_and_the_xss_canary_never_runs(site):
+def test_every_page_opens_and_the_xss_canary_never_runs(site, tiny_model_dir):
     page, base, project = site
     from tailorlm.review import pairs as pr
+    from tests.review_fixtures import with_a_ladder, with_a_run
 
     review = pr.start_pair_review(project, "base", "tuned", suite="review", sample=24, seed=0)
-    pages = {**PAGES, "rate": f"/review/pairs/{review['id']}", "report": f"/reports/{review['report_b']}"}
+    with_a_ladder(project)  # the overview's chart and table
+    _, run = with_a_run(project, tiny_model_dir)  # a real run, so the Runs pages have curves to draw
+    pages = {**PAGES, "rate": f"/review/pairs/{review['id']}", "report": f"/reports/{review['report_b']}",
+             "run": f"/runs/{run['run_id']}"}
     shots = os.environ.get("TAILOR_UI_SCREENSHOTS")
     for name, path in pages.items():
         response = page.goto(base + path)
         assert response.status == 200, path
         assert page.evaluate("typeof window.__xss") == "undefined", path
+        if name == "overview":
+            assert page.locator("svg.chart rect.bar").count() == 2 and "few_shot" in page.inner_text(".recommendation")
+            assert page.inner_text("#advice").strip()
+        if name == "run":
+            assert page.locator("svg.chart polyline.curve").count() >= 2  # train and validation loss
         if shots:
             Path(shots).mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(Path(shots) / f"{name}.png"), full_page=True)
@@ -160,3 +169,29 @@ def test_the_playground_streams_through_tailor_serve_and_thumbs_land_as_feedback
     served = [t for t in project.store.select("traces") if t["id"] not in ("tr0", "tr1", "tr2")]
     assert len(served) == 1
     assert [(f["kind"], f["value"]) for f in project.store.select("feedback", trace_id=served[0]["id"])] == [("thumbs", "up")]
+
+
+def test_the_playground_lists_a_rag_answers_sources_and_marks_the_cited_one(rag_project, browser):
+    from tailorlm.models.pool import ModelPool
+    from tailorlm.serve.app import create_app
+    from tailorlm.serve.server import running
+    from tests.helpers import ScriptedGenerator
+
+    pool = ModelPool(rag_project, generator=ScriptedGenerator(default=RAG_ANSWER))
+    with running(create_app(rag_project, pool=pool)) as url:
+        page = browser.new_page()
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url.removesuffix("/v1") + "/ui/playground")
+        page.select_option("#model", "kb:rag")
+        page.fill("#prompt", "Are restores encrypted?")
+        page.click("#send")
+        page.wait_for_selector("ol.sources li", timeout=60_000)
+        assert page.inner_text(".answer-stream") == RAG_ANSWER
+        sources = page.locator("ol.sources li").all_inner_texts()
+        assert len(sources) >= 2 and all(s.startswith(f"[{n}] docs/") for n, s in enumerate(sources, 1))
+        assert page.locator("ol.sources li.cited").all_inner_texts() == [sources[0]]  # the answer cites [1]
+        shots = os.environ.get("TAILOR_UI_SCREENSHOTS")
+        if shots:
+            page.screenshot(path=str(Path(shots) / "playground.png"), full_page=True)
+        assert not errors, errors

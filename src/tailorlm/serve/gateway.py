@@ -350,7 +350,9 @@ class Gateway:
         if shape.chat and call.prepared is not None and status == 200:  # the rung maps [n] to its sources
             first = Completion(call.texts[0], call.reasons[0] or "stop", call.usage, call.model)
             answer = call.rung.finish(call.prepared, first, latency)
-            body["tailor"] = {**tags, "citations": answer.citations}
+            body["tailor"] = {**tags, "citations": answer.citations,  # sources: what was retrieved, cited or not
+                              "sources": [{"n": n, "path": h.path, "heading": h.heading, "score": round(h.score, 4)}
+                                          for n, h in enumerate(call.prepared.used, 1)]}
         self.traces.record(call.id, call.model, call.request, body, status, latency, call.usage.prompt_tokens,
                            call.usage.completion_tokens, call.endpoint, **tags)
         self.metrics.tokens(call.model, call.usage.prompt_tokens, call.usage.completion_tokens)

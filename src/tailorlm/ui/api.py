@@ -192,6 +192,14 @@ def playground_models(request: Request):
     return {"models": _gateway(request).router.names()}
 
 
+@router.get("/playground/answers/{trace_id}")
+def playground_answer(trace_id: str, request: Request):
+    """What a served answer drew on: the sources its rung retrieved and the ones it cited, from its trace."""
+    from tailorlm.ui.views import served_sources
+
+    return served_sources(_project(request), trace_id)
+
+
 @router.post("/playground/chat")
 async def playground_chat(request: Request):
     """A chat completion through the server's gateway (OpenAI's request shape; `stream: true` for events),

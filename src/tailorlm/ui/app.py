@@ -40,6 +40,8 @@ def _templates():
     env = Environment(loader=FileSystemLoader(folder), autoescape=select_autoescape(["html"]))
     env.filters["pct"] = lambda x, digits=1: "-" if x is None else f"{x * 100:.{digits}f}%"
     env.filters["num"] = lambda x, digits=3: "-" if x is None else f"{x:.{digits}f}"
+    # Seconds as milliseconds, with a decimal below 10 ms (a scripted or cached answer takes well under one).
+    env.filters["ms"] = lambda s: "-" if s is None else f"{s * 1000:.1f} ms" if s < 0.01 else f"{s * 1000:.0f} ms"
     return env
 
 

@@ -149,17 +149,21 @@ def run(project, run_id: str, width: int = 520, height: int = 160) -> dict:
     curves = {}
     losses = {k: v for k, v in series.items() if "loss" in k}
     points = [p for v in losses.values() for p in v]
+    y_range = None
     if points:
+        # The y axis spans the losses' own range (not 0..max): a loss that moves from 10.35 to 10.30 must show.
         x_max = max(s for s, _ in points) or 1
-        y_max = max(v for _, v in points) or 1
+        y_lo, y_hi = min(v for _, v in points), max(v for _, v in points)
+        span = (y_hi - y_lo) or 1
+        y_range = (y_lo, y_hi, x_max)
         for name, pts in losses.items():
-            curves[name] = " ".join(f"{s / x_max * width:.1f},{height - v / y_max * height:.1f}" for s, v in pts)
+            curves[name] = " ".join(f"{s / x_max * width:.1f},{height - (v - y_lo) / span * height:.1f}" for s, v in pts)
     last = {k: v[-1][1] for k, v in series.items()}
     return {"id": r["id"], "method": r["method"], "status": r["status"], "dataset": r["dataset_version"],
             "config": json.loads(r["config"]), "error": r["error"], "curves": curves, "last": last,
             "tokens_per_s": last.get("tokens_per_s") or last.get("train_tokens_per_s"),
             "model_versions": [v["id"] for v in project.store.select("model_versions", run_id=run_id)],
-            "width": width, "height": height}
+            "width": width, "height": height, "y_range": y_range}
 
 
 def reports(project) -> list[dict]:
@@ -179,3 +183,14 @@ def compare_reports(project, a: str, b: str) -> dict:
     differ = [{"id": e["id"], "input": e["input"], "a": e.get("prediction"), "b": eb[e["id"]].get("prediction")}
               for e in ra["examples"] if e["id"] in eb and e.get("prediction") != eb[e["id"]].get("prediction")]
     return {"a": ra["subject"], "b": rb["subject"], "comparison": c, "differ": differ[:100]}
+
+
+def served_sources(project, trace_id: str) -> dict:
+    """The retrieved sources and citations of a served chat answer, as its trace stored them (the
+    gateway writes them in the response's `tailor` block; a streamed answer's events do not carry them)."""
+    rows = project.store.select("traces", id=trace_id)
+    if not rows:
+        raise TailorError(f"no trace {trace_id!r}")
+    tailor = json.loads(rows[0]["response"]).get("tailor") or {}
+    return {"trace_id": trace_id, "rung": tailor.get("rung"), "model_version": tailor.get("model_version"),
+            "sources": tailor.get("sources") or [], "citations": tailor.get("citations") or []}

@@ -47,7 +47,7 @@
       messages: history, stream: true});
     const trace = response.headers.get("X-Trace-Id");
     const reader = response.body.getReader(), decoder = new TextDecoder();
-    let buffer = "", text = "", sources = null;
+    let buffer = "", text = "";
     for (;;) {
       const {done, value} = await reader.read();
       if (done) break;
@@ -60,15 +60,25 @@
         if (chunk.error) { text += "[error: " + chunk.error.message + "]"; continue; }
         const delta = (chunk.choices && chunk.choices[0] && chunk.choices[0].delta) || {};
         text += delta.content || "";
-        if (chunk.tailor && chunk.tailor.citations) sources = chunk.tailor.citations;
         a.textContent = text;  // textContent: answer text is never parsed as HTML
       }
     }
     history.push({role: "assistant", content: text});
-    if (sources && sources.length) {
-      const s = document.createElement("div"); s.className = "help text";
-      s.textContent = "sources: " + sources.map(c => typeof c === "string" ? c : (c.path || JSON.stringify(c))).join(", ");
-      turn.append(s);
+    // The trace is stored before the stream ends: it holds what the rung retrieved and which [n] the answer cited.
+    const drawn = await fetch(root + "/api/playground/answers/" + encodeURIComponent(trace));
+    if (drawn.ok) {
+      const {sources, citations} = await drawn.json();
+      const cited = new Set(citations.map(c => c.n));
+      if (sources.length) {
+        const list = document.createElement("ol"); list.className = "sources help text";
+        for (const src of sources) {
+          const li = document.createElement("li");
+          li.textContent = `[${src.n}] ${src.path}${src.heading ? " — " + src.heading : ""}` + (cited.has(src.n) ? " (cited)" : "");
+          if (cited.has(src.n)) li.className = "cited";
+          list.append(li);
+        }
+        turn.append(list);
+      }
     }
     for (const [label, thumbs] of [["👍", "up"], ["👎", "down"]]) {
       const b = document.createElement("button"); b.textContent = label; b.className = "thumbs-" + thumbs;
