@@ -3,7 +3,9 @@
 The issue's aim: the overview in <= 300 ms of server time. Each page is requested over real HTTP on
 loopback 20 times after one warm-up; the server time is the app's own `Server-Timing` header (the
 request through the UI's middleware, page built and rendered), and the whole HTTP round trip is
-printed beside it. The same page on an empty project, measured in the same run, is the baseline.
+printed beside it. The warm-up's own server time is kept as `first_ms`: on the overview it includes
+working out the advice (`tailor advise`'s decision), which later requests reuse until the project
+changes. The same page on an empty project, measured in the same run, is the baseline.
 
     python benchmarks/ui.py [--traces 10000] [--reports 20] [--json]
 """
@@ -15,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-PAGES = ["/", "/data", "/reports", "/review/pairs", "/queue", "/api/overview"]
+PAGES = ["/", "/data", "/reports", "/review/pairs", "/queue", "/judge", "/runs", "/api/overview"]
 
 
 def busy_project(root: Path, traces: int, reports: int):
@@ -69,7 +71,8 @@ def time_pages(project, repeat: int = 20) -> dict:
     with running(create_ui_app(project)) as url:
         client = httpx.Client(base_url=url.removesuffix("/v1"), timeout=120)
         for page in PAGES:
-            assert client.get(page).status_code == 200, page
+            first = client.get(page)
+            assert first.status_code == 200, page
             times, server = [], []
             for _ in range(repeat):
                 started = time.perf_counter()
@@ -79,7 +82,8 @@ def time_pages(project, repeat: int = 20) -> dict:
             times.sort()
             server.sort()
             out[page] = {"median_ms": round(statistics.median(server), 1), "p95_ms": round(server[int(0.95 * (len(server) - 1))], 1),
-                         "http_median_ms": round(statistics.median(times), 1)}
+                         "http_median_ms": round(statistics.median(times), 1),
+                         "first_ms": float(first.headers["server-timing"].partition("dur=")[2])}
     return out
 
 
@@ -102,8 +106,9 @@ def main() -> None:
         return
     print(f"{args.traces} traces, {args.reports} reports; server median (p95) ms, empty project as baseline")
     for p in PAGES:
-        print(f"  {p:<16} busy {busy[p]['median_ms']:>7} ({busy[p]['p95_ms']})   empty {empty[p]['median_ms']:>6}   "
-              f"x{result['ratio_busy_to_empty'][p]}   (HTTP round trip {busy[p]['http_median_ms']} ms)")
+        print(f"  {p:<16} busy {busy[p]['median_ms']:>7} ({busy[p]['p95_ms']}, first {busy[p]['first_ms']})   "
+              f"empty {empty[p]['median_ms']:>6}   x{result['ratio_busy_to_empty'][p]}   "
+              f"(HTTP round trip {busy[p]['http_median_ms']} ms)")
     print(f"overview: {busy['/']['median_ms']} ms vs target 300 ms: {'meets' if result['overview_meets_target'] else 'misses'}")
 
 
