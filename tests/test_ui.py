@@ -251,3 +251,30 @@ def test_the_overview_draws_the_newest_ladder_with_intervals_latency_cost_and_re
         assert row and row.group(1) == f"{q['mean']:.3f}" and row.group(2) == f"{q['low']:.3f}–{q['high']:.3f}", r["name"]
         assert re.fullmatch(r"[\d.]+ ms / [\d.]+ ms", row.group(3)) and row.group(4) == f"${r['cost_per_1k']['usd_per_1k']:.3g}"
     assert "Recommendation:</strong>\nfew_shot" in page
+
+
+def test_data_diff_quarantine_filter_and_report_compare_as_pages_and_json(ui, reviewed_project):
+    from tailorlm.review import data as dr
+    from tailorlm.review.pairs import find_report
+
+    project = reviewed_project
+    review = dr.start_data_review(project, "tickets", sample=4, seed=0)
+    failed, edited = review["items"][:2]
+    dr.decide(project, review["id"], failed, "fail", "alice", reason="wrong label")
+    dr.decide(project, review["id"], edited, "edit", "alice", edited={"messages": [
+        {"role": "user", "content": "fixed"}, {"role": "assistant", "content": "bug"}]})
+    new = dr.finish_data_review(project, review["id"])["id"]
+    client = ui()
+    diff = client.get("/api/data", params={"a": review["dataset_version"], "b": new}).json()["diff"]
+    assert diff["removed"] == [failed] and diff["changed"] == [edited] and diff["added"] == []
+    assert failed in client.get("/data", params={"a": review["dataset_version"], "b": new}).text
+    d = client.get(f"/api/data/{new}", params={"reason": "wrong label"}).json()
+    assert [q["reason"] for q in d["quarantine"]] == ["wrong label"] and d["reasons"]["wrong label"] == 1
+    assert "wrong label" in client.get(f"/data/{new}", params={"reason": "wrong label"}).text
+    a, b = (find_report(project, s, "review")["id"] for s in ("base", "tuned"))
+    cmp = client.get("/api/reports", params={"a": a, "b": b}).json()["compare"]
+    means = [find_report(project, x, "review")["metrics"]["accuracy"]["mean"] for x in ("base", "tuned")]
+    assert cmp["a"] == "shop:base" and cmp["comparison"]["metrics"]["accuracy"]["delta"] == pytest.approx(means[1] - means[0])
+    assert cmp["differ"] and all(x["a"] != x["b"] for x in cmp["differ"])
+    assert client.get("/reports", params={"a": a, "b": b}).status_code == 200
+    assert client.get("/api/runs").json() == {"runs": []}

@@ -162,6 +162,44 @@ def overview(request: Request):
     return build(_project(request))
 
 
+# The read-only pages' data, as the pages get it from `ui.views` (and `data.versions`).
+@router.get("/data")
+def data(request: Request, a: str | None = None, b: str | None = None):
+    from tailorlm.data.versions import diff_versions, list_versions
+
+    project = _project(request)
+    return {"versions": list_versions(project), "diff": diff_versions(project, a, b) if a and b else None}
+
+
+@router.get("/data/{ref}")
+def data_version(ref: str, request: Request, reason: str | None = None):
+    from tailorlm.ui.views import dataset
+
+    return dataset(_project(request), ref, reason)
+
+
+@router.get("/runs")
+def runs(request: Request):
+    from tailorlm.ui.views import runs as listing
+
+    return {"runs": listing(_project(request))}
+
+
+@router.get("/runs/{run_id}")
+def run(run_id: str, request: Request):
+    from tailorlm.ui.views import run as one
+
+    return one(_project(request), run_id)
+
+
+@router.get("/reports")
+def reports(request: Request, a: str | None = None, b: str | None = None):
+    from tailorlm.ui.views import compare_reports, reports as listing
+
+    project = _project(request)
+    return {"reports": listing(project), "compare": compare_reports(project, a, b) if a and b else None}
+
+
 class FeedbackIn(BaseModel):
     trace_id: str
     thumbs: str | None = Field(None, description="up | down")
