@@ -28,16 +28,15 @@ def loop_cmd(
     Example: tailor loop --min-examples 50
     Example: tailor loop --ab    # run again later: it promotes, rolls back or waits on live feedback
     """
-    from tailorlm.cli.eval import _progress
     from tailorlm.loop.run import run_loop
+    from tailorlm.progress import display
     from tailorlm.project import Project
 
     proj = Project.load(project)
-    progress, update = _progress(as_json)
-    log = (lambda _m: None) if as_json else progress.console.print
-    with progress:
+    with display(not as_json) as (on_progress, console):
+        log = (lambda _m: None) if as_json else console.print
         result = run_loop(proj, method, min_examples, {"max_steps": max_steps} if max_steps > 0 else None, log=log,
-                          on_progress=update, promote_on_pass=not no_promote, ab=ab)
+                          on_progress=on_progress, promote_on_pass=not no_promote, ab=ab)
     if emit(result, as_json):
         return
     if result.get("kind") == "canary":
