@@ -44,6 +44,7 @@ def _project(root, n_docs: int = N_DOCS):
 
 
 def _live_records() -> int:
+    gc.collect()  # only reachable Records count: garbage awaiting collection is not held
     return sum(isinstance(o, Record) for o in gc.get_objects())
 
 
@@ -53,6 +54,7 @@ def test_prepare_holds_a_few_records_at_a_time_not_the_corpus(tmp_path, monkeypa
     from tailorlm.data import pipeline
 
     project = _project(tmp_path / "p")
+    before = _live_records()  # Records that earlier tests in this process still hold
     read, written, live = [0], [0], []
     read_file, add = pipeline.read_file, writer.VersionWriter.add
 
@@ -60,13 +62,13 @@ def test_prepare_holds_a_few_records_at_a_time_not_the_corpus(tmp_path, monkeypa
         for item in read_file(*args, **kwargs):
             read[0] += 1
             if read[0] % 100 == 0:
-                live.append(_live_records())
+                live.append(_live_records() - before)
             yield item
 
     def counting_add(self, record, split=None):  # the real add; this only looks
         written[0] += 1
         if written[0] % 100 == 0:
-            live.append(_live_records())
+            live.append(_live_records() - before)
         return add(self, record, split)
 
     monkeypatch.setattr(pipeline, "read_file", counting_read_file)

@@ -140,13 +140,13 @@ def test_the_documented_command_targets_tailor_serve_defaults():
     args = dict(kv.split("=", 1) for kv in command.group(2).split(","))
     serve = ServeConfig()
     assert args["base_url"] == f"http://{serve.host}:{serve.port}/v1/chat/completions"
-    assert args["model"] == "PROJECT:production"
+    assert args["model"] == "PROJECT@production"
     assert 'lmeval = ["lm-eval[api]>=0.4"]' in (DOC.parents[1] / "pyproject.toml").read_text()
     scored = re.search(r"lm_eval --model local-completions \\\n\s+--model_args (\S+)", text)
     assert scored, "docs/lm-eval.md lost its local-completions command"
     args = dict(kv.split("=", 1) for kv in scored.group(1).split(","))
     assert args["base_url"] == f"http://{serve.host}:{serve.port}/v1/completions"
-    assert args["tokenizer_backend"] == "huggingface" and args["model"] == "PROJECT:production"
+    assert args["tokenizer_backend"] == "huggingface" and args["model"] == "PROJECT@production"
 
 
 def test_local_task_runs_against_a_chat_completions_server(tmp_path, upstream, monkeypatch):
