@@ -130,8 +130,9 @@ def concurrent(base_url: str, batch, clients: int, max_tokens: int) -> dict:
 
 
 @contextlib.contextmanager
-def served(root, max_queue: int, batch_wait_ms: float = 20.0):
-    """(`tailor serve` on a free loopback port, its pid), until the block ends."""
+def served(root, max_queue: int, batch_wait_ms: float | None = None):
+    """(`tailor serve` on a free loopback port, its pid), until the block ends; `batch_wait_ms` None keeps
+    the server's own default burst window."""
     import httpx
 
     with socket.socket() as sock:
@@ -139,7 +140,8 @@ def served(root, max_queue: int, batch_wait_ms: float = 20.0):
         port = sock.getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-m", "tailorlm.cli", "serve", "-p", str(root), "--port", str(port),
                              "--max-batch", "16", "--max-queue", str(max_queue),
-                             "--batch-wait-ms", str(batch_wait_ms)], stdout=subprocess.DEVNULL,
+                             *(["--batch-wait-ms", str(batch_wait_ms)] if batch_wait_ms is not None else [])],
+                            stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
         while True:
@@ -169,7 +171,8 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--clients", default="1,4,16,64")
     ap.add_argument("--max-queue", type=int, default=32, help="the server's queue: 64 clients overflow 16 + 32")
-    ap.add_argument("--batch-wait-ms", type=float, default=20.0, help="tailor serve's --batch-wait-ms")
+    ap.add_argument("--batch-wait-ms", type=float, default=None,
+                    help="tailor serve's --batch-wait-ms (default: the server's own)")
     ap.add_argument("--engines", action="store_true", help="also Tailor's decode loop vs transformers' generate_batch")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
