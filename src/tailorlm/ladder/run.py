@@ -20,6 +20,7 @@ from tailorlm.errors import TailorError
 from tailorlm.eval.compare import compare, ladder_power, worse_beyond_margin
 from tailorlm.eval.runner import LOWER_IS_BETTER, evaluate
 from tailorlm.eval.suite import load_suite
+from tailorlm.registry.moves import move_alias
 from tailorlm.rungs.build import LADDER_ALIAS, build_rung, default_dataset, train_records
 from tailorlm.rungs.registry import rung_type, trains
 from tailorlm.store import new_id, now
@@ -194,8 +195,8 @@ def ensure_trained(project, spec, pool, embedder, log, on_progress) -> dict:
     else:
         version, record = run_sweep(project, spec, base, dataset, grid, pool, embedder, log, on_progress)
         version = {**version, "sweep": record}
-    project.store.set_alias("model", project.config.name, alias, version["id"],
-                            reason=f"trained by the ladder for rung {spec.label}")
+    move_alias(project, "model", project.config.name, alias, version["id"],
+               reason=f"trained by the ladder for rung {spec.label}")
     return version
 
 

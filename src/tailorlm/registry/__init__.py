@@ -14,9 +14,10 @@ and readers (the CLI, serve, advise, check, the workbench) read through it:
 
 _EXPORTS = {
     "DatasetVersion": "artifacts", "ModelVersion": "artifacts", "Report": "artifacts", "Ladder": "artifacts",
-    "Alias": "artifacts", "ReportEntry": "artifacts", "StepSummary": "artifacts", "Accounting": "artifacts",
+    "Alias": "artifacts", "AliasMove": "artifacts", "ReportEntry": "artifacts", "StepSummary": "artifacts", "Accounting": "artifacts",
     "Name": "names", "parse": "names", "alias_ref": "names",
     "dataset": "resolve", "model": "resolve", "models": "resolve", "aliases": "resolve",
+    "move_alias": "moves", "alias_history": "moves",
 }
 
 __all__ = sorted(_EXPORTS)

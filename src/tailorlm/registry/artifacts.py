@@ -154,3 +154,15 @@ class Alias(_Artifact):
     @property
     def ref(self) -> str:
         return f"{self.name}@{self.alias}"
+
+
+class AliasMove(_Artifact):
+    """One move of an alias (an `alias_history` row): where it points now, where it pointed before, and why."""
+
+    scope: str = Field(description="model | dataset | suite.")
+    name: str = Field(description="The model or dataset name.")
+    alias: str = Field(description="production, candidate, latest, golden ...")
+    target: str = Field(description="The id it was moved to.")
+    previous: str | None = Field(None, description="The id it pointed at before; None for its first move.")
+    reason: str | None = Field(None, description="Why it moved (promoted by hand, gate passed, rollback ...).")
+    at: str = Field("", description="When it moved (read from alias_history; empty on the move just made).")
