@@ -7,8 +7,6 @@ read raw and listed under `raw_sources`. Tokens are the validate step's counts w
 generator's tokenizer and chat template), else `approx_tokens` (about 1.3 per word).
 """
 
-import json
-
 from tailorlm.data.steps.mix import is_synthetic
 
 FREQUENT = ("weekly", "daily")  # knowledge that changes this often goes stale inside weights
@@ -44,6 +42,7 @@ def _data_facts(project) -> dict:
     from tailorlm.data.pipeline import read_sources
     from tailorlm.data.versions import load_records, resolve
     from tailorlm.errors import TailorError
+    from tailorlm.registry.resolve import aliases
 
     buckets = {"chat": {"real": 0, "synthetic": 0, "tokens": 0},
                "preference": {"pairs": 0}, "text": {"n": 0, "tokens": 0}}
@@ -51,8 +50,8 @@ def _data_facts(project) -> dict:
         b.update(datasets=[], raw_sources=[], prepared=True)
     seen: set[str] = set()
     covered: set[str] = set()
-    for row in sorted(project.store.select("aliases", scope="dataset", alias="latest"), key=lambda r: r["name"]):
-        manifest = resolve(project, row["name"])
+    for latest in aliases(project, "dataset", alias="latest"):  # by name
+        manifest = resolve(project, latest.name)
         covered.update(s["name"] for s in manifest.get("sources", []))
         if manifest["kind"] in buckets:
             buckets[manifest["kind"]]["datasets"].append(manifest["name"])
@@ -77,18 +76,19 @@ def _data_facts(project) -> dict:
 
 def _eval_size(project) -> dict:
     from tailorlm.paths import inside
+    from tailorlm.registry.resolve import aliases, datasets
 
     cfg = project.config.eval
     if cfg.path:
         path = inside(project.root, cfg.path)
         n = sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip()) if path.exists() else 0
         return {"n": n, "suite": cfg.suite, "from": cfg.path}
-    for row in project.store.select("aliases", scope="suite", alias="golden"):
-        version, _, split = row["target"].partition(":")
-        found = project.store.select("dataset_versions", id=version)
+    for golden in aliases(project, "suite", alias="golden"):
+        version, _, split = golden.target.partition(":")
+        found = [d for d in datasets(project, version.partition("@")[0]) if d.id == version]
         if found:
-            splits = json.loads(found[0]["manifest"])["splits"]
-            return {"n": splits.get(split or "data", sum(splits.values())), "suite": row["name"], "from": row["target"]}
+            splits = found[0].splits
+            return {"n": splits.get(split or "data", sum(splits.values())), "suite": golden.name, "from": golden.target}
     return {"n": 0, "suite": cfg.suite, "from": None}
 
 

@@ -21,7 +21,8 @@ from tailorlm.data.record import Record
 from tailorlm.errors import TailorError
 from tailorlm.paths import safe_name
 from tailorlm.registry.artifacts import DatasetVersion
-from tailorlm.registry.resolve import load_dataset
+from tailorlm.registry.moves import move_alias
+from tailorlm.registry.resolve import aliases, datasets, load_dataset
 from tailorlm.store import now
 
 
@@ -61,12 +62,12 @@ def register_version(project, name: str, out, manifest: dict) -> dict:
     else:
         manifest = load_dataset(project, manifest["path"]).to_dict()
         manifest["reused"] = True
-    project.store.set_alias("dataset", name, "latest", version_id)
+    move_alias(project, "dataset", name, "latest", version_id)
     remove_stale_tmp(folder.parent)
     if "test" in out.counts and manifest["kind"] in ("chat", "preference"):
-        project.store.set_alias("suite", name, "golden", f"{version_id}:test", reason="test split of prepare")
+        move_alias(project, "suite", name, "golden", f"{version_id}:test", reason="test split of prepare")
     elif manifest["kind"] == "eval":
-        project.store.set_alias("suite", name, "golden", version_id, reason="eval source")
+        move_alias(project, "suite", name, "golden", version_id, reason="eval source")
     return manifest
 
 
@@ -125,10 +126,9 @@ def load_records(project, manifest: dict, split: str | None = None) -> list[Reco
 
 
 def list_versions(project) -> list[dict]:
-    rows = project.store.select("dataset_versions", order_by="created_at")
-    latest = {r["name"]: project.store.get_alias("dataset", r["name"], "latest") for r in rows}
-    return [{"id": r["id"], "name": r["name"], "kind": r["kind"], "records": r["n_records"], "created_at": r["created_at"],
-             "latest": latest[r["name"]] == r["id"], "path": r["path"]} for r in rows]
+    latest = {a.name: a.target for a in aliases(project, "dataset", alias="latest")}
+    return [{"id": v.id, "name": v.name, "kind": v.kind, "records": v.n_records, "created_at": v.created_at,
+             "latest": latest.get(v.name) == v.id, "path": v.path} for v in datasets(project)]
 
 
 def diff_versions(project, a: str, b: str) -> dict:

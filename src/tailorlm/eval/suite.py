@@ -109,9 +109,10 @@ def _from_file(path: Path, name: str, source: str) -> Suite:
 
 def _from_dataset(project, ref: str) -> Suite:
     from tailorlm.data.versions import load_records, resolve
+    from tailorlm.registry.resolve import alias_target
 
     name, _, tag = ref.partition("@")
-    target = project.store.get_alias("suite", name, "golden")
+    target = alias_target(project, "suite", name, "golden")
     if target is None:
         raise TailorError(f"no suite {ref!r}: give a golden JSONL file, `general`, or a dataset prepared with a test split")
     version, _, split = target.partition(":")

@@ -12,6 +12,9 @@ datasets, run, reports and gate, and every alias move is kept in `alias_history`
 import json
 
 from tailorlm.errors import TailorError
+from tailorlm.registry.moves import alias_history, move_alias
+from tailorlm.registry.resolve import alias_target
+from tailorlm.registry.resolve import model as model_version
 from tailorlm.store import new_id, now
 
 PRODUCTION, CANDIDATE = "production", "candidate"
@@ -22,23 +25,21 @@ def promote(project, version_id: str, alias: str = PRODUCTION, reason: str | Non
     from tailorlm.train import registry
 
     version = registry.resolve(project, version_id)
-    previous = project.store.set_alias("model", version["name"], alias, version["id"], reason=reason or "promoted by hand")
-    return {"name": version["name"], "alias": alias, "target": version["id"], "previous": previous}
+    move = move_alias(project, "model", version["name"], alias, version["id"], reason=reason or "promoted by hand")
+    return {"name": version["name"], "alias": alias, "target": version["id"], "previous": move.previous}
 
 
 def rollback(project, alias: str = PRODUCTION, name: str | None = None) -> dict:
     """Move `alias` back to where it pointed before its last move."""
     name = name or project.config.name
-    current = project.store.get_alias("model", name, alias)
+    current = alias_target(project, "model", name, alias)
     if current is None:
         raise TailorError(f"{name}:{alias} points at nothing; `tailor promote VERSION` first")
-    history = [h for h in project.store.select("alias_history", order_by="at")
-               if h["scope"] == "model" and h["name"] == name and h["alias"] == alias]
-    moves = [h for h in history if h["target"] == current and h["previous"]]
+    moves = [h for h in alias_history(project, "model", name, alias) if h.target == current and h.previous]
     if not moves:
         raise TailorError(f"{name}:{alias} has no earlier target to roll back to")
-    target = moves[-1]["previous"]
-    project.store.set_alias("model", name, alias, target, reason=f"rollback from {current}")
+    target = moves[-1].previous
+    move_alias(project, "model", name, alias, target, reason=f"rollback from {current}")
     return {"name": name, "alias": alias, "target": target, "previous": current}
 
 
@@ -56,7 +57,7 @@ def run_loop(project, method: str = "auto", min_examples: int = 1, train: dict |
     from tailorlm.train import registry
 
     name = project.config.name
-    prod_id = project.store.get_alias("model", name, PRODUCTION)
+    prod_id = alias_target(project, "model", name, PRODUCTION)
     if prod_id is None:
         raise TailorError(f"no {name}:{PRODUCTION} model to improve: `tailor promote VERSION` first")
     if ab:
@@ -72,13 +73,13 @@ def run_loop(project, method: str = "auto", min_examples: int = 1, train: dict |
     result = _train_candidate(project, method, datasets[method]["id"], prod_id, lineage, train, log, on_progress)
     candidate_id = result["model_version"]
     if not ab:  # a canary's candidate gets live traffic only once it has passed the offline gate
-        project.store.set_alias("model", name, CANDIDATE, candidate_id, reason=f"trained by the loop from {prod_id}")
+        move_alias(project, "model", name, CANDIDATE, candidate_id, reason=f"trained by the loop from {prod_id}")
 
     reports, verdict = offline_gate(project, prod_id, candidate_id, generator, embedder, log, on_progress)
     promoted = bool(verdict["passed"] and promote_on_pass and not ab)
     if promoted:
-        project.store.set_alias("model", name, PRODUCTION, candidate_id,
-                                reason=f"loop: gate passed against {prod_id} on {', '.join(verdict['suites'])}")
+        move_alias(project, "model", name, PRODUCTION, candidate_id,
+                   reason=f"loop: gate passed against {prod_id} on {', '.join(verdict['suites'])}")
     loop = {"id": new_id("loop-"), "created_at": now(), "production_before": prod_id, "candidate": candidate_id,
             "method": method, "feedback": counts, "datasets": {k: (m["id"] if m else None) for k, m in datasets.items()},
             "run": result["run_id"], "reports": reports, "gate": verdict, "promoted": promoted,
@@ -136,9 +137,9 @@ def _start_canary(project, prod_id: str, candidate_id: str, verdict: dict, promo
     get it; returns whether the canary started."""
     started = bool(verdict["noninferior"] and promote_on_pass)
     if started:
-        project.store.set_alias("model", project.config.name, CANDIDATE, candidate_id,
-                                reason=f"loop --ab: offline non-inferior to {prod_id}; canary on "
-                                       f"{project.config.serve.ab.share:g} of live users")
+        move_alias(project, "model", project.config.name, CANDIDATE, candidate_id,
+                   reason=f"loop --ab: offline non-inferior to {prod_id}; canary on "
+                          f"{project.config.serve.ab.share:g} of live users")
     log(f"canary started: {candidate_id}" if started else
         f"no canary: {candidate_id} is not shown non-inferior offline (margin {verdict['margin']:g})")
     return started
@@ -200,14 +201,14 @@ def canary_step(project, generator=None, embedder=None, log=print, on_progress=N
             "candidate": cand_id, "ab": live, "promoted": False, "rolled_back": False, "production_after": prod_id}
     log(f"canary {cand_id} against {prod_id}: {decision['decision']} ({decision['reason']})")
     if decision["decision"] == "rollback":
-        project.store.set_alias("model", name, CANDIDATE, prod_id, reason=f"ab rollback of {cand_id}: {decision['reason']}")
+        move_alias(project, "model", name, CANDIDATE, prod_id, reason=f"ab rollback of {cand_id}: {decision['reason']}")
         loop["rolled_back"] = True
     elif decision["decision"] == "promote":
         reports, verdict = offline_gate(project, prod_id, cand_id, generator, embedder, log, on_progress)
         loop.update(reports=reports, gate=verdict)
         if verdict["noninferior"]:
-            project.store.set_alias("model", name, PRODUCTION, cand_id,
-                                    reason=f"ab: {decision['reason']}; offline non-inferior (margin {verdict['margin']:g})")
+            move_alias(project, "model", name, PRODUCTION, cand_id,
+                       reason=f"ab: {decision['reason']}; offline non-inferior (margin {verdict['margin']:g})")
             loop.update(promoted=True, production_after=cand_id)
         else:
             log(f"not promoted: {cand_id} is not non-inferior on the offline gate")
@@ -223,7 +224,6 @@ def _write_loop(project, loop: dict) -> dict:
 
 
 def _inherit_prompting(project, version_id: str, lineage: dict) -> None:
-    row = project.store.select("model_versions", id=version_id)[0]
-    mine = json.loads(row["lineage"])
+    mine = model_version(project, version_id).lineage
     mine.update(system_prompt=lineage.get("system_prompt"), rung=lineage.get("rung", "sft"))
     project.store.update("model_versions", {"id": version_id}, lineage=mine)

@@ -10,6 +10,7 @@ def index_documents(project, names: list[str] | None = None) -> tuple[list[Recor
     from tailorlm.data.pipeline import read_sources
     from tailorlm.data.readers.records import detect_format
     from tailorlm.data.versions import load_records, resolve
+    from tailorlm.registry.resolve import alias_target
 
     configured = {s.name: s for s in project.config.sources}
     names = names or project.config.rag.sources or [
@@ -22,7 +23,7 @@ def index_documents(project, names: list[str] | None = None) -> tuple[list[Recor
         raise TailorError("no document sources to index; add one with `tailor data add docs path/to/docs/`")
     docs, skipped = [], []
     for name in names:
-        if project.store.get_alias("dataset", name, "latest"):
+        if alias_target(project, "dataset", name, "latest"):
             manifest = resolve(project, name)
             if manifest["kind"] != "text":
                 raise TailorError(f"dataset {manifest['id']} holds {manifest['kind']} records; the index takes documents (text)")

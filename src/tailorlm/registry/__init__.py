@@ -4,7 +4,8 @@ It sits over `store/` (the database) and the artifacts tree (`.tailor/`); produc
 and readers (the CLI, serve, advise, check, the workbench) read through it:
 - `artifacts.py`: the types (pydantic), matching what is stored today;
 - `names.py`: the one name grammar, `NAME[:QUALIFIER][@TAG]`, and the retired `NAME:ALIAS` spelling;
-- `resolve.py`: name -> dataset version, model version, aliases;
+- `resolve.py`: name -> dataset version, model version, aliases (and every version, alias target, row counts);
+- `moves.py`: alias moves, the one write path for aliases, and their history;
 - `reports.py`: eval reports and ladders, written and found through the store.
 
 >>> from tailorlm import registry
@@ -16,7 +17,8 @@ _EXPORTS = {
     "DatasetVersion": "artifacts", "ModelVersion": "artifacts", "Report": "artifacts", "Ladder": "artifacts",
     "Alias": "artifacts", "AliasMove": "artifacts", "ReportEntry": "artifacts", "StepSummary": "artifacts", "Accounting": "artifacts",
     "Name": "names", "parse": "names", "alias_ref": "names",
-    "dataset": "resolve", "model": "resolve", "models": "resolve", "aliases": "resolve",
+    "dataset": "resolve", "datasets": "resolve", "model": "resolve", "models": "resolve", "aliases": "resolve",
+    "alias_target": "resolve", "summary": "resolve",
     "move_alias": "moves", "alias_history": "moves",
 }
 

@@ -27,7 +27,7 @@ def dataset(project, ref: str) -> DatasetVersion:
     if not rows:
         raise TailorError(f"no dataset named {name!r}; `tailor data list` shows what exists")
     if not set(tag) <= HEX:
-        target = project.store.get_alias("dataset", name, tag)
+        target = alias_target(project, "dataset", name, tag)
         if target is None:
             raise TailorError(f"dataset {name!r} has no alias {tag!r}")
         tag = target.partition("@")[2]
@@ -35,6 +35,13 @@ def dataset(project, ref: str) -> DatasetVersion:
     if len(matches) != 1:
         raise TailorError(f"{ref!r} matches {len(matches)} versions of {name!r}; give more of the hash")
     return load_dataset(project, matches[0]["path"])
+
+
+def datasets(project, name: str | None = None) -> list[DatasetVersion]:
+    """Every dataset version (or one dataset's), oldest first, from the manifests the store keeps."""
+    where = {"name": name} if name is not None else {}
+    return [DatasetVersion.model_validate(json.loads(r["manifest"]) if isinstance(r["manifest"], str) else r["manifest"])
+            for r in project.store.select("dataset_versions", order_by="created_at", **where)]
 
 
 def load_dataset(project, path: str) -> DatasetVersion:
@@ -52,7 +59,7 @@ def model(project, ref: str) -> ModelVersion:
     rows = project.store.select("model_versions", id=ref)
     if not rows:
         found = model_alias(project, ref)
-        target = project.store.get_alias("model", *found) if found else None
+        target = alias_target(project, "model", *found) if found else None
         rows = project.store.select("model_versions", id=target) if target else []
     if not rows:
         raise TailorError(f"no model version {ref!r}; `tailor models versions` lists them")
@@ -72,7 +79,22 @@ def _model_row(row: dict) -> ModelVersion:
     return ModelVersion.model_validate(row)
 
 
-def aliases(project, scope: str | None = None, name: str | None = None, target: str | None = None) -> list[Alias]:
-    """Aliases, filtered by scope, name and target."""
-    where = {k: v for k, v in (("scope", scope), ("name", name), ("target", target)) if v is not None}
+def aliases(project, scope: str | None = None, name: str | None = None, target: str | None = None,
+            alias: str | None = None) -> list[Alias]:
+    """Aliases, filtered by scope, name, target and alias, ordered by scope, name and alias."""
+    where = {k: v for k, v in (("scope", scope), ("name", name), ("target", target), ("alias", alias)) if v is not None}
     return [Alias.model_validate(r) for r in project.store.select("aliases", order_by="scope, name, alias", **where)]
+
+
+def alias_target(project, scope: str, name: str, alias: str) -> str | None:
+    """The id `name@alias` points at in `scope` (model | dataset | suite), or None."""
+    return project.store.get_alias(scope, name, alias)
+
+
+def summary(project) -> dict[str, tuple[int, str | None]]:
+    """(rows, newest time) of the dataset versions, model versions, reports and aliases: what the workbench
+    counts, and how it sees cheaply that something was prepared, registered, reported or moved."""
+    store = project.store
+    return {table: (store.count(table), store.newest(table, column)) for table, column in (
+        ("dataset_versions", "created_at"), ("model_versions", "created_at"), ("reports", "created_at"),
+        ("aliases", "updated_at"))}

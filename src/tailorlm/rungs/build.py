@@ -102,13 +102,11 @@ GRPO = RungType("grpo", build_prompt_rung, effort=3.5, trains=True)
 def served_names(project) -> list[str]:
     """Every model name the server answers to: rungs, model versions and aliases (NAME@ALIAS)."""
     from tailorlm.registry.names import alias_ref
+    from tailorlm.registry.resolve import aliases, models
 
     names = [f"{project.config.name}:{s.label}" for s in project.config.rungs]
-    for row in project.store.select("model_versions", order_by="created_at"):
-        names.append(row["id"])
-    for row in project.store.select("aliases", scope="model"):
-        if not row["alias"].startswith("ladder."):
-            names.append(alias_ref(row["name"], row["alias"]))
+    names += [v.id for v in models(project)]
+    names += [alias_ref(a.name, a.alias) for a in aliases(project, "model") if not a.alias.startswith("ladder.")]
     return list(dict.fromkeys(names))
 
 

@@ -132,6 +132,15 @@ class Store:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(sa.text(sql), where)]
 
+    def count(self, table: str) -> int:
+        with self.engine.connect() as conn:
+            return conn.exec_driver_sql(f"SELECT COUNT(*) FROM {table}").scalar()
+
+    def newest(self, table: str, column: str):
+        """The largest value of `column` in `table` (None when it is empty): when it last gained a row."""
+        with self.engine.connect() as conn:
+            return conn.exec_driver_sql(f"SELECT MAX({column}) FROM {table}").scalar()
+
     def upsert_metric(self, run_id: str, step: int, name: str, value: float) -> None:
         """Record a run metric; a step logged again after a resume replaces the earlier value."""
         sa = self._sa

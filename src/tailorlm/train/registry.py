@@ -7,6 +7,7 @@ The typed view and the one name resolver are `tailorlm.registry`.
 """
 
 from tailorlm.registry.artifacts import ModelVersion
+from tailorlm.registry.moves import move_alias
 from tailorlm.store import now
 
 
@@ -22,7 +23,7 @@ def register(project, name: str, method: str, base_model: str, run_id: str | Non
         return row
 
     row = project.store.insert_numbered("model_versions", "version", {"name": name}, make_row)
-    project.store.set_alias("model", name, "latest", row["id"], reason=f"registered by run {run_id}")
+    move_alias(project, "model", name, "latest", row["id"], reason=f"registered by run {run_id}")
     return row
 
 

@@ -31,14 +31,15 @@ def ladder_bars(ladder: dict, width: int = 480, row_h: int = 26) -> list[dict]:
 def overview(project) -> dict:
     """The project, its task, dataset versions, the newest ladder, the aliases and what advise says next."""
     from tailorlm.data.versions import list_versions
+    from tailorlm.registry.resolve import aliases as all_aliases, summary
 
     cfg = project.config
     ladder = newest_ladder(project)
-    aliases = [{k: a[k] for k in ("scope", "name", "alias", "target", "updated_at")}
-               for a in project.store.select("aliases", order_by="scope, name, alias")]
-    with project.store.engine.connect() as conn:
-        counts = {t: conn.exec_driver_sql(f"SELECT COUNT(*) FROM {t}").scalar()
-                  for t in ("traces", "feedback", "reports", "runs", "model_versions")}
+    aliases = [{k: a.to_dict()[k] for k in ("scope", "name", "alias", "target", "updated_at")}
+               for a in all_aliases(project)]
+    registered = summary(project)  # traces, feedback and runs are the store's own rows: no registry artifact
+    counts = {t: registered[t][0] if t in registered else project.store.count(t)
+              for t in ("traces", "feedback", "reports", "runs", "model_versions")}
     out = {"name": cfg.name, "task": cfg.task.model_dump(mode="json"), "datasets": list_versions(project),
            "aliases": aliases, "counts": counts, "ladder": None}
     if ladder:
@@ -53,14 +54,12 @@ _ADVICE: dict = {}  # project root -> (what the advice was read from, the advice
 def _advice_inputs(project) -> tuple:
     """What the advice depends on, cheaply: tailor.yaml, the source files, the dataset versions and the reports."""
     from tailorlm.paths import inside
+    from tailorlm.registry.resolve import summary
 
     files = [project.root / "tailor.yaml"] + [inside(project.root, s.path) for s in project.config.sources]
     stats = tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) if f.exists() else (str(f),) for f in files)
-    with project.store.engine.connect() as conn:
-        rows = tuple(tuple(conn.exec_driver_sql(sql).one()) for sql in (
-            "SELECT COUNT(*), MAX(created_at) FROM dataset_versions", "SELECT COUNT(*), MAX(created_at) FROM reports",
-            "SELECT COUNT(*), MAX(updated_at) FROM aliases"))
-    return stats + rows
+    registered = summary(project)
+    return stats + tuple(registered[t] for t in ("dataset_versions", "reports", "aliases"))
 
 
 def next_step(project) -> dict:
@@ -129,9 +128,14 @@ def dataset(project, ref: str, reason: str | None = None, limit: int = 200) -> d
 
 
 def runs(project) -> list[dict]:
+    from tailorlm.registry.resolve import models
+
+    by_run: dict[str, list[str]] = {}
+    for v in models(project):
+        by_run.setdefault(v.run_id, []).append(v.id)
     out = []
     for r in project.store.select("runs", order_by="created_at DESC"):
-        versions = [v["id"] for v in project.store.select("model_versions", run_id=r["id"])]
+        versions = by_run.get(r["id"], [])
         out.append({"id": r["id"], "method": r["method"], "status": r["status"], "dataset": r["dataset_version"],
                     "created_at": r["created_at"], "model_versions": versions})
     return out
@@ -139,6 +143,8 @@ def runs(project) -> list[dict]:
 
 def run(project, run_id: str, width: int = 520, height: int = 160) -> dict:
     """A run's settings, model versions and loss curves (train and validation) as SVG polylines."""
+    from tailorlm.registry.resolve import models
+
     rows = project.store.select("runs", id=run_id)
     if not rows:
         raise TailorError(f"no run {run_id!r}")
@@ -162,7 +168,7 @@ def run(project, run_id: str, width: int = 520, height: int = 160) -> dict:
     return {"id": r["id"], "method": r["method"], "status": r["status"], "dataset": r["dataset_version"],
             "config": json.loads(r["config"]), "error": r["error"], "curves": curves, "last": last,
             "tokens_per_s": last.get("tokens_per_s") or last.get("train_tokens_per_s"),
-            "model_versions": [v["id"] for v in project.store.select("model_versions", run_id=run_id)],
+            "model_versions": [v.id for v in models(project) if v.run_id == run_id],
             "width": width, "height": height, "y_range": y_range}
 
 
