@@ -78,6 +78,32 @@ def test_model_version_and_alias_round_trip_through_the_one_resolver(project):
         model(project, "shop@staging")
 
 
+def test_alias_moves_are_kept_with_what_they_replaced_and_read_back_typed(project):
+    from tailorlm.data.pipeline import prepare
+    from tailorlm.registry.moves import alias_history, move_alias
+    from tailorlm.registry.resolve import alias_target, datasets, summary
+
+    v1, v2 = _register(project), _register(project)  # each moves shop@latest
+    first = move_alias(project, "model", "shop", "production", v1["id"], reason="gate passed")
+    assert (first.previous, first.target, first.reason) == (None, "shop:sft@v1", "gate passed")
+    moved = move_alias(project, "model", "shop", "production", v2["id"], reason="promoted")
+    assert moved.previous == "shop:sft@v1" and alias_target(project, "model", "shop", "production") == "shop:sft@v2"
+    history = alias_history(project, "model", "shop", "production")
+    assert sorted((h.previous or "", h.target, h.reason) for h in history) == [
+        ("", "shop:sft@v1", "gate passed"), ("shop:sft@v1", "shop:sft@v2", "promoted")]
+    assert all(h.at for h in history)  # the store's time of each move
+    assert [h.target for h in alias_history(project, "model", "shop", "latest")] == ["shop:sft@v1", "shop:sft@v2"]
+    assert alias_target(project, "model", "shop", "staging") is None
+
+    written = prepare(project)[0]
+    assert [d.id for d in datasets(project)] == [written["id"]] and datasets(project, "other") == []
+    assert datasets(project)[0] == dataset(project, "tickets")  # the store's manifest is the one on disk
+    assert [a.target for a in aliases(project, "dataset", alias="latest")] == [written["id"]]
+    counts = summary(project)
+    assert counts["model_versions"][0] == 2 and counts["dataset_versions"] == (1, written["created_at"])
+    assert counts["aliases"][0] == len(aliases(project)) and counts["reports"] == (0, None)
+
+
 def test_the_grammar_and_the_retired_alias_spelling(project, capsys):
     assert names.parse("shop:sft@v3") == names.Name("shop", "sft", "v3")
     assert names.parse("tickets@latest") == names.Name("tickets", None, "latest")
