@@ -32,10 +32,29 @@ def registered(group: str):
     return check
 
 
+class RegisteredNames:
+    """Annotation: the JSON Schema of the field is an `enum` of the names registered under `group` when the
+    schema is made (not when this module loads), so `tailor config schema` lists a plugin's names too.
+
+    >>> from pydantic import TypeAdapter
+    >>> "rag" in TypeAdapter(RungKind).json_schema()["enum"]
+    True
+    """
+
+    def __init__(self, group: str):
+        self.group = group
+
+    def __get_pydantic_json_schema__(self, core_schema, handler):
+        from tailorlm.plugins import registry
+
+        return {**handler(core_schema), "enum": list(registry(self.group))}
+
+
 # Names from the `tailorlm.rungs` and `tailorlm.backends` entry points, so a plugin's kind or backend is valid
-# tailor.yaml; an unknown name is refused as a Literal would be, listing the registered ones.
-RungKind = Annotated[str, AfterValidator(registered("tailorlm.rungs"))]
-Backend = Annotated[str, AfterValidator(registered("tailorlm.backends"))]
+# tailor.yaml; an unknown name is refused as a Literal would be, listing the registered ones, and the schema
+# lists them as a Literal's would be.
+RungKind = Annotated[str, AfterValidator(registered("tailorlm.rungs")), RegisteredNames("tailorlm.rungs")]
+Backend = Annotated[str, AfterValidator(registered("tailorlm.backends")), RegisteredNames("tailorlm.backends")]
 
 
 class Strict(BaseModel):
