@@ -40,7 +40,7 @@ def dataset(project, ref: str) -> DatasetVersion:
 def datasets(project, name: str | None = None) -> list[DatasetVersion]:
     """Every dataset version (or one dataset's), oldest first, from the manifests the store keeps."""
     where = {"name": name} if name is not None else {}
-    return [DatasetVersion.model_validate(json.loads(r["manifest"]) if isinstance(r["manifest"], str) else r["manifest"])
+    return [DatasetVersion.model_validate(json.loads(r["manifest"]))
             for r in project.store.select("dataset_versions", order_by="created_at", **where)]
 
 

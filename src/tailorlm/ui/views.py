@@ -35,7 +35,7 @@ def overview(project) -> dict:
 
     cfg = project.config
     ladder = newest_ladder(project)
-    aliases = [{k: a.to_dict()[k] for k in ("scope", "name", "alias", "target", "updated_at")}
+    aliases = [{k: getattr(a, k) for k in ("scope", "name", "alias", "target", "updated_at")}
                for a in all_aliases(project)]
     registered = summary(project)  # traces, feedback and runs are the store's own rows: no registry artifact
     counts = {t: registered[t][0] if t in registered else project.store.count(t)
