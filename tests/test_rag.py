@@ -131,6 +131,26 @@ def test_rag_rung_quotes_sources_and_maps_citations(project, embedder):
     assert "<<<" in user["content"] and user["content"].rstrip().endswith("Question: What does the Business plan cost per user?")
 
 
+def test_system_placement_keeps_the_user_turn_the_bare_question(project, embedder):
+    """A fine-tuned model (hybrid) was trained on the bare question: the sources go after its instructions in the
+    system turn, the user turn is the question unchanged, and citations still map back."""
+    idx = _index(project, embedder)
+    idx.build(index_documents(project)[0])
+    question = "What does the Business plan cost per user?"
+    gen = ScriptedGenerator(["Business costs $24 per user per month [1]."] * 2)
+    placed = RagRung(idx, gen, k=2, system="You are Keelbox support.", placement="system")
+    answer = placed.answer([{"role": "user", "content": question}])
+    system, user = gen.calls[0]
+    assert user == {"role": "user", "content": question}
+    assert system["content"].startswith("You are Keelbox support.\n\n")
+    assert "\n\nSources:\n\n[1] docs/plans-and-pricing.md" in system["content"]
+    assert answer.citations[0]["path"] == "docs/plans-and-pricing.md"
+    # The same sources as the user-turn layout, in the same order: only where they go differs.
+    RagRung(idx, gen, k=2, system="You are Keelbox support.").answer([{"role": "user", "content": question}])
+    in_user = gen.calls[1][1]["content"]
+    assert system["content"].split("Sources:\n\n", 1)[1] == in_user.split("Sources:\n\n", 1)[1].split("\n\nQuestion: ")[0]
+
+
 def test_prompt_marks_flagged_chunks_and_keeps_the_fence_closed():
     from tailorlm.rag.index import Hit
 

@@ -171,6 +171,10 @@ class RungConfig(Strict):
         None, description="ensemble: how members' answers are combined. Label tasks: `majority` or `confidence` (each "
         "member's vote weighted by its confidence; the default); other tasks: `judge` (the judge picks the best of N).")
     raft: bool = Field(False, description="hybrid: train on prompts that carry retrieved documents, distractors included (RAFT).")
+    sources: Literal["auto", "user", "system"] = Field(
+        "auto", description="rag/hybrid: where retrieved sources go. `user`: before the question in the user turn; "
+        "`system`: after the instructions in the system turn, so the user turn stays the bare question (what a "
+        "fine-tuned model was trained on). `auto`: system for hybrid, user for rag.")
 
     @property
     def label(self) -> str:
@@ -358,6 +362,23 @@ class ProjectConfig(Strict):
         if dupes:
             raise ValueError(f"source names must be unique; repeated: {', '.join(dupes)}")
         return sources
+
+
+def overridden(section: BaseModel, **given):
+    """A copy of a config section with the values given (None: not given; a CLI passes every flag), checked
+    as tailor.yaml's own values are; a bad one is a ConfigError naming the field.
+
+    >>> overridden(RagConfig(), k=8, search=None).k
+    8
+    """
+    values = {k: v for k, v in given.items() if v is not None}
+    if not values:
+        return section
+    try:
+        return type(section).model_validate({**section.model_dump(by_alias=True), **values})
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise ConfigError(f"{_dotted(tuple(first['loc']))}: {_say(first)} (got {first.get('input')!r})") from e
 
 
 def check_json_schema(schema: dict) -> None:

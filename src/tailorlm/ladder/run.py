@@ -210,8 +210,11 @@ def train_settings(project, spec, settings: dict, pool, embedder, log) -> tuple[
         from tailorlm.config import RungConfig
         from tailorlm.ladder.raft import build_raft_dataset
         from tailorlm.rungs.build import build_rung as _build
+        from tailorlm.rungs.rag import source_placement
 
-        retriever = _build(project, RungConfig(kind="rag", k=spec.k, prompt=spec.prompt), pool, embedder)
+        # The training prompts are the ones the hybrid rung will serve: same sources, same placement.
+        retriever = _build(project, RungConfig(kind="rag", k=spec.k, prompt=spec.prompt, sources=source_placement(spec)),
+                           pool, embedder)
         manifest = build_raft_dataset(project, retriever, dataset)
         log(f"      RAFT data: {manifest['id']} ({sum(manifest['splits'].values())} examples with retrieved sources)")
         dataset = manifest["id"]
