@@ -1,7 +1,7 @@
 """`tailor serve` under 1-64 concurrent clients, against the in-process fixed batch of 16 in the same run.
 
     python benchmarks/serve.py [--requests 32] [--max-tokens 64] [--clients 1,4,16,64] [--max-queue 32]
-                               [--engines] [--json]
+                               [--dtype float32|bfloat16] [--engines] [--json]
 
 Baseline: the generator answering the requests in-process, 16 at a time, each batch run to
 completion (`generate_batch(batch_size=16)`, no HTTP): what a perfectly packed batch of 16 gives.
@@ -173,6 +173,8 @@ def main():
     ap.add_argument("--max-queue", type=int, default=32, help="the server's queue: 64 clients overflow 16 + 32")
     ap.add_argument("--batch-wait-ms", type=float, default=None,
                     help="tailor serve's --batch-wait-ms (default: the server's own)")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                    help="weights dtype of the baseline and the server (models.generator.dtype)")
     ap.add_argument("--engines", action="store_true", help="also Tailor's decode loop vs transformers' generate_batch")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -184,7 +186,7 @@ def main():
 
     from tailorlm.project import init_project
 
-    gen = LocalGenerator.load(MODEL)
+    gen = LocalGenerator.load(MODEL, dtype=args.dtype)
     batch = prompts(max(args.requests, 64))
     gen.generate(batch[0], GenParams(max_tokens=8))  # warm-up: first-call allocations
     base = fixed(gen, batch[: args.requests], args.max_tokens)
@@ -195,6 +197,8 @@ def main():
     del gen
     gc.collect()
     project = init_project(tempfile.mkdtemp(prefix="tailor-bench-"), name="bench", description="Benchmark.")
+    cfg = project.root / "tailor.yaml"  # the server loads the same weights as the baseline
+    cfg.write_text(cfg.read_text().replace("    model: smollm2-135m-instruct ", f"    dtype: {args.dtype}\n    model: smollm2-135m-instruct ", 1))
     runs = []
     with served(project.root, args.max_queue, args.batch_wait_ms) as (url, pid):
         concurrent(url, batch[:1], 1, 8)  # warm-up through the server
@@ -207,7 +211,7 @@ def main():
                 print(json.dumps(run), flush=True)  # a long run shows each setting as it finishes
         metrics = httpx.get(url.removesuffix("/v1") + "/metrics").text
     sizes = [ln for ln in metrics.splitlines() if ln.startswith("tailor_batch_size_sum") or ln.startswith("tailor_batch_size_count")]
-    result = {"benchmark": "serve", "model": f"{MODEL} (fp32)", "device": device, "threads": torch.get_num_threads(),
+    result = {"benchmark": "serve", "model": f"{MODEL} ({args.dtype})", "device": device, "threads": torch.get_num_threads(),
               "machine": platform.machine(), "max_tokens": args.max_tokens, "max_queue": args.max_queue,
               "fixed16": base, "engines": compared, "served": runs, "joins": sizes}
     if args.json:
