@@ -13,6 +13,12 @@ data_app = typer.Typer(help="Sources -> validated, cleaned, deduplicated, PII-fr
 app.add_typer(data_app, name="data", rich_help_panel="Data")
 
 
+def _project(path):
+    from tailorlm.project import Project
+
+    return Project.load(path)
+
+
 @data_app.command("add")
 def add(
     name: str = typer.Argument(..., help="Source name; its dataset gets the same name."),
@@ -28,9 +34,9 @@ def add(
 
     Example: tailor data add tickets data/tickets.jsonl --kind chat
     """
-    from tailorlm.api import data_add
+    from tailorlm.data.sources import add_source
 
-    entry = data_add(project, name, path, kind, fmt, field or [], license)
+    entry = add_source(_project(project), name, path, kind=kind, fmt=fmt, fields=field or [], license=license)
     if not emit(entry, as_json):
         typer.echo(f"added source {name} -> {path}")
 
@@ -62,8 +68,11 @@ def prepare(
 
     log = (lambda _m: None) if as_json else (lambda m: typer.echo(m, err=True))
     if executor != "inprocess":
-        result = api.prepare_on(project, sources, executor, workers, tasks, dry_run, partition, time_limit, address,
-                                log=log)
+        from tailorlm.data.executors import prepare_with_executor
+
+        result = prepare_with_executor(_project(project), sources, executor=executor, workers=workers, tasks=tasks,
+                                       dry_run=dry_run, slurm={"partition": partition, "time": time_limit},
+                                       address=address, log=log)
         if not emit(result, as_json):
             typer.echo(json.dumps(result, indent=2))
         return
@@ -107,9 +116,9 @@ def list_(project: Path = PROJECT, as_json: bool = JSON) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from tailorlm.api import data_list
+    from tailorlm.data.versions import list_versions
 
-    rows = data_list(project)
+    rows = list_versions(_project(project))
     if emit({"versions": rows}, as_json):
         return
     table = Table()
@@ -127,9 +136,9 @@ def show(ref: str = typer.Argument(..., help="NAME, NAME@latest or NAME@HASH."),
 
     Example: tailor data show tickets@latest
     """
-    from tailorlm.api import data_show
+    from tailorlm.data.versions import resolve
 
-    manifest = data_show(project, ref)
+    manifest = resolve(_project(project), ref)
     if not emit(manifest, as_json):
         _funnel(manifest)
         typer.echo(f"licence: {manifest['license']}  created: {manifest['created_at']}  hash: {manifest['content_hash']}")
@@ -142,9 +151,9 @@ def diff(a: str = typer.Argument(...), b: str = typer.Argument(...), project: Pa
 
     Example: tailor data diff tickets@3f9a1c tickets@latest
     """
-    from tailorlm.api import data_diff
+    from tailorlm.data.versions import diff_versions
 
-    d = data_diff(project, a, b)
+    d = diff_versions(_project(project), a, b)
     if not emit(d, as_json):
         typer.echo(f"{d['a']} -> {d['b']}: +{len(d['added'])} -{len(d['removed'])} ~{len(d['changed'])}; "
                    f"steps changed: {', '.join(d['steps_changed']) or 'none'}")
@@ -166,9 +175,9 @@ def export(
 
     Example: tailor data export tickets tickets-train.jsonl --split train
     """
-    from tailorlm.api import data_export
+    from tailorlm.data.export import export_version
 
-    result = data_export(project, ref, out, fmt, split)
+    result = export_version(_project(project), ref, out, fmt, split)
     if not emit(result, as_json):
         typer.echo(f"wrote {result['records']} records to {result['path']}")
 
@@ -181,9 +190,9 @@ def quarantine(ref: str = typer.Argument(..., help="NAME, NAME@latest or NAME@HA
 
     Example: tailor data quarantine tickets
     """
-    from tailorlm.api import data_quarantine
+    from tailorlm.data.report import quarantine_summary
 
-    q_sum = data_quarantine(project, ref, limit)
+    q_sum = quarantine_summary(_project(project), ref, limit)
     if emit(q_sum, as_json):
         return
     typer.echo(f"{q_sum['id']}: {q_sum['total']} quarantined ({q_sum['path']})")
@@ -204,9 +213,9 @@ def report(ref: str = typer.Argument(..., help="NAME, NAME@latest or NAME@HASH."
     from rich.console import Console
     from rich.table import Table
 
-    from tailorlm.api import data_report
+    from tailorlm.data.report import write_report
 
-    rep = data_report(project, ref)
+    rep = write_report(_project(project), ref)
     if emit(rep, as_json):
         return
     console = Console()
@@ -247,10 +256,10 @@ def synthesize(
 
     Example: tailor data synthesize --seeds tickets --docs docs --min-judge-score 4
     """
-    from tailorlm.api import data_synthesize
+    from tailorlm.synthesize import synthesize as run_synthesize
 
     log = (lambda _m: None) if as_json else (lambda m: typer.echo(m, err=True))
-    result = data_synthesize(project, seeds=seeds, docs=None if not docs else [d for d in docs if d != "all"],
+    result = run_synthesize(_project(project), seeds=seeds, docs=None if not docs else [d for d in docs if d != "all"],
                             n=n, name=name, mix_with=mix_with, mix=not no_mix, max_share=max_share,
                             min_judge_score=min_judge_score, seed=seed, log=log)
     if not emit(result, as_json):

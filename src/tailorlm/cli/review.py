@@ -172,9 +172,10 @@ def review_report_cmd(project: Path = PROJECT, as_json: bool = JSON) -> None:
 
     Example: tailor review report --json
     """
-    from tailorlm.api import review_report
+    from tailorlm.project import Project
+    from tailorlm.review.report import review_report
 
-    out = review_report(project)
+    out = review_report(Project.load(project))
     if emit(out, as_json):
         return
     typer.echo(f"data reviews: {len(out['data_reviews'])}")

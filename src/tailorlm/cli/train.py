@@ -180,9 +180,10 @@ def versions(project: Path = PROJECT, as_json: bool = JSON) -> None:
 
     Example: tailor models versions
     """
-    from tailorlm.api import model_versions
+    from tailorlm.project import Project
+    from tailorlm.train.registry import versions as list_versions
 
-    rows = model_versions(project)
+    rows = list_versions(Project.load(project))
     if emit({"versions": rows}, as_json):
         return
     for r in rows:
