@@ -142,26 +142,28 @@ class ReportEntry(_Artifact):
         return "ladder" if self.subject == "ladder" else "eval"
 
 
-class Alias(_Artifact):
-    """A movable name for a target: `support@production` -> `support:sft@v3`, `tickets@latest` -> `tickets@3f9a1c`."""
+class _Named(_Artifact):
+    """Which alias: its scope, the name it belongs to, and the alias itself."""
 
     scope: str = Field(description="model | dataset | suite.")
     name: str = Field(description="The model or dataset name.")
     alias: str = Field(description="production, candidate, latest, golden ...")
-    target: str = Field(description="The id it points at.")
-    updated_at: str = Field("", description="When it last moved.")
 
     @property
     def ref(self) -> str:
         return f"{self.name}@{self.alias}"
 
 
-class AliasMove(_Artifact):
+class Alias(_Named):
+    """A movable name for a target: `support@production` -> `support:sft@v3`, `tickets@latest` -> `tickets@3f9a1c`."""
+
+    target: str = Field(description="The id it points at.")
+    updated_at: str = Field("", description="When it last moved.")
+
+
+class AliasMove(_Named):
     """One move of an alias (an `alias_history` row): where it points now, where it pointed before, and why."""
 
-    scope: str = Field(description="model | dataset | suite.")
-    name: str = Field(description="The model or dataset name.")
-    alias: str = Field(description="production, candidate, latest, golden ...")
     target: str = Field(description="The id it was moved to.")
     previous: str | None = Field(None, description="The id it pointed at before; None for its first move.")
     reason: str | None = Field(None, description="Why it moved (promoted by hand, gate passed, rollback ...).")
