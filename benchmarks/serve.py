@@ -201,7 +201,11 @@ def main():
     gc.collect()
     project = init_project(tempfile.mkdtemp(prefix="tailor-bench-"), name="bench", description="Benchmark.")
     cfg = project.root / "tailor.yaml"  # the server loads the same weights as the baseline
-    cfg.write_text(cfg.read_text().replace("    model: smollm2-135m-instruct ", f"    dtype: {args.dtype}\n    model: smollm2-135m-instruct ", 1))
+    text = cfg.read_text()
+    line = "    model: smollm2-135m-instruct "
+    if line not in text:  # a silent miss would serve float32 against a bfloat16 baseline
+        raise SystemExit(f"{cfg}: no `{line.strip()}` line under models.generator to set the dtype beside")
+    cfg.write_text(text.replace(line, f"    dtype: {args.dtype}\n{line}", 1))
     runs = []
     with served(project.root, args.max_queue, args.batch_wait_ms) as (url, pid):
         concurrent(url, batch[:1], 1, 8)  # warm-up through the server
