@@ -125,7 +125,7 @@ def test_sft_learns_changes_only_lora_params_and_registers_a_version(train_proje
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    result = train(train_project, TrainConfig(max_steps=12, **{**FAST, "learning_rate": 1e-2}))
+    result = train(train_project, TrainConfig(max_steps=12, **{**FAST, "learning_rate": 3e-2}))
     m = result["metrics"]
     assert m["train_loss_last"] < m["train_loss_first"] - 0.2
     assert m["eval_loss_best"] is not None and m["tokens_per_s"] > 0
@@ -151,7 +151,7 @@ def test_lora_layers_adapts_only_the_top_layers_and_they_learn(train_project):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    result = train(train_project, TrainConfig(max_steps=4, lora_layers=1, **{**FAST, "learning_rate": 1e-2}))
+    result = train(train_project, TrainConfig(max_steps=4, lora_layers=1, **{**FAST, "learning_rate": 3e-2}))
     base = AutoModelForCausalLM.from_pretrained(train_project.config.models.generator.model)
     top = base.config.num_hidden_layers - 1
     tuned = PeftModel.from_pretrained(base, train_project.root / result["adapter_path"])
@@ -392,9 +392,27 @@ def test_pretrain_builds_a_tokenizer_and_a_chinchilla_sized_model(train_project,
 def test_the_saved_model_is_the_checkpoint_with_the_best_validation_loss(train_project):
     from safetensors.torch import load_file
 
-    # A learning rate far too high: validation loss falls, then climbs, so the best is not the last step.
-    result = train(train_project, TrainConfig(max_steps=8, early_stopping_patience=None, save_total_limit=8,
-                                              **{**FAST, "eval_steps": 1, "learning_rate": 2.0}))
+    from tailorlm.data.record import Record
+    from tailorlm.data.versions import write_version
+
+    # A real overfit. Validation shares the chat template with training but none of its answers: the first
+    # steps learn the template, so validation loss falls; then the model memorises the vault codes and it climbs
+    # (here about 10.6, 9.9, then 12.6 by step 8). LoRA on lm_head lets the tiny random model's logits move at
+    # all; without it its loss stays within noise of ln(vocab), and which step is best depended on the CPU.
+    def chat(i, q, a):
+        return Record(f"c{i}", "chat", {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]})
+
+    unrelated = [("Which river runs through Lisbon?", "Lisbon sits on the Tagus estuary."),
+                 ("Name a dessert from Vienna.", "Sachertorte, served with whipped cream."),
+                 ("Who painted sunflowers?", "Vincent van Gogh painted several versions.")]
+    write_version(train_project, "overfit",
+                  {"train": [chat(i, q, a) for i, (q, a) in enumerate(MEMORISE * 3)],
+                   "validation": [chat(100 + i, q, a) for i, (q, a) in enumerate(unrelated)]},
+                  {"kind": "chat", "license": "internal", "parents": [], "steps": [], "accounting": {},
+                   "sources": [{"name": "overfit", "path": "overfit.jsonl", "files": []}], "recipe": {"v": 1}}, [])
+    result = train(train_project, TrainConfig(
+        max_steps=8, early_stopping_patience=None, save_total_limit=8, target_modules=["q_proj", "v_proj", "lm_head"],
+        **{**FAST, "dataset": "overfit", "eval_steps": 1, "learning_rate": 3e-2}))
     run_dir = train_project.root / ".tailor" / "runs" / result["run_id"]
     state = json.loads((run_dir / "checkpoints" / "checkpoint-8" / "trainer_state.json").read_text())
     evals = {h["step"]: h["eval_loss"] for h in state["log_history"] if "eval_loss" in h}
