@@ -468,11 +468,11 @@ def local_model_size(project) -> dict | None:
 
 def measured_training_speed(project) -> float | None:
     """Tokens/s of the newest model version trained here on the generator, as its run measured it."""
-    import json
+    from tailorlm.registry.resolve import models
 
     base = project.config.models.generator.model
-    for row in reversed(project.store.select("model_versions", order_by="created_at", base_model=base)):
-        tps = json.loads(row["metrics"]).get("tokens_per_s")
+    for v in reversed([v for v in models(project) if v.base_model == base]):
+        tps = v.metrics.get("tokens_per_s")
         if tps:
             return tps
     return None

@@ -21,6 +21,7 @@ from tailorlm.eval.compare import compare, ladder_power, worse_beyond_margin
 from tailorlm.eval.runner import LOWER_IS_BETTER, evaluate
 from tailorlm.eval.suite import load_suite
 from tailorlm.registry.moves import move_alias
+from tailorlm.registry.resolve import models
 from tailorlm.rungs.build import LADDER_ALIAS, build_rung, default_dataset, train_records
 from tailorlm.rungs.registry import rung_type, trains
 from tailorlm.store import new_id, now
@@ -240,9 +241,9 @@ def train_or_reuse(project, settings: dict, dataset: str, label: str, log, on_pr
 
     cfg = TrainConfig(**{"method": "sft", **settings}, dataset=dataset, name=project.config.name)
     wanted = cfg.model_dump(mode="json")
-    for row in reversed(project.store.select("model_versions", order_by="created_at")):
-        if json.loads(row["lineage"]).get("config") == wanted:
-            version = registry.resolve(project, row["id"])
+    for v in reversed(models(project)):
+        if v.lineage.get("config") == wanted:
+            version = registry.resolve(project, v.id)
             log(f"      {label}: reusing {version['id']} (same data and settings)")
             return version
     unfinished = [r for r in project.store.select("runs", order_by="created_at")

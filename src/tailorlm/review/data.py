@@ -85,6 +85,7 @@ def decide(project, review_id: str, record_id: str, decision: str, reviewer: str
     """Record a reviewer's decision on one sampled record: pass, fail (a reason is required) or edit
     (`edited` is the record's corrected content, in its kind's shape)."""
     from tailorlm.data.record import Record
+    from tailorlm.registry.resolve import dataset
 
     review = get_review(project, review_id)
     if review["result_version"]:
@@ -100,7 +101,7 @@ def decide(project, review_id: str, record_id: str, decision: str, reviewer: str
     if decision == "fail" and not reason:
         raise TailorError("a fail needs a reason (what is wrong with the record)")
     if decision == "edit":
-        kind = project.store.select("dataset_versions", id=review["dataset_version"])[0]["kind"]
+        kind = dataset(project, review["dataset_version"]).kind
         _check_content(Record(record_id, kind, edited if isinstance(edited, dict) else {}))
     else:
         edited = None

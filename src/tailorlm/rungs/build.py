@@ -12,6 +12,7 @@ Served model names are `PROJECT:RUNG` for configured rungs, model version ids
 """
 
 from tailorlm.errors import TailorError
+from tailorlm.registry.resolve import alias_target, datasets
 from tailorlm.rungs.base import PromptRung
 from tailorlm.rungs.registry import RungType, rung_type
 
@@ -22,12 +23,12 @@ def default_dataset(project, spec=None) -> str:
     """The chat dataset a few_shot or trained rung draws on: its own, or the first chat source prepared."""
     if spec is not None and spec.dataset:
         return spec.dataset
-    rows = project.store.select("dataset_versions", order_by="created_at")
+    versions = datasets(project)
     names = [s.name for s in project.config.sources if s.kind in (None, "chat")]
     for name in names:
-        if any(r["name"] == name and r["kind"] == "chat" for r in rows):
+        if any(v.name == name and v.kind == "chat" for v in versions):
             return name
-    chat = [r["name"] for r in rows if r["kind"] == "chat"]
+    chat = [v.name for v in versions if v.kind == "chat"]
     if chat:
         return chat[0]
     raise TailorError("no chat dataset to draw examples from: run `tailor data prepare` (or set the rung's dataset)")
@@ -51,7 +52,7 @@ def resolve_version(project, spec, specs=()) -> dict:
         return resolve_version(project, other[ref], specs)
     if ref:  # a version id or NAME@ALIAS (the retired NAME:ALIAS too): the one resolver, tailorlm.registry
         return model_version(project, ref).to_dict()
-    target = project.store.get_alias("model", project.config.name, LADDER_ALIAS.format(spec.label))
+    target = alias_target(project, "model", project.config.name, LADDER_ALIAS.format(spec.label))
     if target is None:
         raise TailorError(f"rung {spec.label!r} has no model yet: run `tailor ladder` to train it, or set its `model`")
     return model_version(project, target).to_dict()

@@ -36,6 +36,7 @@ import hashlib
 import math
 
 from tailorlm.loop.run import CANDIDATE, PRODUCTION
+from tailorlm.registry.resolve import alias_target
 
 ARMS = (PRODUCTION, CANDIDATE)
 METRICS = ("thumbs_up_rate", "mean_rating", "corrections_per_100")
@@ -57,8 +58,8 @@ def assign(unit: str, share: float, salt: str) -> str:
 
 def experiment(project) -> tuple[str, str] | None:
     """(production version, candidate version) while a canary runs, else None."""
-    store, name = project.store, project.config.name
-    prod, cand = store.get_alias("model", name, PRODUCTION), store.get_alias("model", name, CANDIDATE)
+    name = project.config.name
+    prod, cand = alias_target(project, "model", name, PRODUCTION), alias_target(project, "model", name, CANDIDATE)
     if project.config.serve.ab.share <= 0 or not prod or not cand or prod == cand:
         return None
     return prod, cand

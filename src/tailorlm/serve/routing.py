@@ -63,10 +63,12 @@ class Router:
                                    f"GET /v1/models lists the served names")
             return target
         from tailorlm.registry.names import model_alias
+        from tailorlm.registry.resolve import alias_target
 
-        found = model_alias(self.project, name)  # NAME@ALIAS, or the retired NAME:ALIAS
-        if found and not self.project.store.select("model_versions", id=name):
-            return self.project.store.get_alias("model", *found) or name
+        # NAME@ALIAS, or the retired NAME:ALIAS; never a version id (NAME:METHOD@vN has a qualifier and a tag)
+        found = model_alias(self.project, name)
+        if found:
+            return alias_target(self.project, "model", *found) or name
         return name
 
     def route(self, name: str, unit: str) -> tuple[object, str | None]:
@@ -115,4 +117,6 @@ class Router:
         return self._embedder
 
     def _production(self) -> str | None:
-        return self.project.store.get_alias("model", self.project.config.name, "production")
+        from tailorlm.registry.resolve import alias_target
+
+        return alias_target(self.project, "model", self.project.config.name, "production")

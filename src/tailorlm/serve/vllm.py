@@ -15,6 +15,8 @@ import subprocess
 import time
 
 from tailorlm.errors import TailorError
+from tailorlm.registry.artifacts import ModelVersion
+from tailorlm.registry.resolve import models
 
 
 def lora_name(version_id: str) -> str:
@@ -22,11 +24,10 @@ def lora_name(version_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", version_id)
 
 
-def adapter_versions(project) -> list[dict]:
-    """Model versions vLLM can serve as LoRA modules of the project's base (not full fine-tunes)."""
+def adapter_versions(project) -> list[ModelVersion]:
+    """Model versions vLLM can serve as LoRA modules of the project's base (not full fine-tunes), oldest first."""
     base = project.config.models.generator.model
-    rows = project.store.select("model_versions", order_by="created_at")
-    return [r for r in rows if r["adapter_path"] and r["base_model"] == base]
+    return [v for v in models(project) if v.adapter_path and v.base_model == base]
 
 
 def vllm_command(project, host: str = "127.0.0.1", port: int = 8001, extra: list[str] | None = None) -> list[str]:
@@ -45,11 +46,11 @@ def vllm_command(project, host: str = "127.0.0.1", port: int = 8001, extra: list
         cmd.append("--trust-remote-code")
     versions = adapter_versions(project)
     if versions:
-        paths = [project.root / v["adapter_path"] for v in versions]
+        paths = [project.root / v.adapter_path for v in versions]
         ranks = [read_adapter_config(p)["r"] for p in paths]
         # vLLM preallocates LoRA buffers at --max-lora-rank; its allowed values are powers of two from 8.
         rank = max(VLLM_DEFAULT_MAX_LORA_RANK, *(1 << (r - 1).bit_length() for r in ranks))
-        cmd += ["--enable-lora", "--lora-modules", *(f"{lora_name(v['id'])}={p}" for v, p in zip(versions, paths)),
+        cmd += ["--enable-lora", "--lora-modules", *(f"{lora_name(v.id)}={p}" for v, p in zip(versions, paths)),
                 "--max-lora-rank", str(rank), "--max-loras", str(min(len(versions), 4))]
     return cmd + list(extra or [])
 
