@@ -5,14 +5,19 @@ A progress callback is `on_progress(task, done, total, **info)`:
 - `done` of `total` units (`total` None while unknown);
 - `info` is optional detail the display shows after the bar (`loss=0.41`, `tokens_per_s=812`).
 
-The public API (`tailorlm.evaluate`, `tailorlm.ladder`, `tailorlm.train`, ...) takes callbacks of this shape;
-the adapters below turn it into the narrower shapes some stages call internally, so those stages stay
-as they are. `display()` is the CLI's rich progress bar, fed by the same callback.
+The public API (`tailorlm.evaluate`, `tailorlm.ladder`, `tailorlm.train`, ...) takes callbacks of this shape,
+and prepare, the RAG index build, eval and rag eval call it directly. Some stages still call narrower
+shapes internally (generate's batch sizes, the training loops); the adapters below (`for_task`, `counting`,
+`for_training`) turn the protocol into those. A stage that moved to the protocol still accepts its old
+shape from callers not yet moved (`native`: a callback without `**info` is the old shape). `display()` is
+the CLI's rich progress bar, fed by the same callback.
 
 >>> seen = []
->>> eval_cb = for_task(lambda task, done, total, **info: seen.append((task, done, total)), "shop:rag")
->>> eval_cb(3, 10); seen
+>>> record = lambda task, done, total, **info: seen.append((task, done, total))
+>>> native(record, pair)("shop:rag", 3, 10); seen
 [('shop:rag', 3, 10)]
+>>> native(lambda done, total: seen.append((done, total)), pair)("shop:rag", 4, 10); seen[-1]
+(4, 10)
 """
 
 import contextlib
@@ -21,6 +26,45 @@ from typing import Protocol
 
 class OnProgress(Protocol):
     def __call__(self, task: str, done: int, total: int | None, **info) -> None: ...
+
+
+def native(on_progress, legacy):
+    """What a stage that speaks the protocol calls: `on_progress` itself when it takes the protocol's
+    `**info`, None as None, else (a caller not yet moved) `legacy(on_progress)`, the stage's old shape
+    adapted from the protocol."""
+    if on_progress is None:
+        return None
+    import inspect
+
+    try:
+        params = inspect.signature(on_progress).parameters.values()
+    except (TypeError, ValueError):  # a callable without a signature: take it at its word
+        return on_progress
+    return on_progress if any(p.kind is p.VAR_KEYWORD for p in params) else legacy(on_progress)
+
+
+def pair(done_total):
+    """Eval's old `(done, total)` callback, fed from the protocol."""
+    return lambda task, done, total, **info: done_total(done, total)
+
+
+def index_shape(embedded_made_finished):
+    """The RAG index build's old `(embedded, chunks_so_far, chunking_done)` callback, fed from the protocol
+    (`total` is the chunks made when it is known: more than embedded, or all of them at the end)."""
+    return lambda task, done, total, **info: embedded_made_finished(done, done if total is None else total,
+                                                                     total == done)
+
+
+def messages(say):
+    """rag eval's old `(message)` callback, fed from the protocol: each task's name once, when it starts."""
+    seen = set()
+
+    def report(task: str, done: int, total: int | None, **info) -> None:
+        if task not in seen:
+            seen.add(task)
+            say(task)
+
+    return report
 
 
 def for_task(on_progress: OnProgress | None, task: str):

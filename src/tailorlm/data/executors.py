@@ -106,9 +106,11 @@ def make_executor(kind: str, pipeline: list, tasks: int, workers: int, logging_d
 
 def prepare_with_executor(project, sources: list[str] | None = None, executor: str = "local", workers: int = 2,
                           tasks: int | None = None, dry_run: bool = False, slurm: dict | None = None,
-                          address: str | None = None, log=lambda _m: None) -> dict:
+                          address: str | None = None, log=lambda _m: None, on_progress=None) -> dict:
     """Prepare each chosen source on a datatrove executor; returns what ran or what was written.
     `address` (or RAY_ADDRESS) is the Ray cluster to run on; without either, a local one is started.
+    `on_progress(task, done, total)` (tailorlm.progress) counts the records read into shards ("prepare
+    NAME") and the executor's finished tasks ("prepare NAME: tasks").
 
     >>> prepare_with_executor(project, ["tickets"], executor="local", workers=2)  # doctest: +SKIP
     """
@@ -120,15 +122,16 @@ def prepare_with_executor(project, sources: list[str] | None = None, executor: s
     results = []
     for source in chosen:
         with VersionWriter(project, source.name) as out:
-            results.append(_prepare_source(project, source, out, executor, workers, tasks, dry_run, slurm, address, log))
+            results.append(_prepare_source(project, source, out, executor, workers, tasks, dry_run, slurm, address, log,
+                                           on_progress))
     return {"datasets": results}
 
 
 def _prepare_source(project, source, out, executor: str, workers: int, tasks: int, dry_run: bool,
-                    slurm: dict | None, address: str | None, log) -> dict:
+                    slurm: dict | None, address: str | None, log, on_progress=None) -> dict:
     """One source through the three stages, streamed: the reader into shard files, the shards
     through the workers, their survivors through the corpus-wide steps into `out`."""
-    from tailorlm.data.pipeline import SourceReader, build_steps, chain_steps, finish_stream, first_kind
+    from tailorlm.data.pipeline import SourceReader, build_steps, chain_steps, finish_stream, first_kind, reporting_reads
 
     reader = SourceReader(project, [source], out.quarantine)
     kind, records = first_kind(source.name, reader.records(), [source])
@@ -137,19 +140,23 @@ def _prepare_source(project, source, out, executor: str, workers: int, tasks: in
     recipe = json.dumps([files[source.name], project.config.data.model_dump(), tasks, "stream-1"], sort_keys=True,
                         default=str)
     work = project.artifacts("runs") / f"data-{source.name}-{hashlib.sha256(recipe.encode()).hexdigest()[:10]}"
-    _write_shards(work, records, tasks)
+    _write_shards(work, reporting_reads(records, reader, on_progress, f"prepare {source.name}"), tasks)
     pipeline = [_datatrove_step()(str(project.root), source.name, kind, str(work))]
     ex = make_executor(executor, pipeline, tasks, workers, str(work / "logs"), slurm)
     if dry_run:
         return {"dataset": source.name, "executor": executor, "dry_run": True, "tasks": tasks,
                 **_write_launch_config(ex, executor, work)}
     log(f"{source.name}: {tasks} tasks on the {executor} executor (finished tasks are skipped)")
+    if on_progress:
+        on_progress(f"prepare {source.name}: tasks", tasks - len(ex.get_incomplete_ranks()), tasks)
     if executor == "ray":
         with ray_cluster(address, workers, log):
             ex.run()
     else:
         ex.run()
     pending = ex.get_incomplete_ranks()
+    if on_progress:
+        on_progress(f"prepare {source.name}: tasks", tasks - len(pending), tasks)
     if pending and executor == "ray":
         # Ray runs the tasks to the end before run() returns, so an unfinished one has failed.
         raise TailorError(f"{len(pending)} of {tasks} Ray tasks failed (ranks {pending}); their logs are in "

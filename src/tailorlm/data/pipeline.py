@@ -21,6 +21,7 @@ from tailorlm.data.record import Record
 from tailorlm.data.steps import DEFAULT_STEPS, step_class
 from tailorlm.errors import TailorError
 from tailorlm.paths import inside, sha256_file
+from tailorlm.registry.resolve import alias_target, aliases
 
 # Steps that only make sense for some kinds; other records pass through them untouched.
 APPLIES_TO = {
@@ -32,13 +33,14 @@ APPLIES_TO = {
 
 
 def prepare(project, sources: list[str] | None = None, name: str | None = None,
-            log: Callable[[str], None] = lambda _m: None) -> list[dict]:
+            log: Callable[[str], None] = lambda _m: None, on_progress=None) -> list[dict]:
     """Prepare every source (or the named ones) into dataset versions; returns their manifests.
 
     >>> prepare(Project.load(), ["tickets"])[0]["id"]  # doctest: +SKIP
     'tickets@3f9a1c'
 
-    With `name`, the chosen sources (of one kind) become one dataset of that name.
+    With `name`, the chosen sources (of one kind) become one dataset of that name. `on_progress(task,
+    done, total)` (tailorlm.progress) counts each dataset's records read, as "prepare NAME".
     """
     configured = {s.name: s for s in project.config.sources}
     if not configured:
@@ -48,10 +50,10 @@ def prepare(project, sources: list[str] | None = None, name: str | None = None,
         raise TailorError(f"unknown source {', '.join(unknown)}; sources: {', '.join(configured)}")
     chosen = [configured[s] for s in sources] if sources else list(configured.values())
     groups = [(name, chosen)] if name else [(s.name, [s]) for s in chosen]
-    return [prepare_dataset(project, dataset, group, log) for dataset, group in groups]
+    return [prepare_dataset(project, dataset, group, log, on_progress) for dataset, group in groups]
 
 
-def prepare_dataset(project, name: str, sources: list, log=lambda _m: None) -> dict:
+def prepare_dataset(project, name: str, sources: list, log=lambda _m: None, on_progress=None) -> dict:
     """One dataset version from `sources`, streamed: records flow one at a time from the readers
     through the steps into the version's Parquet files, so memory does not grow with the corpus
     (corpus-wide steps keep compact state and park records on disk; docs/scaling.md)."""
@@ -61,6 +63,7 @@ def prepare_dataset(project, name: str, sources: list, log=lambda _m: None) -> d
     with VersionWriter(project, name) as out:
         reader = SourceReader(project, sources, out.quarantine)
         kind, records = first_kind(name, reader.records(), sources)
+        records = reporting_reads(records, reader, on_progress, f"prepare {name}")
         steps = build_steps(project, name, kind)
         for record in chain_steps(steps, records, out.quarantine, lambda step: log(f"{name}: {step}")):
             out.add(record)
@@ -89,6 +92,23 @@ def first_kind(name: str, records: Iterator[Record], sources: list) -> tuple[str
             yield r
 
     return kind, checked()
+
+
+PROGRESS_EVERY = 500  # records read between progress reports: often enough for a bar, rarely enough to cost nothing
+
+
+def reporting_reads(records: Iterator[Record], reader: "SourceReader", on_progress, task: str) -> Iterator[Record]:
+    """The records as they are, reporting `on_progress(task, read, None)` at the start and every
+    PROGRESS_EVERY records, and `(task, read, read)` once the last is read (`read` counts the rejected too)."""
+    if on_progress is None:
+        yield from records
+        return
+    on_progress(task, reader.n_read, None)
+    for i, record in enumerate(records, start=1):
+        if i % PROGRESS_EVERY == 0:
+            on_progress(task, reader.n_read, None)
+        yield record
+    on_progress(task, reader.n_read, reader.n_read)
 
 
 def chain_steps(steps: list, records: Iterable[Record], quarantine: Callable[[dict], None],
@@ -167,7 +187,7 @@ def _nothing_kept(project, name: str, summaries: list[dict], read_rejected: list
         line = f":{q['line']}" if q.get("line") else ""
         reasons.append(f"{q['file']}{line}: {q.get('field') or '(record)'}: {q['reason']}")
     reasons += [f"{n} dropped by {s['step']} ({reason})" for s in summaries for reason, n in s["dropped"].items()]
-    latest = project.store.get_alias("dataset", name, "latest")
+    latest = alias_target(project, "dataset", name, "latest")
     keep = f"{latest} stays latest" if latest else "no version was written"
     return f"{name}: no records left to write a version from ({'; '.join(reasons) or 'the sources hold no records'}); {keep}"
 
@@ -316,9 +336,9 @@ def eval_references(project, dataset: str, files: list[str]) -> list[Record]:
         path = inside(project.root, p)
         if path.exists():
             refs += [r for r in read_file(path, p, "eval") if isinstance(r, Record)]
-    for row in project.store.select("aliases", scope="suite", alias="golden"):
-        if row["name"] == dataset:
+    for golden in aliases(project, "suite", alias="golden"):
+        if golden.name == dataset:
             continue  # a dataset's own earlier golden split is re-drawn by this run, not a reference
-        version, _, split = row["target"].partition(":")
+        version, _, split = golden.target.partition(":")
         refs += load_records(project, resolve(project, version), split or None)
     return refs

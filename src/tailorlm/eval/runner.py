@@ -24,6 +24,7 @@ from tailorlm.eval import metrics as M
 from tailorlm.eval import redteam
 from tailorlm.eval.stats import corpus_ci, mean_ci
 from tailorlm.models.base import GenParams
+from tailorlm.progress import native, pair
 from tailorlm.store import now
 
 LABEL_METRICS = ("accuracy", "macro_f1", "micro_f1")
@@ -39,8 +40,12 @@ def report_id(subject: str, rung: dict, suite: dict, params: GenParams) -> str:
 
 
 def evaluate(project, rung, suite, metrics: list[str] | None = None, params: GenParams | None = None,
-             subject: str | None = None, batch_size: int = 8, on_progress=None, fresh: bool = False) -> dict:
+             subject: str | None = None, batch_size: int = 8, on_progress=None, fresh: bool = False,
+             progress_task: str | None = None) -> dict:
     """Score `rung` on `suite`; returns the report (also written to disk and the store).
+
+    `on_progress(task, done, total)` (tailorlm.progress) counts the examples answered, as `progress_task`
+    (default: the subject); a `(done, total)` callback is still taken.
 
     >>> evaluate(project, rung, load_suite(project), ["accuracy"])["metrics"]["accuracy"]  # doctest: +SKIP
     {'score': 0.64, 'mean': 0.64, 'low': 0.52, 'high': 0.75, 'n': 64, 'method': 'wilson'}
@@ -54,6 +59,7 @@ def evaluate(project, rung, suite, metrics: list[str] | None = None, params: Gen
                           "judge_rubric, judge_pairwise")
     params = params or default_params(project)
     subject = subject or f"{project.config.name}:{rung.name}"
+    on_progress = native(on_progress, pair)
     described = rung.describe()
     rid = report_id(subject, described, suite.describe(), params)
     folder = project.artifacts("reports") / rid
@@ -76,7 +82,7 @@ def evaluate(project, rung, suite, metrics: list[str] | None = None, params: Gen
                 done[e.id] = row
             out.flush()
             if on_progress:
-                on_progress(len(done), len(suite.examples))
+                on_progress(progress_task or subject, len(done), len(suite.examples))
     rows = [done[e.id] for e in suite.examples]
     scores = score(project, suite, [r["prediction"] if not r["error"] else None for r in rows], metrics, rung)
     report = _assemble(project, rid, subject, described, suite, params, rows, scores, metrics)

@@ -59,9 +59,14 @@ def parse_settings(modes: list[str], chunk_tokens: list[int], rerank: list[str])
 
 def index_for(project, embedder, chunk_tokens: int, docs: list, on_progress, **search) -> "RagIndex":  # noqa: F821
     """The project's index at `chunk_tokens` (its own table unless that is rag.chunk_tokens), built when
-    its settings differ from what the table was built with. `docs` caches the documents across calls."""
+    its settings differ from what the table was built with, the build reporting to `on_progress` (the
+    protocol, or the old `(message)` callback) as "indexing with chunk_tokens=N". `docs` caches the
+    documents across calls."""
+    from tailorlm.progress import messages, native
     from tailorlm.rag.documents import index_documents
     from tailorlm.rag.index import RagIndex, fts_settings
+
+    on_progress = native(on_progress, messages)
 
     table = "chunks" if chunk_tokens == project.config.rag.chunk_tokens else f"chunks_eval_{chunk_tokens}"
     index = RagIndex.for_project(project, embedder=embedder, table=table, chunk_tokens=chunk_tokens, **search)
@@ -69,17 +74,24 @@ def index_for(project, embedder, chunk_tokens: int, docs: list, on_progress, **s
     if manifest["settings"] != index.settings or manifest.get("fts") != fts_settings(index.cfg):
         if not docs:
             docs += index_documents(project)[0]
-        on_progress(f"indexing with chunk_tokens={chunk_tokens}")
-        index.build(docs)
+        task = f"indexing with chunk_tokens={chunk_tokens}"
+        if on_progress:
+            on_progress(task, 0, None)  # before the first chunks are embedded, which takes a while
+        index.build(docs, on_progress, progress_task=task)
     return index
 
 
 def evaluate(project, suite: str, settings: list[dict], k: int = 5, embedder=None, generator=None,
-             on_progress=lambda _msg: None) -> dict:
+             on_progress=None) -> dict:
+    """Every setting scored on the suite's questions, each after the first paired against it.
+    `on_progress(task, done, total)` (tailorlm.progress) reports each index build and each setting's
+    questions searched, as "searching: SETTING"; a `(message)` callback still gets each task's name once."""
     from tailorlm.eval.retrieval import score_queries
     from tailorlm.models import get_embedder
+    from tailorlm.progress import messages, native
     from tailorlm.rag.rerank import make_reranker
 
+    on_progress = native(on_progress, messages) or (lambda task, done, total, **info: None)
     questions = load_suite(project, suite)
     embedder = embedder or get_embedder(project.config.models.embedder)
     docs: list = []
@@ -92,13 +104,15 @@ def evaluate(project, suite: str, settings: list[dict], k: int = 5, embedder=Non
 
             generator = get_generator(project.config.models.generator)
         reranker = make_reranker(s["rerank"], generator)
-        on_progress(f"searching: {s}")
+        task = f"searching: {s}"
+        on_progress(task, 0, len(questions))
         runs = []
         for q in questions:
             hits = index.search(q["question"], k=k * (3 if reranker else 1), mode=s["mode"])
             if reranker:
                 hits = reranker(q["question"], hits)
             runs.append((ranked_ids(q, hits)[: k * 10], q["relevant"]))
+            on_progress(task, len(runs), len(questions))
         scores = score_queries(runs, k)
         results.append({"setting": s, **{m: scores[m] for m in METRICS},
                         "per_query": [{"id": q["id"], **pq} for q, pq in zip(questions, scores["per_query"])]})

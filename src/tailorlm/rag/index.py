@@ -21,10 +21,10 @@ import os
 import queue
 import re
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from tailorlm.data.record import Record
 from tailorlm.errors import TailorError
@@ -124,18 +124,31 @@ class RagIndex:
         path = self.manifest_path()
         return json.loads(path.read_text()) if path.exists() else {"settings": None, "docs": {}}
 
-    def build(self, docs: list[Record], on_progress: Callable[[int, int, bool], None] | None = None) -> dict:
+    def build(self, docs: list[Record], on_progress=None, progress_task: str = "embedding chunks") -> dict:
         """Bring the index up to date with `docs` (text records); returns what changed.
 
-        `on_progress(embedded, chunks_so_far, chunking_done)` is called as chunks are embedded; chunking
-        runs on a thread ahead of the embedder, so the total grows until `chunking_done`."""
+        `on_progress(progress_task, embedded, total, chunks_per_s=...)` (tailorlm.progress) is called as
+        chunks are embedded. Chunking runs on a thread ahead of the embedder, so `total` is None until the
+        chunks made outrun the embedded ones, then grows with them until chunking is done. A callback of the
+        old shape, `(embedded, chunks_so_far, chunking_done)`, is still taken."""
+        from tailorlm.progress import index_shape, native
+
+        on_progress = native(on_progress, index_shape)
+        if on_progress:
+            started = time.perf_counter()
+
+            def report(done: int, made: int, finished: bool) -> None:
+                rate = done / max(time.perf_counter() - started, 1e-9)
+                on_progress(progress_task, done, made if finished or made > done else None, chunks_per_s=f"{rate:.1f}")
+        else:
+            report = None
         manifest = self.read_manifest()
         rebuild = manifest["settings"] != self.settings
         old = {} if rebuild else manifest["docs"]
         current = {d.id: _doc_hash(d) for d in docs}
         changed = [d for d in docs if old.get(d.id) != current[d.id]]
         removed = sorted(set(old) - set(current))
-        rows = self._chunk_and_embed(changed, on_progress)
+        rows = self._chunk_and_embed(changed, report)
         fts = fts_settings(self.cfg)
         if rows or removed or rebuild or manifest.get("fts") != fts:
             self._apply(rows, [d.id for d in changed] + removed, rebuild)
