@@ -1,4 +1,4 @@
-"""Small helpers shared by the step tests."""
+"""Small helpers shared by the tests: step runs, records, a scripted generator, tailor.yaml edits, the shop project."""
 
 from tailorlm.data.record import Record
 
@@ -65,3 +65,35 @@ def extend_config(root, extra: dict) -> None:
 
     merge(config, extra)
     path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def write_shop(root, tiny_model_dir, tickets: list[dict], golden: list[dict], rungs: str, docs: dict | None = None,
+               metrics: str = "accuracy", extra: str = ""):
+    """The `shop` project the API, ladder and progress tests share, written into `root` (made here): a
+    ticket-routing classification task on the tiny model, `tickets` (chat rows) as tickets.jsonl split
+    0.8/0.2, `golden` as the eval suite, `docs` ({file name: Markdown}) as a text source under docs/,
+    `rungs` as tailor.yaml's rungs list (YAML lines) and `extra` (top-level YAML lines) before it."""
+    import json
+
+    root.mkdir()
+    (root / "tickets.jsonl").write_text("".join(json.dumps(r) + "\n" for r in tickets))
+    (root / "golden.jsonl").write_text("".join(json.dumps(g) + "\n" for g in golden))
+    sources = "  - {name: tickets, path: tickets.jsonl, kind: chat}\n"
+    if docs:
+        (root / "docs").mkdir()
+        for name, body in docs.items():
+            (root / "docs" / name).write_text(body)
+        sources += "  - {name: docs, path: docs/, kind: text}\n"
+    (root / "tailor.yaml").write_text(f"""name: shop
+task: {{description: Route the ticket., type: classification, labels: [billing, login, bug]}}
+models:
+  generator: {{model: '{tiny_model_dir}'}}
+sources:
+{sources}data:
+  steps:
+    - validate: {{}}
+    - split: {{train: 0.8, validation: 0.2, test: 0.0}}
+eval: {{path: golden.jsonl, metrics: [{metrics}]}}
+{extra}rungs:
+{rungs}""")
+    return root

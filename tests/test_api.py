@@ -1,38 +1,20 @@
 """The public library API: what a Python user does through `import tailorlm`, on a tiny model."""
 
-import json
 import subprocess
 import sys
 
 import tailorlm
+from tests.helpers import write_shop
 
 LABELS = ["billing", "login", "bug"]
 
 
 def _project_folder(root, tiny_model_dir):
-    root.mkdir()
     rows = [{"id": f"t{i}", "messages": [{"role": "user", "content": f"ticket {i}: my {LABELS[i % 3]} problem"},
                                          {"role": "assistant", "content": LABELS[i % 3]}]} for i in range(30)]
     golden = [{"id": f"g{i}", "input": [{"role": "user", "content": f"question {i} on {LABELS[i % 3]}"}],
                "reference": LABELS[i % 3], "labels": [LABELS[i % 3]]} for i in range(6)]
-    (root / "tickets.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (root / "golden.jsonl").write_text("".join(json.dumps(g) + "\n" for g in golden))
-    (root / "tailor.yaml").write_text(f"""name: shop
-task: {{description: Route the ticket., type: classification, labels: [billing, login, bug]}}
-models:
-  generator: {{model: '{tiny_model_dir}'}}
-sources:
-  - {{name: tickets, path: tickets.jsonl, kind: chat}}
-data:
-  steps:
-    - validate: {{}}
-    - split: {{train: 0.8, validation: 0.2, test: 0.0}}
-eval: {{path: golden.jsonl, metrics: [accuracy]}}
-rungs:
-  - {{kind: zero_shot}}
-  - {{kind: few_shot, k: 2}}
-""")
-    return root
+    return write_shop(root, tiny_model_dir, rows, golden, "  - {kind: zero_shot}\n  - {kind: few_shot, k: 2}\n")
 
 
 def test_prepare_evaluate_ladder_through_import_tailorlm(tmp_path, tiny_model_dir):

@@ -76,4 +76,4 @@ def test_ray_dry_run_writes_a_launch_script(example):
 def test_cli_prepare_with_local_executor(example, cli):
     r = cli("data", "prepare", "tickets", "--executor", "local", "--workers", "2", "-p", example.root, "--json")
     assert r.exit_code == 0, r.output
-    assert json.loads(r.output)["datasets"][0]["accounting"]["holds"]
+    assert json.loads(r.stdout)["datasets"][0]["accounting"]["holds"]

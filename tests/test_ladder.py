@@ -9,6 +9,7 @@ from tailorlm.data.versions import resolve
 from tailorlm.errors import TailorError
 from tailorlm.ladder.run import recommend, run_ladder
 from tailorlm.project import Project
+from tests.helpers import write_shop
 
 LABELS = ["billing", "login", "bug"]
 TOPICS = {"billing": ["invoice {n} was charged twice", "please refund order {n}", "card declined on renewal {n}",
@@ -31,38 +32,20 @@ def _tickets(offset: int, per_template: int):
 
 
 def make_project(root, tiny_model_dir, rungs: str, leak: bool = False):
-    root.mkdir()
     train = _tickets(0, 3)
     golden = [{"id": f"g-{r['id']}", "input": r["messages"][:1], "reference": r["label"], "labels": [r["label"]]}
               for r in _tickets(500, 1)]
     if leak:
         train.append({"id": "planted", "messages": golden[4]["input"] + [{"role": "assistant", "content": "login"}],
                       "label": "login"})
-    (root / "tickets.jsonl").write_text("".join(json.dumps(r) + "\n" for r in train))
-    (root / "golden.jsonl").write_text("".join(json.dumps(r) + "\n" for r in golden))
-    (root / "docs").mkdir()
-    (root / "docs" / "billing.md").write_text("# Billing\n\nRefunds take five days. Invoices are monthly.\n")
-    (root / "docs" / "login.md").write_text("# Login\n\nReset passwords from the sign-in page. SSO uses SAML.\n")
-    for topic in ("sync", "export", "preview", "storage"):
-        (root / "docs" / f"{topic}.md").write_text(f"# {topic.title()}\n\nHow {topic} works in the app, step by step.\n")
+    docs = {"billing.md": "# Billing\n\nRefunds take five days. Invoices are monthly.\n",
+            "login.md": "# Login\n\nReset passwords from the sign-in page. SSO uses SAML.\n",
+            **{f"{topic}.md": f"# {topic.title()}\n\nHow {topic} works in the app, step by step.\n"
+               for topic in ("sync", "export", "preview", "storage")}}
+    write_shop(root, tiny_model_dir, train, golden, rungs, docs=docs, metrics="accuracy, macro_f1",
+               extra="rag: {chunk_tokens: 64}\nprices: {cpu_hour: 0.05}\n")
     (root / "prompts").mkdir()
     (root / "prompts" / "default.md").write_text("{description} Answer with one of: {labels}.\n")
-    (root / "tailor.yaml").write_text(f"""name: shop
-task: {{description: Route the ticket., type: classification, labels: [billing, login, bug]}}
-models:
-  generator: {{model: '{tiny_model_dir}'}}
-sources:
-  - {{name: tickets, path: tickets.jsonl, kind: chat}}
-  - {{name: docs, path: docs/, kind: text}}
-data:
-  steps:
-    - validate: {{}}
-    - split: {{train: 0.8, validation: 0.2, test: 0.0}}
-rag: {{chunk_tokens: 64}}
-eval: {{path: golden.jsonl, metrics: [accuracy, macro_f1]}}
-prices: {{cpu_hour: 0.05}}
-rungs:
-{rungs}""")
     project = Project.load(root)
     prepare(project)
     return project
