@@ -364,6 +364,23 @@ class ProjectConfig(Strict):
         return sources
 
 
+def overridden(section: BaseModel, **given):
+    """A copy of a config section with the values given (None: not given; a CLI passes every flag), checked
+    as tailor.yaml's own values are; a bad one is a ConfigError naming the field.
+
+    >>> overridden(RagConfig(), k=8, search=None).k
+    8
+    """
+    values = {k: v for k, v in given.items() if v is not None}
+    if not values:
+        return section
+    try:
+        return type(section).model_validate({**section.model_dump(by_alias=True), **values})
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise ConfigError(f"{_dotted(tuple(first['loc']))}: {_say(first)} (got {first.get('input')!r})") from e
+
+
 def check_json_schema(schema: dict) -> None:
     """ValueError unless `schema` is a valid JSON Schema (by the metaschema of its `$schema`, else 2020-12)."""
     try:

@@ -13,12 +13,6 @@ data_app = typer.Typer(help="Sources -> validated, cleaned, deduplicated, PII-fr
 app.add_typer(data_app, name="data", rich_help_panel="Data")
 
 
-def _project(path):
-    from tailorlm.project import Project
-
-    return Project.load(path)
-
-
 @data_app.command("add")
 def add(
     name: str = typer.Argument(..., help="Source name; its dataset gets the same name."),
@@ -34,9 +28,9 @@ def add(
 
     Example: tailor data add tickets data/tickets.jsonl --kind chat
     """
-    from tailorlm.data.sources import add_source
+    from tailorlm.api import data_add
 
-    entry = add_source(_project(project), name, path, kind=kind, fmt=fmt, fields=field or [], license=license)
+    entry = data_add(project, name, path, kind, fmt, field or [], license)
     if not emit(entry, as_json):
         typer.echo(f"added source {name} -> {path}")
 
@@ -68,11 +62,8 @@ def prepare(
 
     log = (lambda _m: None) if as_json else (lambda m: typer.echo(m, err=True))
     if executor != "inprocess":
-        from tailorlm.data.executors import prepare_with_executor
-
-        result = prepare_with_executor(_project(project), sources, executor=executor, workers=workers, tasks=tasks,
-                                       dry_run=dry_run, slurm={"partition": partition, "time": time_limit},
-                                       address=address, log=log)
+        result = api.prepare_on(project, sources, executor, workers, tasks, dry_run, partition, time_limit, address,
+                                log=log)
         if not emit(result, as_json):
             typer.echo(json.dumps(result, indent=2))
         return
@@ -116,9 +107,9 @@ def list_(project: Path = PROJECT, as_json: bool = JSON) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from tailorlm.data.versions import list_versions
+    from tailorlm.api import data_list
 
-    rows = list_versions(_project(project))
+    rows = data_list(project)
     if emit({"versions": rows}, as_json):
         return
     table = Table()
@@ -136,9 +127,9 @@ def show(ref: str = typer.Argument(..., help="NAME, NAME@latest or NAME@HASH."),
 
     Example: tailor data show tickets@latest
     """
-    from tailorlm.data.versions import resolve
+    from tailorlm.api import data_show
 
-    manifest = resolve(_project(project), ref)
+    manifest = data_show(project, ref)
     if not emit(manifest, as_json):
         _funnel(manifest)
         typer.echo(f"licence: {manifest['license']}  created: {manifest['created_at']}  hash: {manifest['content_hash']}")
@@ -151,9 +142,9 @@ def diff(a: str = typer.Argument(...), b: str = typer.Argument(...), project: Pa
 
     Example: tailor data diff tickets@3f9a1c tickets@latest
     """
-    from tailorlm.data.versions import diff_versions
+    from tailorlm.api import data_diff
 
-    d = diff_versions(_project(project), a, b)
+    d = data_diff(project, a, b)
     if not emit(d, as_json):
         typer.echo(f"{d['a']} -> {d['b']}: +{len(d['added'])} -{len(d['removed'])} ~{len(d['changed'])}; "
                    f"steps changed: {', '.join(d['steps_changed']) or 'none'}")
@@ -175,9 +166,9 @@ def export(
 
     Example: tailor data export tickets tickets-train.jsonl --split train
     """
-    from tailorlm.data.export import export_version
+    from tailorlm.api import data_export
 
-    result = export_version(_project(project), ref, out, fmt, split)
+    result = data_export(project, ref, out, fmt, split)
     if not emit(result, as_json):
         typer.echo(f"wrote {result['records']} records to {result['path']}")
 
@@ -190,9 +181,9 @@ def quarantine(ref: str = typer.Argument(..., help="NAME, NAME@latest or NAME@HA
 
     Example: tailor data quarantine tickets
     """
-    from tailorlm.data.report import quarantine_summary
+    from tailorlm.api import data_quarantine
 
-    q_sum = quarantine_summary(_project(project), ref, limit)
+    q_sum = data_quarantine(project, ref, limit)
     if emit(q_sum, as_json):
         return
     typer.echo(f"{q_sum['id']}: {q_sum['total']} quarantined ({q_sum['path']})")
@@ -213,9 +204,9 @@ def report(ref: str = typer.Argument(..., help="NAME, NAME@latest or NAME@HASH."
     from rich.console import Console
     from rich.table import Table
 
-    from tailorlm.data.report import write_report
+    from tailorlm.api import data_report
 
-    rep = write_report(_project(project), ref)
+    rep = data_report(project, ref)
     if emit(rep, as_json):
         return
     console = Console()
@@ -256,10 +247,10 @@ def synthesize(
 
     Example: tailor data synthesize --seeds tickets --docs docs --min-judge-score 4
     """
-    from tailorlm.synthesize import synthesize as run_synthesize
+    from tailorlm.api import data_synthesize
 
     log = (lambda _m: None) if as_json else (lambda m: typer.echo(m, err=True))
-    result = run_synthesize(_project(project), seeds=seeds, docs=None if not docs else [d for d in docs if d != "all"],
+    result = data_synthesize(project, seeds=seeds, docs=None if not docs else [d for d in docs if d != "all"],
                             n=n, name=name, mix_with=mix_with, mix=not no_mix, max_share=max_share,
                             min_judge_score=min_judge_score, seed=seed, log=log)
     if not emit(result, as_json):

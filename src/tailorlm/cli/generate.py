@@ -8,12 +8,6 @@ from tailorlm.cli import app, emit
 from tailorlm.cli.options import JSON, PROJECT
 
 
-def _params(max_tokens: int, temperature: float, top_p: float = 1.0, seed: int | None = None, stop=None):
-    from tailorlm.models.base import GenParams
-
-    return GenParams(temperature=temperature, top_p=top_p, max_tokens=max_tokens, stop=list(stop or []), seed=seed)
-
-
 @app.command(rich_help_panel="Generate")
 def chat(
     question: str = typer.Argument(None, help="Ask once and exit; leave out for an interactive session."),
@@ -27,17 +21,14 @@ def chat(
 
     Example: tailor chat "What is the capital of France?"
     """
-    from tailorlm.chat import chat_messages, generator_for
+    from tailorlm.api import Chat
 
-    gen, default_system = generator_for(project)
-    params = _params(max_tokens, temperature)
-    history = chat_messages(system if system is not None else default_system)
+    session = Chat(project, system, max_tokens=max_tokens, temperature=temperature)
     if question is not None:
-        history.append({"role": "user", "content": question})
         if as_json:
-            emit(gen.generate(history, params).to_dict(), True)
+            emit(session.ask(question), True)
             return
-        _stream(gen, history, params)
+        _stream(session.ask(question, stream=True))
         return
     typer.echo("Interactive chat. /reset clears the history, /exit (or Ctrl-D) leaves.")
     while True:
@@ -49,20 +40,16 @@ def chat(
         if line in ("/exit", "/quit"):
             return
         if line == "/reset":
-            history = chat_messages(system if system is not None else default_system)
+            session.reset()
             continue
         if line:
-            history.append({"role": "user", "content": line})
-            history.append({"role": "assistant", "content": _stream(gen, history, params)})
+            _stream(session.ask(line, stream=True))
 
 
-def _stream(gen, messages, params) -> str:
-    parts = []
-    for chunk in gen.stream(messages, params):
-        parts.append(chunk.text)
-        typer.echo(chunk.text, nl=False)
+def _stream(chunks) -> None:
+    for text in chunks:
+        typer.echo(text, nl=False)
     typer.echo()
-    return "".join(parts)
 
 
 @app.command(rich_help_panel="Generate")
@@ -81,15 +68,12 @@ def generate(
 
     Example: tailor generate questions.jsonl answers.jsonl --batch-size 8
     """
-    from tailorlm.chat import generator_for
-    from tailorlm.generate import generate_file
-    from tailorlm.progress import counting, display
+    from tailorlm.api import generate as run_generate
+    from tailorlm.progress import display
 
-    gen, _ = generator_for(project)
-    params = _params(max_tokens, temperature, seed=seed, stop=stop)
     with display(not as_json) as (on_progress, _console):
-        result = generate_file(src, dest, gen, params, batch_size=batch_size,
-                               on_progress=counting(on_progress, "generating"))
+        result = run_generate(project, src, dest, batch_size, on_progress, max_tokens=max_tokens,
+                              temperature=temperature, seed=seed, stop=list(stop or []))
     if not emit(result, as_json):
         typer.echo(f"{result['generated']} generated, {result['skipped']} already done, "
                    f"{result['rejected']} rejected -> {result['output']}")

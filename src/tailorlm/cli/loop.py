@@ -28,15 +28,12 @@ def loop_cmd(
     Example: tailor loop --min-examples 50
     Example: tailor loop --ab    # run again later: it promotes, rolls back or waits on live feedback
     """
-    from tailorlm.loop.run import run_loop
+    from tailorlm.api import loop
     from tailorlm.progress import display
-    from tailorlm.project import Project
 
-    proj = Project.load(project)
     with display(not as_json) as (on_progress, console):
-        log = (lambda _m: None) if as_json else console.print
-        result = run_loop(proj, method, min_examples, {"max_steps": max_steps} if max_steps > 0 else None, log=log,
-                          on_progress=on_progress, promote_on_pass=not no_promote, ab=ab)
+        result = loop(project, method, min_examples, max_steps, promote=not no_promote, ab=ab,
+                      log=(lambda _m: None) if as_json else console.print, on_progress=on_progress)
     if emit(result, as_json):
         return
     if result.get("kind") == "canary":
@@ -67,10 +64,9 @@ def promote_cmd(
 
     Example: tailor promote support:sft@v3 --reason "won the ladder"
     """
-    from tailorlm.loop.run import promote
-    from tailorlm.project import Project
+    from tailorlm.api import promote
 
-    result = promote(Project.load(project), version, alias, reason)
+    result = promote(project, version, alias, reason)
     if not emit(result, as_json):
         typer.echo(f"{result['name']}:{result['alias']} -> {result['target']} (was {result['previous'] or 'unset'})")
 
@@ -85,10 +81,9 @@ def rollback_cmd(
 
     Example: tailor rollback
     """
-    from tailorlm.loop.run import rollback
-    from tailorlm.project import Project
+    from tailorlm.api import rollback
 
-    result = rollback(Project.load(project), alias)
+    result = rollback(project, alias)
     if not emit(result, as_json):
         typer.echo(f"{result['name']}:{result['alias']} -> {result['target']} (was {result['previous']})")
 
@@ -105,10 +100,9 @@ def ab_report_cmd(
 
     Example: tailor ab report --json
     """
-    from tailorlm.project import Project
-    from tailorlm.serve.ab import report
+    from tailorlm.api import ab_report
 
-    result = report(Project.load(project), production, candidate)
+    result = ab_report(project, production, candidate)
     if not emit(result, as_json):
         _echo_ab(result)
 

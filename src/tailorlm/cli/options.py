@@ -3,6 +3,10 @@
 `config_options(TrainConfig, [...])` turns fields into typer options with the field's description as
 their help (litgpt's habit: the CLI says what the config says), so a knob documented in the config is
 documented on the command line, and a new field needs no hand-written option.
+
+Deriving flags imports pydantic and the config, which `tailor --help` must not pay for: `lazy_command`
+registers a command whose flags are built the first time it is used (`tailor train` is a lazy group
+in cli/train.py for the same reason).
 """
 
 import inspect
@@ -11,6 +15,8 @@ import typing
 from typing import Literal
 
 import typer
+import typer.main
+from typer.core import TyperCommand
 
 JSON = typer.Option(False, "--json", help="Print one machine-readable JSON object.")
 PROJECT = typer.Option(None, "--project", "-p", help="Project folder (default: found from the current folder).")
@@ -40,10 +46,23 @@ def _flag_type(annotation):
     return annotation if annotation in (str, int, float, bool) else None
 
 
-def config_options(model, names, help_overrides: dict | None = None) -> list[inspect.Parameter]:
+def _choices(annotation) -> list[str]:
+    """The values of a Literal field (Optional[Literal] too); [] for anything else."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) is Literal:
+        return [str(a) for a in typing.get_args(annotation)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        return _choices(args[0])
+    return []
+
+
+def config_options(model, names, help_overrides: dict | None = None, flags: dict | None = None,
+                   section: str | None = None) -> list[inspect.Parameter]:
     """Keyword parameters (typer options, default None: "not given") for the named fields of `model`.
 
-    A bool becomes `--name/--no-name`; help is the field's description unless overridden.
+    A bool becomes `--name/--no-name`; help is the field's description unless overridden. `flags` keeps
+    the names users already type ({"search": ["--mode"], "k": ["--k", "-k"]}); with `section` (the
+    tailor.yaml section the values default to) the help ends with where the default comes from.
     """
     out = []
     for name in names:
@@ -53,7 +72,13 @@ def config_options(model, names, help_overrides: dict | None = None) -> list[ins
             raise TypeError(f"{model.__name__}.{name} has no flag type ({field.annotation})")
         flag = "--" + name.replace("_", "-")
         decls = [f"{flag}/--no-{name.replace('_', '-')}"] if kind is bool else [flag]
+        decls = list((flags or {}).get(name, decls))
         help_text = (help_overrides or {}).get(name) or field.description
+        choices = _choices(field.annotation)
+        if choices and not all(c in help_text for c in choices):
+            help_text = f"{help_text} One of: {' | '.join(choices)}."
+        if section:
+            help_text = f"{help_text} Default: {section}.{name}."
         out.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind,
                                      default=typer.Option(None, *decls, help=help_text)))
     return out
@@ -61,7 +86,9 @@ def config_options(model, names, help_overrides: dict | None = None) -> list[ins
 
 def with_parameters(func, parameters: list[inspect.Parameter]):
     """`func` (taking **options) with a signature typer reads: its own parameters first, then these."""
-    own = [p for p in inspect.signature(func).parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
+    names = {p.name for p in parameters}  # a second call (another app built in one process) replaces the first's
+    own = [p for p in inspect.signature(func).parameters.values()
+           if p.kind != inspect.Parameter.VAR_KEYWORD and p.name not in names]
     sig = inspect.Signature([*own, *parameters])
     func.__signature__ = sig
     func.__annotations__ = {p.name: p.annotation for p in sig.parameters.values()
@@ -72,3 +99,49 @@ def with_parameters(func, parameters: list[inspect.Parameter]):
 def flag_fields(model) -> list[str]:
     """The fields of `model` that fit a single flag, in declaration order."""
     return [name for name, field in model.model_fields.items() if _flag_type(field.annotation) is not None]
+
+
+class LazyCommand(TyperCommand):
+    """A command whose parameters are built on first use (`build` returns the function typer reads).
+
+    `tailor --help` lists it by its name and help alone; its flags, help page and run are the built
+    command's (click hands `make_context`'s context, and so the invocation, to it)."""
+
+    build = None
+
+    def _real(self):
+        if "_built" not in self.__dict__:
+            one = typer.Typer(rich_markup_mode="rich", pretty_exceptions_enable=False, add_completion=False)
+            one.command(self.name)(self.build())
+            self.__dict__["_built"] = typer.main.get_command(one)
+        return self.__dict__["_built"]
+
+    @property
+    def params(self):
+        return self._real().params
+
+    @params.setter
+    def params(self, _value):
+        pass  # typer hands the placeholder's (none) at construction
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        return self._real().make_context(info_name, args, parent=parent, **extra)
+
+    def invoke(self, ctx):
+        return self._real().invoke(ctx)
+
+
+def lazy_command(app: typer.Typer, func, derive, name: str | None = None, **command_kwargs):
+    """Register `func` (its own options, then `**fields`) on `app` with the options `derive()` returns,
+    derived when the command is first used. Returns `func`."""
+
+    def build():
+        return with_parameters(func, derive())
+
+    def placeholder() -> None:
+        pass
+
+    placeholder.__doc__ = func.__doc__
+    cls = type(f"Lazy{func.__name__.title()}", (LazyCommand,), {"build": staticmethod(build)})
+    app.command(name or func.__name__, cls=cls, **command_kwargs)(placeholder)
+    return func

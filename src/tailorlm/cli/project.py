@@ -24,11 +24,9 @@ def init(
 
     Example: tailor init support --description "Answer customer questions about Acme Cloud"
     """
-    from tailorlm.project import CONFIG_FILE, init_project
+    from tailorlm.api import init as init_project
 
-    project = init_project(path, name=name, description=description, force=force)
-    info = {"name": project.config.name, "root": str(project.root), "config": str(project.root / CONFIG_FILE),
-            "state_dir": str(project.state_dir)}
+    info = init_project(path, name, description, force)
     if not emit(info, as_json):
         typer.echo(f"Created {info['config']} and {info['state_dir']}/")
         typer.echo("Next: add sources to tailor.yaml, or try `tailor chat \"hello\"` in that folder.")
@@ -42,9 +40,9 @@ def config_show(project: Path = PROJECT, as_json: bool = JSON) -> None:
     """
     import yaml
 
-    from tailorlm.project import Project
+    from tailorlm.api import config
 
-    cfg = Project.load(project).config.model_dump(mode="json")
+    cfg = config(project)
     if not emit(cfg, as_json):
         typer.echo(yaml.safe_dump(cfg, sort_keys=False), nl=False)
 
@@ -55,9 +53,9 @@ def config_schema() -> None:
 
     Example: tailor config schema > tailor.schema.json
     """
-    from tailorlm.config import ProjectConfig
+    from tailorlm.api import config_schema
 
-    typer.echo(json.dumps(ProjectConfig.model_json_schema(), indent=2))
+    typer.echo(json.dumps(config_schema(), indent=2))
 
 
 @app.command(rich_help_panel="Project")

@@ -5,8 +5,7 @@ from pathlib import Path
 import typer
 
 from tailorlm.cli import app, emit
-from tailorlm.cli.options import JSON, PROJECT
-from tailorlm.errors import TailorError
+from tailorlm.cli.options import JSON, PROJECT, lazy_command
 
 rag_app = typer.Typer(help="Retrieval: a hybrid LanceDB index of your documents, and the rag rung.", no_args_is_help=True)
 app.add_typer(rag_app, name="rag", rich_help_panel="Rungs")
@@ -44,56 +43,46 @@ def index(
         typer.echo(f"  flagged {path}: instruction-like text (kept, quoted as data at answer time)", err=True)
 
 
-@rag_app.command("query")
 def query(
     question: str = typer.Argument(..., help="The question."),
-    k: int = typer.Option(None, "--k", "-k", min=1, help="Chunks to retrieve (default: rag.k)."),
-    mode: str = typer.Option(None, help="hybrid | vector | fts (default: rag.search)."),
     source: str = typer.Option(None, help="Only chunks from this source."),
     tag: str = typer.Option(None, help="Only chunks with this tag."),
     retrieve_only: bool = typer.Option(False, "--retrieve-only", help="Show the retrieved chunks; skip generation."),
     max_tokens: int = typer.Option(256, min=1),
     project: Path = PROJECT,
     as_json: bool = JSON,
+    **fields,
 ) -> None:
     """Answer with retrieved sources: the answer, its citations, and the chunks with their scores.
 
     Example: tailor rag query "How long are deleted files kept on the Team plan?"
     """
-    from tailorlm.chat import system_prompt
-    from tailorlm.models.base import GenParams
-    from tailorlm.project import Project
-    from tailorlm.rag.index import RagIndex
+    from tailorlm.api import query as run_query
 
-    proj = Project.load(project)
-    cfg = proj.config.rag
-    k, mode = k or cfg.k, mode or cfg.search
-    idx = RagIndex.for_project(proj)
-    if retrieve_only or source or tag:
-        hits = idx.search(question, k=k, mode=mode, source=source, tag=tag)
-        if retrieve_only:
-            if not emit({"question": question, "mode": mode, "hits": [h.to_dict() for h in hits]}, as_json):
-                _show_hits(hits)
-            return
-    from tailorlm.models import get_generator
-    from tailorlm.rag.rerank import make_reranker
-    from tailorlm.rungs.rag import RagRung
-
-    gen = get_generator(proj.config.models.generator)
-    rung = RagRung(idx, gen, k=k, mode=mode, system=system_prompt(proj.config.task), context_tokens=cfg.context_tokens,
-                   reranker=make_reranker(cfg.rerank, gen))
-    answer = rung.answer([{"role": "user", "content": question}], GenParams(max_tokens=max_tokens))
-    if answer.error:  # the rung keeps going on a failed question (an eval has more); a single query stops here
-        raise TailorError(answer.error.removeprefix("TailorError: "))
-    if emit(answer.to_dict(), as_json):
+    result = run_query(project, question, fields.get("k"), fields.get("search"), source, tag, retrieve_only, max_tokens)
+    if emit(result, as_json):
         return
-    typer.echo(answer.text.strip())
+    if retrieve_only:
+        _show_hits(result["hits"])
+        return
+    typer.echo(result["text"].strip())
     typer.echo("")
-    cited = {c["n"] for c in answer.citations}
-    for n, h in enumerate(answer.meta["retrieved"], start=1):
+    cited = {c["n"] for c in result["citations"]}
+    for n, h in enumerate(result["meta"]["retrieved"], start=1):
         mark = "*" if n in cited else " "
         typer.echo(f"{mark}[{n}] {h['score']:.4f}  {h['path']}{' > ' + h['heading'] if h['heading'] else ''}")
     typer.echo("(* = cited in the answer)")
+
+
+def _query_flags():
+    """--k and --mode: rag.k and rag.search, their descriptions as help."""
+    from tailorlm.cli.options import config_options
+    from tailorlm.config import RagConfig
+
+    return config_options(RagConfig, ["k", "search"], flags={"k": ["--k", "-k"], "search": ["--mode"]}, section="rag")
+
+
+lazy_command(rag_app, query, _query_flags, name="query")
 
 
 def _show_hits(hits) -> None:
@@ -104,8 +93,8 @@ def _show_hits(hits) -> None:
     for col in ("#", "score", "source", "text"):
         table.add_column(col)
     for n, h in enumerate(hits, start=1):
-        where = h.path + (f" > {h.heading}" if h.heading else "")
-        table.add_row(str(n), f"{h.score:.4f}", where, h.text[:200].replace("\n", " "))
+        where = h["path"] + (f" > {h['heading']}" if h["heading"] else "")
+        table.add_row(str(n), f"{h['score']:.4f}", where, h["text"][:200].replace("\n", " "))
     Console().print(table)
 
 
@@ -131,21 +120,17 @@ def evaluate(
     from rich.console import Console
     from rich.table import Table
 
-    from tailorlm.project import Project
-    from tailorlm.rag.evaluate import METRICS, evaluate as run_eval, parse_settings
+    from tailorlm import api
+    from tailorlm.rag.evaluate import METRICS
 
-    proj = Project.load(project)
-    sizes = _split(chunk_tokens, int) if chunk_tokens else [proj.config.rag.chunk_tokens]
+    sizes = _split(chunk_tokens, int) if chunk_tokens else None
     say = (lambda _m: None) if as_json else (lambda m: typer.echo(m, err=True))
     if tune:
-        from tailorlm.rag.tune import tune as run_tune
-
-        report = run_tune(proj, suite, sizes, k=k, metric=metric.replace(f"@{k}", "@k"), write=not dry_run, on_progress=say)
+        report = api.rag_tune(project, suite, sizes, k=k, metric=metric, write=not dry_run, log=say)
         if not emit(report, as_json):
             _show_tuned(report)
         return
-    settings = parse_settings(_split(modes), sizes, _split(rerank))
-    report = run_eval(proj, suite, settings, k=k, on_progress=say)
+    report = api.rag_eval(project, suite, k, _split(modes), sizes, _split(rerank), log=say)
     if emit(report, as_json):
         return
     table = Table(title=f"Retrieval on {suite} (n={report['n']}, k={k}, relevance by {report['unit']}); "

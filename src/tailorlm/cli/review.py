@@ -172,10 +172,9 @@ def review_report_cmd(project: Path = PROJECT, as_json: bool = JSON) -> None:
 
     Example: tailor review report --json
     """
-    from tailorlm.project import Project
-    from tailorlm.review.report import review_report
+    from tailorlm.api import review_report
 
-    out = review_report(Project.load(project))
+    out = review_report(project)
     if emit(out, as_json):
         return
     typer.echo(f"data reviews: {len(out['data_reviews'])}")

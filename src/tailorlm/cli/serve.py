@@ -5,13 +5,10 @@ from pathlib import Path
 import typer
 
 from tailorlm.cli import app, emit
-from tailorlm.cli.options import JSON, PROJECT
+from tailorlm.cli.options import JSON, PROJECT, lazy_command
 
 
-@app.command(rich_help_panel="Serve")
 def serve(
-    host: str = typer.Option(None, help="Address to listen on (default: serve.host, loopback)."),
-    port: int = typer.Option(None, help="Port (default: serve.port)."),
     backend: str = typer.Option("local", help="local: models in-process with dynamic batching; vllm: vLLM generates, "
                                 "Tailor's gateway stays in front."),
     upstream: str = typer.Option(None, help="vllm: base URL of a running vLLM server (e.g. http://gpu1:8001/v1) "
@@ -33,6 +30,7 @@ def serve(
     concurrency: int = typer.Option(1, min=1, help="--check: requests in flight at once (the server batches them)."),
     project: Path = PROJECT,
     as_json: bool = JSON,
+    **fields,
 ) -> None:
     """Serve every rung and model version through an OpenAI-compatible API, with traces and feedback.
 
@@ -60,10 +58,21 @@ def serve(
     def announce(name: str, url: str) -> None:
         typer.echo(f"Serving {name} at {url} (Ctrl-C stops)", err=True)
 
-    result = api.serve(project, host, port, backend, quant, upstream, upstream_key_env, vllm_port, dry_run,
+    result = api.serve(project, fields.get("host"), fields.get("port"), backend, quant, upstream, upstream_key_env, vllm_port, dry_run,
                        on_start=announce, **batching)
     if result is not None and not emit(result, as_json):  # vllm --dry-run: the command
         typer.echo(" ".join(result["command"]))
+
+
+def _serve_flags():
+    """--host and --port: ServeConfig's fields, their descriptions as help."""
+    from tailorlm.cli.options import config_options
+    from tailorlm.config import ServeConfig
+
+    return config_options(ServeConfig, ["host", "port"], section="serve")
+
+
+lazy_command(app, serve, _serve_flags, rich_help_panel="Serve")
 
 
 @app.command(rich_help_panel="Serve")
@@ -80,9 +89,8 @@ def feedback(
 
     Example: tailor feedback chatcmpl-3f9a1c20b7d4 --thumbs down --correction "Team costs $12 a seat."
     """
-    from tailorlm.project import Project
-    from tailorlm.serve.traces import add_feedback
+    from tailorlm.api import feedback as add_feedback
 
-    result = add_feedback(Project.load(project), trace_id, thumbs, rating, correction, comment)
+    result = add_feedback(project, trace_id, thumbs, rating, correction, comment)
     if not emit(result, as_json):
         typer.echo(f"stored {len(result['ids'])} feedback row(s) for {trace_id}")

@@ -180,10 +180,9 @@ def versions(project: Path = PROJECT, as_json: bool = JSON) -> None:
 
     Example: tailor models versions
     """
-    from tailorlm.project import Project
-    from tailorlm.train.registry import versions as list_versions
+    from tailorlm.api import model_versions
 
-    rows = list_versions(Project.load(project))
+    rows = model_versions(project)
     if emit({"versions": rows}, as_json):
         return
     for r in rows:

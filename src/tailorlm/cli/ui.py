@@ -21,12 +21,9 @@ def ui(
 
     Example: tailor ui --port 8765     # then open http://127.0.0.1:8765/
     """
-    from tailorlm.project import Project
-    from tailorlm.serve.auth import load_key_hashes
-    from tailorlm.serve.server import serve_forever
-    from tailorlm.ui.app import create_ui_app
+    from tailorlm.api import ui as run_ui
 
-    proj = Project.load(project)
-    keys = load_key_hashes(proj.config.serve.api_keys_env)
-    typer.echo(f"Tailor workbench for {proj.config.name} at http://{host}:{port}/" + (" (API keys required)" if keys else ""))
-    serve_forever(create_ui_app(proj, keys), host, port)
+    def announce(name: str, url: str, keys: bool) -> None:
+        typer.echo(f"Tailor workbench for {name} at {url}" + (" (API keys required)" if keys else ""))
+
+    run_ui(project, host, port, on_start=announce)

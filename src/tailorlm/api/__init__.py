@@ -11,22 +11,18 @@ callbacks of the one shape in `tailorlm.progress`: `on_progress(task, done, tota
 0.64
 >>> tailorlm.ladder("support")["recommendation"]["rung"]          # doctest: +SKIP
 'sft'
+
+The functions of a few command families live in this package's modules and are re-exported here:
+`_generate` (chat, generate, the embedded models, model versions), `_data` (data add/list/show/...),
+`_rag` (rag query, eval, tune), `_improve` (loop, promote, rollback, the A/B report, feedback, review
+report), `_project` (init, config show/schema). `chat`, `generate` and `loop` are `tailorlm.api.chat`
+and so on only: `tailorlm.chat`, `tailorlm.generate` and `tailorlm.loop` are modules.
 """
 
 from pathlib import Path
 
+from tailorlm.api._common import _quiet, project
 from tailorlm.progress import for_task, for_training
-
-
-def project(where=None):
-    """A `Project` from a Project (returned as it is), a folder, or None (found from the current folder)."""
-    from tailorlm.project import Project
-
-    return where if isinstance(where, Project) else Project.load(where)
-
-
-def _quiet(_message: str) -> None:
-    pass
 
 
 def prepare(where=None, sources: list[str] | None = None, name: str | None = None, log=_quiet) -> list[dict]:
@@ -167,6 +163,20 @@ def check(where=None, report: str | None = None, url: str | None = None, concurr
     from tailorlm.serve import check_server
 
     return check_server(_serving(where, backend, quant), report, url, concurrency=concurrency, **batching)
+
+
+def ui(where=None, host: str = "127.0.0.1", port: int = 8765, on_start=None) -> None:
+    """Serve the workbench on `host:port` until Ctrl-C, behind serve.api_keys_env's keys when it is set;
+    `on_start(name, url, keys_required)` is told the address first."""
+    from tailorlm.serve.auth import load_key_hashes
+    from tailorlm.serve.server import serve_forever
+    from tailorlm.ui.app import create_ui_app
+
+    proj = project(where)
+    keys = load_key_hashes(proj.config.serve.api_keys_env)
+    if on_start:
+        on_start(proj.config.name, f"http://{host}:{port}/", bool(keys))
+    serve_forever(create_ui_app(proj, keys), host, port)
 
 
 def _serving(where, backend: str, quant: str | None):
@@ -418,3 +428,12 @@ def export(where=None, version: str = "", out: Path | str = "", fmt: str = "merg
     else:
         raise TailorError(f"unknown export format {fmt!r}; use merged, adapter or gguf")
     return {"model_version": mv.id, "format": fmt, **result}
+
+
+# The command families' functions (module bottom: they import `project` from _common, not from here).
+from tailorlm.api._data import (data_add, data_diff, data_export, data_list, data_quarantine, data_report,  # noqa: E402
+                                data_show, data_synthesize, prepare_on)
+from tailorlm.api._generate import Chat, chat, embedded_models, generate, model_versions, pull_models  # noqa: E402
+from tailorlm.api._improve import ab_report, feedback, loop, promote, review_report, rollback  # noqa: E402
+from tailorlm.api._project import config, config_schema, init  # noqa: E402
+from tailorlm.api._rag import query, rag_eval, rag_tune  # noqa: E402
