@@ -70,6 +70,32 @@ def test_derived_flags_carry_the_config_fields_descriptions(cli):
         cli("serve", "--help").output.replace("│", " ").split())
 
 
+def test_sampling_flags_are_documented_where_genparams_defines_them():
+    import dataclasses
+
+    from tailorlm.models.base import GenParams
+
+    helps = {f.name: f.metadata["help"] for f in dataclasses.fields(GenParams) if "help" in f.metadata}
+    assert {"temperature", "top_p", "max_tokens", "stop", "seed"} <= helps.keys()
+    for command, names in [(("chat",), ["temperature", "top_p", "max_tokens", "seed"]),
+                           (("generate",), ["temperature", "top_p", "max_tokens", "seed", "stop"]),
+                           (("rag", "query"), ["max_tokens"])]:
+        options = _options(*command)
+        for name in names:
+            flag = "--" + name.replace("_", "-")
+            assert options[flag].help == helps[name], (command, flag)
+    assert _options("chat")["--max-tokens"].default == GenParams().max_tokens
+
+
+def test_a_seeded_sampled_chat_on_the_cli_is_the_apis_answer(cli, tmp_path, tiny_model_dir):
+    root = _shop(tmp_path / "shop", generator=tiny_model_dir)
+    flags = ("--temperature", "1.0", "--top-p", "0.9", "--max-tokens", "8", "-p", root, "--json")
+    seeded = [_json(cli("chat", "my invoice is wrong", "--seed", str(seed), *flags))["text"] for seed in (1, 1, 2)]
+    assert seeded[0] == seeded[1] == api.chat(root, "my invoice is wrong", max_tokens=8, temperature=1.0, top_p=0.9,
+                                              seed=1)["text"]
+    assert seeded[2] != seeded[0]  # the seed reaches the sampler: the tiny random model's answers differ
+
+
 def test_a_bad_derived_value_is_a_one_line_error_naming_the_field(cli, tmp_path):
     root = _shop(tmp_path / "shop")
     bad_k = cli("rag", "query", "hello", "--k", "0", "-p", root, "--json")

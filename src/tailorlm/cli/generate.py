@@ -5,15 +5,17 @@ from pathlib import Path
 import typer
 
 from tailorlm.cli import app, emit
-from tailorlm.cli.options import JSON, PROJECT
+from tailorlm.cli.options import JSON, PROJECT, sampling_option
 
 
 @app.command(rich_help_panel="Generate")
 def chat(
     question: str = typer.Argument(None, help="Ask once and exit; leave out for an interactive session."),
     system: str = typer.Option(None, help="System prompt (default: the project's, if any)."),
-    max_tokens: int = typer.Option(256, min=1),
-    temperature: float = typer.Option(0.0, min=0.0, help="0 is greedy and reproducible."),
+    max_tokens: int = sampling_option("max_tokens", min=1),
+    temperature: float = sampling_option("temperature", min=0.0),
+    top_p: float = sampling_option("top_p", min=0.0, max=1.0),
+    seed: int = sampling_option("seed"),
     project: Path = PROJECT,
     as_json: bool = JSON,
 ) -> None:
@@ -23,7 +25,7 @@ def chat(
     """
     from tailorlm.api import Chat
 
-    session = Chat(project, system, max_tokens=max_tokens, temperature=temperature)
+    session = Chat(project, system, max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed)
     if question is not None:
         if as_json:
             emit(session.ask(question), True)
@@ -57,10 +59,11 @@ def generate(
     src: Path = typer.Argument(..., help="Input JSONL: `messages`, `prompt` or `input` per line, with an optional `id`."),
     dest: Path = typer.Argument(..., help="Output JSONL; a rerun skips ids already in it."),
     batch_size: int = typer.Option(8, min=1, help="Conversations generated together."),
-    max_tokens: int = typer.Option(256, min=1),
-    temperature: float = typer.Option(0.0, min=0.0),
-    seed: int = typer.Option(None, help="Seed for sampling when temperature > 0."),
-    stop: list[str] = typer.Option(None, help="Stop string; repeat for several."),
+    max_tokens: int = sampling_option("max_tokens", min=1),
+    temperature: float = sampling_option("temperature", min=0.0),
+    top_p: float = sampling_option("top_p", min=0.0, max=1.0),
+    seed: int = sampling_option("seed"),
+    stop: list[str] = sampling_option("stop"),
     project: Path = PROJECT,
     as_json: bool = JSON,
 ) -> None:
@@ -73,7 +76,7 @@ def generate(
 
     with display(not as_json) as (on_progress, _console):
         result = run_generate(project, src, dest, batch_size, on_progress, max_tokens=max_tokens,
-                              temperature=temperature, seed=seed, stop=list(stop or []))
+                              temperature=temperature, top_p=top_p, seed=seed, stop=list(stop or []))
     if not emit(result, as_json):
         typer.echo(f"{result['generated']} generated, {result['skipped']} already done, "
                    f"{result['rejected']} rejected -> {result['output']}")

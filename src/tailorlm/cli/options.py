@@ -16,7 +16,7 @@ from typing import Literal
 
 import typer
 import typer.main
-from typer.core import TyperCommand
+from typer.core import TyperCommand, TyperGroup
 
 JSON = typer.Option(False, "--json", help="Print one machine-readable JSON object.")
 PROJECT = typer.Option(None, "--project", "-p", help="Project folder (default: found from the current folder).")
@@ -28,6 +28,18 @@ RESUME_REVIEW = typer.Option(None, "--resume", help="Continue an open review by 
 RESUME_RUN = typer.Option(False, help="Continue the latest unfinished run (or --run) from its last checkpoint.")
 RUN = typer.Option(None, help="With --resume: the run id.")
 CONFIG_FILE = typer.Option(None, help="A run's config.yaml to start from; flags override it.")
+
+
+def sampling_option(name: str, **limits):
+    """The typer option for one of GenParams' fields (temperature, top_p, max_tokens, stop, seed), with the
+    field's default and help: sampling is documented once, where it is defined. `limits`: min, max."""
+    import dataclasses
+
+    from tailorlm.models.base import GenParams
+
+    field = {f.name: f for f in dataclasses.fields(GenParams)}[name]
+    default = None if field.default is dataclasses.MISSING else field.default
+    return typer.Option(default, "--" + name.replace("_", "-"), help=field.metadata["help"], **limits)
 
 
 def _flag_type(annotation):
@@ -101,20 +113,23 @@ def flag_fields(model) -> list[str]:
     return [name for name, field in model.model_fields.items() if _flag_type(field.annotation) is not None]
 
 
-class LazyCommand(TyperCommand):
-    """A command whose parameters are built on first use (`build` returns the function typer reads).
-
-    `tailor --help` lists it by its name and help alone; its flags, help page and run are the built
-    command's (click hands `make_context`'s context, and so the invocation, to it)."""
+class _Lazy:
+    """What a lazy command and a lazy group share: the real click object, built from `build()` (a typer app)
+    on first use and kept."""
 
     build = None
 
     def _real(self):
         if "_built" not in self.__dict__:
-            one = typer.Typer(rich_markup_mode="rich", pretty_exceptions_enable=False, add_completion=False)
-            one.command(self.name)(self.build())
-            self.__dict__["_built"] = typer.main.get_command(one)
+            self.__dict__["_built"] = typer.main.get_command(self.build())
         return self.__dict__["_built"]
+
+
+class LazyCommand(_Lazy, TyperCommand):
+    """A command whose parameters are built on first use (`build` returns a typer app holding the command).
+
+    `tailor --help` lists it by its name and help alone; its flags, help page and run are the built
+    command's (click hands `make_context`'s context, and so the invocation, to it)."""
 
     @property
     def params(self):
@@ -131,12 +146,39 @@ class LazyCommand(TyperCommand):
         return self._real().invoke(ctx)
 
 
+class LazyGroup(_Lazy, TyperGroup):
+    """A command group whose commands are built on first use (`build` returns the group's typer app):
+    `tailor train`, whose flags come from TrainConfig."""
+
+    @property
+    def commands(self):
+        return self._real().commands
+
+    @commands.setter
+    def commands(self, _value):
+        pass  # typer hands an empty dict at construction; the real commands are built lazily
+
+    def list_commands(self, ctx):
+        return self._real().list_commands(ctx)
+
+    def get_command(self, ctx, name):
+        return self._real().get_command(ctx, name)
+
+
+def lazy_group(app: typer.Typer, build, name: str, rich_help_panel: str | None = None, **typer_kwargs) -> None:
+    """Add the group `build()` (a typer app) returns to `app` as `name`, built when first used."""
+    cls = type(f"Lazy{name.title()}Group", (LazyGroup,), {"build": staticmethod(build)})
+    app.add_typer(typer.Typer(cls=cls, **typer_kwargs), name=name, rich_help_panel=rich_help_panel)
+
+
 def lazy_command(app: typer.Typer, func, derive, name: str | None = None, **command_kwargs):
     """Register `func` (its own options, then `**fields`) on `app` with the options `derive()` returns,
     derived when the command is first used. Returns `func`."""
 
     def build():
-        return with_parameters(func, derive())
+        one = typer.Typer(rich_markup_mode="rich", pretty_exceptions_enable=False, add_completion=False)
+        one.command(name or func.__name__)(with_parameters(func, derive()))
+        return one
 
     def placeholder() -> None:
         pass

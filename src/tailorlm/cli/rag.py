@@ -5,7 +5,7 @@ from pathlib import Path
 import typer
 
 from tailorlm.cli import app, emit
-from tailorlm.cli.options import JSON, PROJECT, lazy_command
+from tailorlm.cli.options import JSON, PROJECT, lazy_command, sampling_option
 
 rag_app = typer.Typer(help="Retrieval: a hybrid LanceDB index of your documents, and the rag rung.", no_args_is_help=True)
 app.add_typer(rag_app, name="rag", rich_help_panel="Rungs")
@@ -48,7 +48,7 @@ def query(
     source: str = typer.Option(None, help="Only chunks from this source."),
     tag: str = typer.Option(None, help="Only chunks with this tag."),
     retrieve_only: bool = typer.Option(False, "--retrieve-only", help="Show the retrieved chunks; skip generation."),
-    max_tokens: int = typer.Option(256, min=1),
+    max_tokens: int = sampling_option("max_tokens", min=1),
     project: Path = PROJECT,
     as_json: bool = JSON,
     **fields,

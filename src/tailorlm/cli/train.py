@@ -3,12 +3,10 @@
 from pathlib import Path
 
 import typer
-import typer.main
-from typer.core import TyperGroup
 
 from tailorlm.cli import app, emit
 from tailorlm.cli.models import models_app
-from tailorlm.cli.options import JSON, PROJECT
+from tailorlm.cli.options import JSON, PROJECT, lazy_group
 
 runs_app = typer.Typer(help="Training runs: status, metrics and loss curves.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs", rich_help_panel="Rungs")
@@ -19,32 +17,9 @@ TRAIN_HELP = "Fine-tune: LoRA/QLoRA/full SFT, DPO, KTO, GRPO, continued pre-trai
 NOT_FLAGS = {"method", "rewards", "target_modules", "report_to"}
 
 
-class _LazyTrainGroup(TyperGroup):
-    """`tailor train`: its commands are built on first use, because their flags come from TrainConfig's
-    fields, and importing pydantic for every `tailor --help` would cost more than the whole CLI does."""
-
-    def _group(self):
-        if "_built" not in self.__dict__:
-            self.__dict__["_built"] = typer.main.get_command(_train_app())
-        return self.__dict__["_built"]
-
-    @property
-    def commands(self):
-        return self._group().commands
-
-    @commands.setter
-    def commands(self, _value):
-        pass  # typer hands an empty dict at construction; the real commands are built lazily
-
-    def list_commands(self, ctx):
-        return self._group().list_commands(ctx)
-
-    def get_command(self, ctx, name):
-        return self._group().get_command(ctx, name)
-
-
-app.add_typer(typer.Typer(cls=_LazyTrainGroup, help=TRAIN_HELP, no_args_is_help=True), name="train",
-              rich_help_panel="Rungs")
+# Built on first use: the commands' flags come from TrainConfig's fields, and importing pydantic for every
+# `tailor --help` would cost more than the whole CLI does.
+lazy_group(app, lambda: _train_app(), "train", help=TRAIN_HELP, no_args_is_help=True, rich_help_panel="Rungs")
 
 
 def _run(method: str, fields: dict, config: Path | None, resume: bool, run: str | None, dry_run: bool,

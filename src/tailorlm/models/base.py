@@ -15,13 +15,15 @@ Messages = list[dict]
 
 @dataclass
 class GenParams:
-    """Sampling parameters, named as in the OpenAI API."""
+    """Sampling parameters, named as in the OpenAI API. A field's `help` is also its command-line flag's help
+    (`tailor chat`, `generate`, `rag query`: cli/options.py `sampling_option`)."""
 
-    temperature: float = 0.0  # 0 means greedy, so answers are reproducible
-    top_p: float = 1.0
-    max_tokens: int = 256
-    stop: list[str] = field(default_factory=list)
-    seed: int | None = None
+    temperature: float = field(default=0.0, metadata={"help": "Sampling temperature; 0 is greedy, so answers are reproducible."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling: draw from the smallest set of tokens whose "
+                                                        "probabilities add up to this (1: all of them)."})
+    max_tokens: int = field(default=256, metadata={"help": "Most tokens in the answer."})
+    stop: list[str] = field(default_factory=list, metadata={"help": "Stop string, not included in the answer; repeat for several."})
+    seed: int | None = field(default=None, metadata={"help": "Seed for sampling when temperature > 0: the same seed gives the same answer."})
     # A plain dict so it crosses the wire and the config unchanged: {"type": "choice", "choices": [...]},
     # {"type": "json_schema", "schema": {...}}, ... (models/constrain.py). None: the answer is free text.
     constraint: dict | None = None
