@@ -22,6 +22,12 @@ and so on only: `tailorlm.chat`, `tailorlm.generate` and `tailorlm.loop` are mod
 from pathlib import Path
 
 from tailorlm.api._common import _quiet, project
+from tailorlm.api._data import (data_add, data_diff, data_export, data_list, data_quarantine, data_report, data_show,
+                                data_synthesize, prepare_on)
+from tailorlm.api._generate import Chat, chat, embedded_models, generate, model_versions, pull_models
+from tailorlm.api._improve import ab_report, feedback, loop, promote, review_report, rollback
+from tailorlm.api._project import config, config_schema, init
+from tailorlm.api._rag import query, rag_eval, rag_tune
 from tailorlm.progress import for_task, for_training
 
 
@@ -428,12 +434,3 @@ def export(where=None, version: str = "", out: Path | str = "", fmt: str = "merg
     else:
         raise TailorError(f"unknown export format {fmt!r}; use merged, adapter or gguf")
     return {"model_version": mv.id, "format": fmt, **result}
-
-
-# The command families' functions (module bottom: they import `project` from _common, not from here).
-from tailorlm.api._data import (data_add, data_diff, data_export, data_list, data_quarantine, data_report,  # noqa: E402
-                                data_show, data_synthesize, prepare_on)
-from tailorlm.api._generate import Chat, chat, embedded_models, generate, model_versions, pull_models  # noqa: E402
-from tailorlm.api._improve import ab_report, feedback, loop, promote, review_report, rollback  # noqa: E402
-from tailorlm.api._project import config, config_schema, init  # noqa: E402
-from tailorlm.api._rag import query, rag_eval, rag_tune  # noqa: E402

@@ -5,8 +5,8 @@ their help (litgpt's habit: the CLI says what the config says), so a knob docume
 documented on the command line, and a new field needs no hand-written option.
 
 Deriving flags imports pydantic and the config, which `tailor --help` must not pay for: `lazy_command`
-registers a command whose flags are built the first time it is used (`tailor train` is a lazy group
-in cli/train.py for the same reason).
+registers a command whose flags are built the first time it is used, and `lazy_group` a group whose
+commands are (`tailor train`).
 """
 
 import inspect
